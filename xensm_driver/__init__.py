@@ -1,0 +1,1 @@
+"""xensm-driver: Cinder-style volumes as VDIs on XenServer / XCP-ng SRs."""
