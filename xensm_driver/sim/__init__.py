@@ -1,0 +1,8 @@
+"""Simulators for XAPI and the storage behind it (see DESIGN.md, ``sim/``).
+
+Nothing here imports from the rest of ``xensm_driver``.
+"""
+
+from .fabric import Fabric, Lun
+
+__all__ = ['Fabric', 'Lun']
