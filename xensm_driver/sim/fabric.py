@@ -29,7 +29,8 @@ import shutil
 import threading
 import uuid as uuidlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 __all__ = ['Fabric', 'FabricError', 'Lun', 'Target', 'NfsExport', 'Array',
            'sparse_copy', 'allocated_bytes']
@@ -401,7 +402,7 @@ class Fabric:
         tmp = dst_dir.rstrip('/') + '.tree-tmp'
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
-        for dirpath, dirnames, filenames in os.walk(src_dir):
+        for dirpath, _dirnames, filenames in os.walk(src_dir):
             rel = os.path.relpath(dirpath, src_dir)
             target = tmp if rel == '.' else os.path.join(tmp, rel)
             os.makedirs(target, exist_ok=True)
