@@ -28,8 +28,8 @@ import os
 import shutil
 import threading
 import uuid as uuidlib
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ['Fabric', 'FabricError', 'Lun', 'Target', 'NfsExport', 'Array',
