@@ -3,6 +3,7 @@
 Nothing here imports from the rest of ``xensm_driver``.
 """
 
-from .fabric import Fabric, Lun
+from .fabric import Fabric
+from .fabric import Lun
 
 __all__ = ['Fabric', 'Lun']

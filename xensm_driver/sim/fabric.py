@@ -29,7 +29,8 @@ import shutil
 import threading
 import uuid as uuidlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 __all__ = ['Fabric', 'FabricError', 'Lun', 'Target', 'NfsExport', 'Array',
@@ -134,6 +135,13 @@ def _sanitize(name: str) -> str:
     return out.strip('_') or '_'
 
 
+def _chap(chap: Any) -> tuple[str, str] | None:
+    if not chap:
+        return None
+    user, secret = chap
+    return (str(user), str(secret))
+
+
 def allocated_bytes(path: str) -> int:
     """Bytes a (sparse) file really occupies on disk."""
     try:
@@ -232,7 +240,7 @@ class Fabric:
         for t in data.get('targets', []):
             self._targets[t['iqn']] = Target(
                 t['address'], t['iqn'], t['port'],
-                tuple(t['chap']) if t.get('chap') else None)  # type: ignore
+                _chap(t.get('chap')))
         for d in data.get('luns', []):
             inits = d.get('initiators')
             self._luns[d['scsi_id']] = Lun(
@@ -269,7 +277,7 @@ class Fabric:
         """Add (or redefine) the iSCSI target ``iqn`` at ``address:port``."""
         with self._lock:
             self._targets[iqn] = Target(address, iqn, int(port),
-                                        tuple(chap) if chap else None)  # type: ignore
+                                        _chap(chap))
             self._save()
 
     def remove_target(self, iqn: str) -> None:
@@ -293,7 +301,7 @@ class Fabric:
 
     def set_target_chap(self, iqn: str, chap: tuple[str, str] | None) -> None:
         with self._lock:
-            self._targets[iqn].chap = tuple(chap) if chap else None  # type: ignore
+            self._targets[iqn].chap = _chap(chap)
             self._save()
 
     def iscsi_login(self, address: str, port: int, iqn: str,
