@@ -39,7 +39,8 @@ volume_backend_name_opt = cfg.StrOpt(
 class ConfigurationLike(Protocol):
     """What the driver needs of ``configuration`` (Cinder's or ours)."""
 
-    config_group: str | None
+    @property
+    def config_group(self) -> str | None: ...
 
     def append_config_values(self, volume_opts: list[cfg.Opt]) -> None: ...
 

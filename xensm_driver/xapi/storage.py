@@ -1,0 +1,406 @@
+"""Typed XAPI storage calls: SRs, PBDs, VDIs, secrets, hosts.
+
+Everything above ``xapi/`` calls these functions and gets small frozen
+records back, never raw XAPI dicts. Each function documents its XAPI round
+trips, because round trips are what a busy pool master charges for.
+Lookups go through ``get_all_records_where`` so that finding an object costs
+one call whatever the size of the SR.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from xensm_driver import exception
+from xensm_driver.xapi.session import SessionPool
+
+NULL_REF = "OpaqueRef:NULL"
+
+
+def _int(value: Any) -> int:
+    # XAPI sends 64-bit ints as decimal strings.
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _quote(value: str) -> str:
+    """A literal for XAPI's filter language (double-quoted, no escapes)."""
+    if '"' in value or "\\" in value:
+        raise exception.InvalidInput(
+            reason="%r cannot be used in an XAPI query (quote or backslash)" % value)
+    return '"%s"' % value
+
+
+@dataclasses.dataclass(frozen=True)
+class Host:
+    ref: str
+    uuid: str
+    name_label: str
+    address: str
+    iscsi_iqn: str
+
+    @classmethod
+    def from_xapi(cls, ref: str, rec: Mapping[str, Any]) -> Host:
+        other = rec.get("other_config") or {}
+        return cls(ref=ref, uuid=rec["uuid"], name_label=rec.get("name_label", ""),
+                   address=rec.get("address", ""),
+                   iscsi_iqn=other.get("iscsi_iqn", rec.get("iscsi_iqn", "")))
+
+
+@dataclasses.dataclass(frozen=True)
+class SR:
+    ref: str
+    uuid: str
+    name_label: str
+    type: str
+    shared: bool
+    physical_size: int
+    physical_utilisation: int
+    virtual_allocation: int
+    pbds: tuple[str, ...]
+    other_config: Mapping[str, str]
+    sm_config: Mapping[str, str]
+
+    @classmethod
+    def from_xapi(cls, ref: str, rec: Mapping[str, Any]) -> SR:
+        return cls(ref=ref, uuid=rec["uuid"], name_label=rec.get("name_label", ""),
+                   type=rec.get("type", ""), shared=bool(rec.get("shared")),
+                   physical_size=_int(rec.get("physical_size")),
+                   physical_utilisation=_int(rec.get("physical_utilisation")),
+                   virtual_allocation=_int(rec.get("virtual_allocation")),
+                   pbds=tuple(rec.get("PBDs") or ()),
+                   other_config=dict(rec.get("other_config") or {}),
+                   sm_config=dict(rec.get("sm_config") or {}))
+
+
+@dataclasses.dataclass(frozen=True)
+class Capacity:
+    """An SR's space, in bytes, as XAPI accounts it."""
+
+    physical_size: int
+    physical_utilisation: int
+    virtual_allocation: int
+
+    @property
+    def free(self) -> int:
+        return max(0, self.physical_size - self.physical_utilisation)
+
+
+@dataclasses.dataclass(frozen=True)
+class PBD:
+    ref: str
+    uuid: str
+    host: str
+    sr: str
+    currently_attached: bool
+    device_config: Mapping[str, str]
+
+    @classmethod
+    def from_xapi(cls, ref: str, rec: Mapping[str, Any]) -> PBD:
+        return cls(ref=ref, uuid=rec["uuid"], host=rec.get("host", NULL_REF),
+                   sr=rec.get("SR", NULL_REF),
+                   currently_attached=bool(rec.get("currently_attached")),
+                   device_config=dict(rec.get("device_config") or {}))
+
+
+@dataclasses.dataclass(frozen=True)
+class VDI:
+    ref: str
+    uuid: str
+    name_label: str
+    sr: str
+    virtual_size: int
+    physical_utilisation: int
+    is_a_snapshot: bool
+    snapshot_of: str
+    managed: bool
+    read_only: bool
+    vbds: tuple[str, ...]
+    other_config: Mapping[str, str]
+    sm_config: Mapping[str, str]
+    type: str
+
+    @classmethod
+    def from_xapi(cls, ref: str, rec: Mapping[str, Any]) -> VDI:
+        return cls(ref=ref, uuid=rec["uuid"], name_label=rec.get("name_label", ""),
+                   sr=rec.get("SR", NULL_REF),
+                   virtual_size=_int(rec.get("virtual_size")),
+                   physical_utilisation=_int(rec.get("physical_utilisation")),
+                   is_a_snapshot=bool(rec.get("is_a_snapshot")),
+                   snapshot_of=rec.get("snapshot_of", NULL_REF),
+                   managed=bool(rec.get("managed", True)),
+                   read_only=bool(rec.get("read_only")),
+                   vbds=tuple(rec.get("VBDs") or ()),
+                   other_config=dict(rec.get("other_config") or {}),
+                   sm_config=dict(rec.get("sm_config") or {}),
+                   type=rec.get("type", "user"))
+
+    @property
+    def vhd_parent(self) -> str | None:
+        """The uuid of the VHD parent (a hidden base copy), if any."""
+        return self.sm_config.get("vhd-parent") or None
+
+
+class Storage:
+    """Typed storage calls over one :class:`SessionPool`."""
+
+    def __init__(self, pool: SessionPool) -> None:
+        self.pool = pool
+
+    # -- hosts ----------------------------------------------------------------
+
+    def hosts(self) -> list[Host]:
+        """Every host of the pool. 1 call."""
+        records = self.pool.call("host.get_all_records")
+        return sorted((Host.from_xapi(r, rec) for r, rec in records.items()),
+                      key=lambda h: h.name_label)
+
+    def master(self) -> Host:
+        """The pool master. 2 calls."""
+        pools = self.pool.call("pool.get_all_records")
+        (pool_rec,) = pools.values()
+        ref = pool_rec["master"]
+        return Host.from_xapi(ref, self.pool.call("host.get_record", ref, obj=ref))
+
+    # -- SRs ------------------------------------------------------------------
+
+    def find_sr(self, *, uuid: str | None = None,
+                name_label: str | None = None) -> list[SR]:
+        """SRs with this uuid, or else this name label. 1 call."""
+        if uuid:
+            where = 'field "uuid"=%s' % _quote(uuid)
+        elif name_label:
+            where = 'field "name__label"=%s' % _quote(name_label)
+        else:
+            raise exception.InvalidInput(reason="find_sr needs a uuid or a name label")
+        records = self.pool.call("SR.get_all_records_where", where)
+        return [SR.from_xapi(r, rec) for r, rec in records.items()]
+
+    def get_sr(self, sr_ref: str) -> SR:
+        """The SR record. 1 call (its VDI list is dropped on our side)."""
+        return SR.from_xapi(sr_ref, self.pool.call("SR.get_record", sr_ref, obj=sr_ref))
+
+    def capacity(self, sr_ref: str) -> Capacity:
+        """The SR's space figures. 3 small calls.
+
+        ``SR.get_record`` would answer in one call, but it carries the ref of
+        every VDI on the SR, so its cost grows with the SR; three scalar
+        getters stay flat (see bench/).
+        """
+        return Capacity(
+            physical_size=_int(self.pool.call("SR.get_physical_size", sr_ref, obj=sr_ref)),
+            physical_utilisation=_int(self.pool.call(
+                "SR.get_physical_utilisation", sr_ref, obj=sr_ref)),
+            virtual_allocation=_int(self.pool.call(
+                "SR.get_virtual_allocation", sr_ref, obj=sr_ref)))
+
+    def pbds(self, sr_ref: str) -> list[PBD]:
+        """The SR's PBDs. 1 call."""
+        records = self.pool.call("PBD.get_all_records_where",
+                                 'field "SR"=%s' % _quote(sr_ref), obj=sr_ref)
+        return [PBD.from_xapi(r, rec) for r, rec in records.items()]
+
+    def sm_capabilities(self, sr_type: str) -> frozenset[str]:
+        """The SM plugin's capabilities for ``sr_type``. 1 call."""
+        records = self.pool.call("SM.get_all_records_where",
+                                 'field "type"=%s' % _quote(sr_type))
+        caps: set[str] = set()
+        for rec in records.values():
+            caps.update(rec.get("capabilities") or ())
+            caps.update((rec.get("features") or {}).keys())
+        return frozenset(caps)
+
+    def create_sr(self, host_ref: str, device_config: Mapping[str, str], sr_type: str,
+                  name_label: str, *, shared: bool, name_description: str = "",
+                  content_type: str = "user", physical_size: int = 0,
+                  sm_config: Mapping[str, str] | None = None) -> str:
+        """Create an SR; XAPI makes and plugs a PBD on every host when shared.
+
+        1 call. On failure XAPI removes what it made.
+        """
+        return self.pool.call(
+            "SR.create", host_ref, dict(device_config), str(physical_size), name_label,
+            name_description, sr_type, content_type, shared, dict(sm_config or {}),
+            obj=name_label)
+
+    def introduce_sr(self, sr_uuid: str, name_label: str, sr_type: str, *,
+                     shared: bool, device_config: Mapping[str, str],
+                     hosts: list[Host], name_description: str = "",
+                     content_type: str = "user") -> str:
+        """Introduce an existing SR and attach it on ``hosts``.
+
+        SR.introduce, then PBD.create and PBD.plug per host: 1 + 2 per host.
+        If any step fails, what was made is undone and the error re-raised.
+        """
+        sr_ref = self.pool.call("SR.introduce", sr_uuid, name_label, name_description,
+                                sr_type, content_type, shared, {}, obj=sr_uuid)
+        try:
+            for host in hosts:
+                pbd = self.pool.call("PBD.create", {
+                    "host": host.ref, "SR": sr_ref,
+                    "device_config": dict(device_config), "other_config": {}},
+                    obj=sr_uuid)
+                self.pool.call("PBD.plug", pbd, obj=sr_uuid)
+        except exception.XensmError:
+            with contextlib.suppress(exception.XensmError):
+                self.forget_sr(sr_ref)
+            raise
+        return sr_ref
+
+    def plug(self, sr_ref: str) -> int:
+        """Plug every unplugged PBD of the SR. 1 + 1 per unplugged PBD.
+
+        Returns how many were plugged.
+        """
+        plugged = 0
+        for pbd in self.pbds(sr_ref):
+            if not pbd.currently_attached:
+                self.pool.call("PBD.plug", pbd.ref, obj=sr_ref)
+                plugged += 1
+        return plugged
+
+    def unplug(self, sr_ref: str) -> None:
+        """Unplug every plugged PBD of the SR. 1 + 1 per plugged PBD."""
+        for pbd in self.pbds(sr_ref):
+            if pbd.currently_attached:
+                self.pool.call("PBD.unplug", pbd.ref, obj=sr_ref)
+
+    def forget_sr(self, sr_ref: str) -> None:
+        """Detach the SR and drop its records; the storage is kept."""
+        self.unplug(sr_ref)
+        self.pool.call("SR.forget", sr_ref, obj=sr_ref)
+
+    def destroy_sr(self, sr_ref: str) -> None:
+        """Detach the SR and destroy it with its storage."""
+        self.unplug(sr_ref)
+        self.pool.call("SR.destroy", sr_ref, obj=sr_ref)
+
+    def scan_sr(self, sr_ref: str) -> None:
+        """Reconcile the SR's VDI records with its storage. 1 call."""
+        self.pool.call("SR.scan", sr_ref, obj=sr_ref)
+
+    def probe_sr(self, host_ref: str, device_config: Mapping[str, str],
+                 sr_type: str) -> str:
+        """Probe storage for SRs; returns XAPI's XML. 1 call.
+
+        An incomplete device_config fails with SR_BACKEND_FAILURE_<n>; the XML
+        of what was found is the exception's ``params[2]``.
+        """
+        return self.pool.call("SR.probe", host_ref, dict(device_config), sr_type, {},
+                              obj=sr_type)
+
+    # -- secrets --------------------------------------------------------------
+
+    def create_secret(self, value: str, purpose: str) -> str:
+        """Store ``value`` as an XAPI secret; return its uuid. 2 calls."""
+        ref = self.pool.call("secret.create", {
+            "value": value, "other_config": {"xensm-purpose": purpose}})
+        return self.pool.call("secret.get_uuid", ref, obj=ref)
+
+    def destroy_secret(self, secret_uuid: str) -> None:
+        """Delete a secret by uuid; a missing one is fine. 1-2 calls."""
+        try:
+            ref = self.pool.call("secret.get_by_uuid", secret_uuid, obj=secret_uuid)
+        except (exception.UuidInvalid, exception.HandleInvalid):
+            return
+        with contextlib.suppress(exception.HandleInvalid):
+            self.pool.call("secret.destroy", ref, obj=secret_uuid)
+
+    # -- VDIs -----------------------------------------------------------------
+
+    def create_vdi(self, sr_ref: str, size_bytes: int, name_label: str,
+                   other_config: Mapping[str, str], *, name_description: str = "",
+                   sm_config: Mapping[str, str] | None = None) -> str:
+        """Create a user VDI, named and tagged in the one call. 1 call."""
+        return self.pool.call("VDI.create", {
+            "SR": sr_ref, "virtual_size": str(size_bytes), "type": "user",
+            "sharable": False, "read_only": False,
+            "name_label": name_label, "name_description": name_description,
+            "other_config": dict(other_config), "sm_config": dict(sm_config or {}),
+            "xenstore_data": {}, "tags": []}, obj=name_label)
+
+    def find_vdis(self, sr_ref: str, name_label: str) -> list[VDI]:
+        """The SR's VDIs with this name label. 1 call, flat in SR size."""
+        where = 'field "SR"=%s and field "name__label"=%s' % (
+            _quote(sr_ref), _quote(name_label))
+        records = self.pool.call("VDI.get_all_records_where", where, obj=name_label)
+        return [VDI.from_xapi(r, rec) for r, rec in records.items()]
+
+    def vdi_by_uuid(self, vdi_uuid: str) -> VDI | None:
+        """The VDI with this uuid, or None. 1 call."""
+        records = self.pool.call("VDI.get_all_records_where",
+                                 'field "uuid"=%s' % _quote(vdi_uuid), obj=vdi_uuid)
+        for ref, rec in records.items():
+            return VDI.from_xapi(ref, rec)
+        return None
+
+    def sr_vdis(self, sr_ref: str) -> list[VDI]:
+        """Every VDI record on the SR (base copies included). 1 call."""
+        records = self.pool.call("VDI.get_all_records_where",
+                                 'field "SR"=%s' % _quote(sr_ref), obj=sr_ref)
+        return [VDI.from_xapi(r, rec) for r, rec in records.items()]
+
+    def base_copies(self, sr_ref: str) -> list[VDI]:
+        """The SR's hidden VHD base copies (managed=false). 1 call.
+
+        Grows with the number of base copies, not with the number of VDIs.
+        """
+        where = 'field "SR"=%s and field "managed"="false"' % _quote(sr_ref)
+        records = self.pool.call("VDI.get_all_records_where", where, obj=sr_ref)
+        return [VDI.from_xapi(r, rec) for r, rec in records.items()]
+
+    def get_vdi(self, vdi_ref: str) -> VDI:
+        """The VDI record. 1 call."""
+        return VDI.from_xapi(vdi_ref, self.pool.call("VDI.get_record", vdi_ref, obj=vdi_ref))
+
+    def vdi_uuid(self, vdi_ref: str) -> str:
+        """1 call."""
+        return self.pool.call("VDI.get_uuid", vdi_ref, obj=vdi_ref)
+
+    def snapshot_vdi(self, vdi_ref: str) -> str:
+        """An O(1) snapshot; XAPI copies name and other_config. 1 call."""
+        return self.pool.call("VDI.snapshot", vdi_ref, {}, obj=vdi_ref)
+
+    def clone_vdi(self, vdi_ref: str) -> str:
+        """An O(1) writable clone; XAPI copies name and other_config. 1 call."""
+        return self.pool.call("VDI.clone", vdi_ref, {}, obj=vdi_ref)
+
+    def copy_vdi_into(self, src_ref: str, dst_ref: str, *, timeout: float) -> None:
+        """Copy ``src``'s content over ``dst`` inside XAPI (no data here).
+
+        Runs as a task: Async.VDI.copy + task polling + destroy.
+        """
+        self.pool.call_async("VDI.copy", src_ref, NULL_REF, NULL_REF, dst_ref,
+                             obj=dst_ref, timeout=timeout)
+
+    def resize_vdi(self, vdi_ref: str, size_bytes: int, *, online: bool = False) -> None:
+        """Grow the VDI. 1 call."""
+        method = "VDI.resize_online" if online else "VDI.resize"
+        self.pool.call(method, vdi_ref, str(size_bytes), obj=vdi_ref)
+
+    def destroy_vdi(self, vdi_ref: str) -> None:
+        """Destroy the VDI and its data. 1 call."""
+        self.pool.call("VDI.destroy", vdi_ref, obj=vdi_ref)
+
+    def set_vdi_identity(self, vdi_ref: str, name_label: str,
+                         other_config: Mapping[str, str]) -> None:
+        """Replace the VDI's other_config, then rename it. 2 calls.
+
+        Tags first: a VDI renamed but still carrying its source's tags would
+        pass for the source.
+        """
+        self.pool.call("VDI.set_other_config", vdi_ref, dict(other_config), obj=vdi_ref)
+        self.pool.call("VDI.set_name_label", vdi_ref, name_label, obj=vdi_ref)
+
+    def set_vdi_other_config(self, vdi_ref: str, other_config: Mapping[str, str]) -> None:
+        """Replace the VDI's other_config. 1 call."""
+        self.pool.call("VDI.set_other_config", vdi_ref, dict(other_config), obj=vdi_ref)
+
+    def forget_vdi(self, vdi_ref: str) -> None:
+        """Drop the VDI record; the data stays. 1 call."""
+        self.pool.call("VDI.forget", vdi_ref, obj=vdi_ref)

@@ -1,0 +1,175 @@
+"""The HTTP data path: raw VDI content in and out through XAPI.
+
+``PUT /import_raw_vdi`` and ``GET /export_raw_vdi`` on the pool master,
+authenticated by a pooled session's ref. Data is streamed in chunks, never
+held whole in memory nor staged in a temporary file.
+
+XAPI answers an import with 200 *before* it reads the body, so the HTTP
+status says nothing about whether the data landed: the outcome is read from
+the task XAPI names in the ``task-id`` header. An export ends when XAPI closes
+the connection (there is no Content-Length), so its length is checked against
+the VDI's virtual size.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from typing import IO
+from typing import Any
+
+import requests
+
+from xensm_driver import exception
+from xensm_driver.xapi.session import SessionPool
+
+LOG = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+
+#: ``progress(bytes_done, bytes_total)``
+Progress = Callable[[int, int], None]
+
+
+class _Body:
+    """An upload body of known length, streamed chunk by chunk.
+
+    ``requests`` sends a sized iterable with Content-Length (XAPI refuses a
+    chunked Transfer-Encoding on import) and without buffering it.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], size: int,
+                 progress: Progress | None) -> None:
+        self._chunks = chunks
+        self._size = size
+        self._progress = progress
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            if not chunk:
+                continue
+            if self.sent + len(chunk) > self._size:
+                raise exception.TransferError(
+                    direction="into", vdi="(upload)",
+                    reason="the source holds more than the %d bytes announced" % self._size)
+            self.sent += len(chunk)
+            yield chunk
+            if self._progress:
+                self._progress(self.sent, self._size)
+
+
+def _read_chunks(source: IO[bytes]) -> Iterator[bytes]:
+    while True:
+        chunk = source.read(CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _source_size(source: IO[bytes]) -> int | None:
+    try:
+        st = os.fstat(source.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return st.st_size - source.tell()
+
+
+def upload(pool: SessionPool, vdi: str, source: IO[bytes] | Iterable[bytes], *,
+           size: int | None = None, progress: Progress | None = None,
+           timeout: float = 3600.0) -> int:
+    """Write ``source`` into the VDI (ref or uuid) from offset 0.
+
+    ``source`` is a binary file (its size is read from it when it is a
+    regular file) or an iterable of byte chunks with ``size`` given.
+    Returns the byte count. Raises TransferError, or the task's XAPI error.
+    """
+    if hasattr(source, "read"):
+        file_source: IO[bytes] = source  # type: ignore[assignment]
+        size = size if size is not None else _source_size(file_source)
+        chunks: Iterable[bytes] = _read_chunks(file_source)
+    else:
+        chunks = source
+    if size is None:
+        raise exception.TransferError(
+            direction="into", vdi=vdi,
+            reason="the source's size is unknown; XAPI needs it up front "
+                   "(give size=, or a regular file)")
+    body = _Body(chunks, size, progress)
+    with pool.session() as sess:
+        params = {"session_id": pool.session_ref(sess), "vdi": vdi, "format": "raw"}
+        try:
+            response = requests.put(
+                pool.url + "/import_raw_vdi", params=params, data=body,
+                verify=pool.tls_verify, timeout=(10.0, timeout))
+        except requests.RequestException as exc:
+            raise exception.TransferError(direction="into", vdi=vdi,
+                                          reason=_describe(exc)) from None
+        task = _check_response(response, "into", vdi)
+    if body.sent != size:
+        raise exception.TransferError(
+            direction="into", vdi=vdi,
+            reason="the source ended after %d of %d bytes" % (body.sent, size))
+    if task:
+        pool.wait_task(task, "import_raw_vdi", obj=vdi, timeout=timeout)
+    LOG.debug("Uploaded %d bytes into VDI %s", size, vdi)
+    return size
+
+
+def download(pool: SessionPool, vdi: str, sink: IO[bytes] | Callable[[bytes], Any], *,
+             size: int, progress: Progress | None = None,
+             timeout: float = 3600.0) -> int:
+    """Stream the VDI's content (``size`` bytes, its virtual size) to ``sink``.
+
+    ``sink`` is a binary file or a callable taking each chunk. Returns the
+    byte count; a short stream raises TransferError.
+    """
+    write = sink.write if hasattr(sink, "write") else sink
+    done = 0
+    with pool.session() as sess:
+        params = {"session_id": pool.session_ref(sess), "vdi": vdi, "format": "raw"}
+        try:
+            with requests.get(pool.url + "/export_raw_vdi", params=params, stream=True,
+                              verify=pool.tls_verify, timeout=(10.0, timeout)) as response:
+                task = _check_response(response, "from", vdi)
+                for chunk in response.iter_content(CHUNK):
+                    write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        progress(done, size)
+        except requests.RequestException as exc:
+            raise exception.TransferError(
+                direction="from", vdi=vdi,
+                reason="%s after %d of %d bytes" % (_describe(exc), done, size)) from None
+    if task:
+        pool.wait_task(task, "export_raw_vdi", obj=vdi, timeout=timeout)
+    if done != size:
+        raise exception.TransferError(
+            direction="from", vdi=vdi,
+            reason="XAPI sent %d of %d bytes" % (done, size))
+    return done
+
+
+def _check_response(response: requests.Response, direction: str, vdi: str) -> str:
+    if response.status_code == 401:
+        raise exception.TransferError(direction=direction, vdi=vdi,
+                                      reason="XAPI refused the session (HTTP 401)")
+    if response.status_code != 200:
+        raise exception.TransferError(
+            direction=direction, vdi=vdi,
+            reason="XAPI answered HTTP %d" % response.status_code)
+    return response.headers.get("task-id", "")
+
+
+def _describe(exc: BaseException) -> str:
+    # requests' messages carry the URL, whose query holds the session ref.
+    return type(exc).__name__
