@@ -1,0 +1,74 @@
+"""Back ends declare what they can do, and that declaration is the truth."""
+
+import importlib.metadata
+
+import testtools
+
+from xensm_driver import exception
+from xensm_driver import opts
+from xensm_driver.backends import base
+from xensm_driver.backends import sm
+
+
+def registered() -> dict[str, type[base.Backend]]:
+    eps = importlib.metadata.entry_points(group=base.ENTRY_POINT_GROUP)
+    return {ep.name: base.load(ep.name) for ep in eps}
+
+
+class TestDeclarations(testtools.TestCase):
+
+    def test_every_entry_point_loads_a_backend_of_its_type(self):
+        backends = registered()
+        self.assertTrue({"nfs", "lvm", "lvmoiscsi", "lvmohba", "netapp", "equal"}
+                        <= set(backends))
+        for sr_type, cls in backends.items():
+            self.assertEqual(sr_type, cls.SR_TYPE)
+            self.assertIn(sr_type, opts.SR_TYPES)
+
+    def test_declared_capabilities_match_implemented_verbs(self):
+        for sr_type, cls in registered().items():
+            for verb, capability in base.VERB_CAPABILITY.items():
+                implemented = callable(getattr(cls, verb, None))
+                self.assertEqual(
+                    capability in cls.CAPABILITIES, implemented,
+                    "%s: %s declared=%s implemented=%s" % (
+                        sr_type, verb, capability in cls.CAPABILITIES, implemented))
+
+    def test_config_keys_name_real_options(self):
+        names = {o.dest for o in opts.ALL_OPTS}
+        secret = opts.SECRET_OPTS
+        for cls in registered().values():
+            for key in cls.CONFIG_KEYS:
+                self.assertIn(key.option, names)
+                self.assertEqual(key.secret, key.option in secret,
+                                 "%s.%s secret flag" % (cls.__name__, key.key))
+
+    def test_unknown_sr_type_is_a_config_error(self):
+        err = self.assertRaises(exception.ConfigError, base.load, "nfz")
+        self.assertIn("xensm_sr_type", str(err))
+        self.assertIn("nfz", str(err))
+
+    def test_require_refuses_centrally_with_reason(self):
+        class NoSnap(sm.SRBackend):
+            SR_TYPE = "nosnap"
+            CAPABILITIES = frozenset({base.EXTEND})
+            STORAGE_PROTOCOL = "iSCSI"
+
+        backend = NoSnap.__new__(NoSnap)
+        backend.options = type("O", (), {"backend_name": "gold"})()
+        err = self.assertRaises(exception.UnsupportedOperation,
+                                backend.require, "create_snapshot")
+        self.assertIn("gold (nosnap)", str(err))
+        self.assertIn("no snapshots", str(err))
+        backend.require("extend_volume")
+        backend.require("create_volume")
+
+    def test_equallogic_cannot_snapshot_a_snapshot_but_netapp_can(self):
+        self.assertNotIn(base.SNAPSHOT_OF_SNAPSHOT, sm.EqualLogicBackend.CAPABILITIES)
+        self.assertIn(base.SNAPSHOT_OF_SNAPSHOT, sm.NetAppBackend.CAPABILITIES)
+
+    def test_thin_and_thick_types(self):
+        self.assertTrue(sm.NFSBackend.CAPABILITIES >= {base.THIN})
+        for cls in (sm.LVMBackend, sm.LVMoISCSIBackend, sm.LVMoHBABackend):
+            self.assertNotIn(base.THIN, cls.CAPABILITIES)
+            self.assertIn(base.VHD_CHAIN, cls.CAPABILITIES)

@@ -1,0 +1,254 @@
+"""What a back end is: declared as data, refused centrally.
+
+A back end is a class with an SR type, a frozenset of capabilities, the
+device_config keys it builds from options, a Cinder storage protocol, and
+one method per verb. :meth:`Backend.require` is the one place a verb the
+back end cannot do is refused -- before any storage is touched, with a
+message that says why and what to do. A unit test checks that the declared
+capabilities and the implemented verbs agree.
+
+Back ends are found by SR type through the ``xensm_driver.backends`` entry
+point group (stevedore), so a third party adds an SR family with a module
+and an entry point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+from typing import ClassVar
+
+from stevedore import driver as stevedore_driver
+
+from xensm_driver import config
+from xensm_driver import exception
+from xensm_driver import identity
+from xensm_driver.xapi.storage import Storage
+
+ENTRY_POINT_GROUP = "xensm_driver.backends"
+
+# Capabilities, as sm's CAPABILITIES strings are: names a back end declares.
+THIN = "thin"
+SNAPSHOT = "snapshot"
+CLONE = "clone"
+REVERT = "revert"
+EXTEND = "extend"
+ONLINE_EXTEND = "online_extend"
+MANAGE = "manage"
+GROUP_SNAPSHOT = "group_snapshot"
+SNAPSHOT_OF_SNAPSHOT = "snapshot_of_snapshot"
+VHD_CHAIN = "vhd_chain"
+
+#: The capability each optional verb needs.
+VERB_CAPABILITY: Mapping[str, str] = {
+    "create_snapshot": SNAPSHOT,
+    "delete_snapshot": SNAPSHOT,
+    "create_volume_from_snapshot": CLONE,
+    "create_cloned_volume": CLONE,
+    "revert_to_snapshot": REVERT,
+    "extend_volume": EXTEND,
+    "manage_existing": MANAGE,
+    "manage_existing_get_size": MANAGE,
+    "unmanage": MANAGE,
+    "get_manageable_volumes": MANAGE,
+    "create_group_snapshot": GROUP_SNAPSHOT,
+    "delete_group_snapshot": GROUP_SNAPSHOT,
+}
+
+#: What to tell an operator when a capability is missing.
+_WHY_NOT = {
+    SNAPSHOT: "its SR type has no snapshots",
+    CLONE: "its SR type cannot clone VDIs",
+    REVERT: "its SR type cannot revert a VDI to a snapshot",
+    EXTEND: "its SR type cannot resize VDIs",
+    MANAGE: "it cannot adopt existing VDIs",
+    GROUP_SNAPSHOT: ("it has no write-order-consistent multi-volume snapshot; "
+                     "use a generic (non-consistent) group, which Cinder "
+                     "snapshots volume by volume"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigKey:
+    """A device_config key and the option it comes from."""
+
+    key: str
+    option: str
+    required: bool = False
+    secret: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class VolumeSpec:
+    """The part of a Cinder volume a back end needs."""
+
+    id: str
+    size_gb: int
+    provider_id: str | None = None
+    provider_location: str | None = None
+    display_name: str = ""
+
+    @property
+    def ident(self) -> identity.Identity:
+        return identity.volume(self.id)
+
+    @property
+    def size_bytes(self) -> int:
+        return self.size_gb * identity.GiB
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotSpec:
+    """The part of a Cinder snapshot a back end needs."""
+
+    id: str
+    volume: VolumeSpec
+    provider_id: str | None = None
+    provider_location: str | None = None
+    volume_size_gb: int = 0
+
+    @property
+    def ident(self) -> identity.Identity:
+        return identity.snapshot(self.id)
+
+
+def size_gb(size_bytes: int) -> int:
+    """Whole GiB that hold ``size_bytes`` (Cinder sizes are GiB)."""
+    return max(1, math.ceil(size_bytes / identity.GiB))
+
+
+class Backend:
+    """One SR family. Subclasses declare the class attributes below."""
+
+    SR_TYPE: ClassVar[str]
+    CAPABILITIES: ClassVar[frozenset[str]]
+    STORAGE_PROTOCOL: ClassVar[str]
+    CONFIG_KEYS: ClassVar[tuple[ConfigKey, ...]] = ()
+    #: Whether the SR is shared by the pool unless xensm_sr_shared says.
+    SHARED: ClassVar[bool] = True
+
+    def __init__(self, options: config.Options, storage: Storage) -> None:
+        self.options = options
+        self.storage = storage
+
+    @property
+    def name(self) -> str:
+        return self.options.backend_name
+
+    @property
+    def thin(self) -> bool:
+        return THIN in self.CAPABILITIES
+
+    def can(self, capability: str) -> bool:
+        return capability in self.CAPABILITIES
+
+    def require(self, verb: str) -> None:
+        """Refuse ``verb`` if this back end lacks its capability."""
+        capability = VERB_CAPABILITY.get(verb)
+        if capability is not None and capability not in self.CAPABILITIES:
+            raise exception.UnsupportedOperation(
+                backend="%s (%s)" % (self.name, self.SR_TYPE), operation=verb,
+                reason=_WHY_NOT.get(capability, "it lacks %s" % capability))
+
+    def refuse(self, operation: str, reason: str) -> exception.UnsupportedOperation:
+        """The exception for an operation this back end refuses for a reason."""
+        return exception.UnsupportedOperation(
+            backend="%s (%s)" % (self.name, self.SR_TYPE), operation=operation,
+            reason=reason)
+
+    # -- what every back end implements ---------------------------------------
+
+    def setup(self) -> None:
+        """Find or create the back end's storage (do_setup)."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Fail with a clear message unless the storage is usable."""
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, object]:
+        """Capacity and provisioning figures for Cinder's scheduler."""
+        raise NotImplementedError
+
+    def create_volume(self, volume: VolumeSpec) -> dict[str, str]:
+        raise NotImplementedError
+
+    def delete_volume(self, volume: VolumeSpec) -> None:
+        raise NotImplementedError
+
+    def locate(self, volume: VolumeSpec) -> str:
+        """The uuid of the volume's VDI."""
+        raise NotImplementedError
+
+    def connection_data(self, vdi_uuid: str) -> dict[str, object]:
+        """Connection info ``data`` for the VDI; never a secret."""
+        raise NotImplementedError
+
+    def device_config(self, secrets: Mapping[str, str] | None = None) -> dict[str, str]:
+        """device_config from options; secret keys only as ``<key>_secret``.
+
+        ``secrets`` maps a secret key to the uuid of the XAPI secret holding
+        its value; without it secret keys are left out (as in connection
+        info, which must never carry them).
+        """
+        self.options.require(*(k.option for k in self.CONFIG_KEYS if k.required),
+                             reason="a %s SR needs it" % self.SR_TYPE)
+        dc: dict[str, str] = {}
+        for item in self.CONFIG_KEYS:
+            value = self.options.values.get(item.option)
+            if value in (None, ""):
+                continue
+            if item.secret:
+                if secrets and item.key in secrets:
+                    dc[item.key + "_secret"] = secrets[item.key]
+            else:
+                dc[item.key] = str(value)
+        return dc
+
+    def secret_values(self) -> dict[str, str]:
+        """The secret device_config values set in options, by key."""
+        return {k.key: str(self.options.values[k.option]) for k in self.CONFIG_KEYS
+                if k.secret and self.options.values.get(k.option)}
+
+
+def paginate(entries: list[dict[str, Any]], marker: Any, limit: int | None, offset: int | None,
+             sort_keys: list[str] | None, sort_dirs: list[str] | None) -> list[dict[str, Any]]:
+    """Sort and page manageable entries as Cinder's API expects.
+
+    ``marker`` is the reference of the last entry already shown.
+    """
+    def sort_key(key: str) -> Any:
+        if key == "size":
+            return lambda entry: entry["size"]
+        return lambda entry: str(entry["reference"])
+
+    for key, direction in reversed(list(zip(sort_keys or ["reference"],
+                                            sort_dirs or ["asc"], strict=False))):
+        entries.sort(key=sort_key(key), reverse=direction == "desc")
+    if marker is not None:
+        refs = [e["reference"] for e in entries]
+        if marker not in refs:
+            raise exception.InvalidInput(reason="marker %s is not a manageable VDI" % marker)
+        entries = entries[refs.index(marker) + 1:]
+    start = offset or 0
+    return entries[start:start + limit] if limit else entries[start:]
+
+
+def load(sr_type: str) -> type[Backend]:
+    """The back-end class registered for ``sr_type``."""
+    try:
+        mgr: stevedore_driver.DriverManager = stevedore_driver.DriverManager(
+            ENTRY_POINT_GROUP, sr_type, invoke_on_load=False)
+    except Exception as exc:  # noqa: BLE001 - stevedore raises several kinds
+        raise exception.ConfigError(
+            option="xensm_sr_type",
+            reason="no back end is installed for SR type %r (%s)" % (sr_type, exc)) from None
+    backend_cls = mgr.driver
+    if not (isinstance(backend_cls, type) and issubclass(backend_cls, Backend)):
+        raise exception.ConfigError(
+            option="xensm_sr_type",
+            reason="entry point %r of %s is not a Backend" % (sr_type, ENTRY_POINT_GROUP))
+    return backend_cls
+

@@ -1,0 +1,425 @@
+"""The SM-native back ends: one SR per back end, one VDI per volume.
+
+nfs, lvm, lvmoiscsi, lvmohba, netapp and equal differ only in data -- their
+device_config keys, capabilities, provisioning and storage protocol -- so
+they share :class:`SRBackend` and each is a table row below. Every verb is a
+taskflow flow from ``xensm_driver.flows``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from typing import ClassVar
+
+from xensm_driver import exception
+from xensm_driver import identity
+from xensm_driver.backends import base
+from xensm_driver.backends.base import ConfigKey
+from xensm_driver.backends.base import SnapshotSpec
+from xensm_driver.backends.base import VolumeSpec
+from xensm_driver.flows import common
+from xensm_driver.flows import manage as manage_flows
+from xensm_driver.flows import setup_sr
+from xensm_driver.flows import snapshot as snapshot_flows
+from xensm_driver.flows import volume as volume_flows
+from xensm_driver.xapi.storage import SR
+from xensm_driver.xapi.storage import VDI
+
+LOG = logging.getLogger(__name__)
+
+#: XAPI's VHD chain limit (sm's vhdutil.MAX_CHAIN_SIZE).
+XAPI_MAX_CHAIN = 30
+
+#: The SM feature each capability needs from the SR's plugin.
+SM_FEATURE = {
+    base.SNAPSHOT: "VDI_SNAPSHOT",
+    base.CLONE: "VDI_CLONE",
+    base.REVERT: "VDI_CLONE",
+    base.EXTEND: "VDI_RESIZE",
+    base.ONLINE_EXTEND: "VDI_RESIZE_ONLINE",
+}
+
+_VHD = frozenset({base.SNAPSHOT, base.CLONE, base.REVERT, base.EXTEND, base.MANAGE,
+                  base.VHD_CHAIN, base.SNAPSHOT_OF_SNAPSHOT})
+
+
+class SRBackend(base.Backend):
+    """A back end whose volumes are VDIs on one SM-native SR."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sr: SR | None = None
+
+    # -- the SR ---------------------------------------------------------------
+
+    @property
+    def sr(self) -> SR:
+        if self._sr is None:
+            raise exception.XensmError(
+                "Back end %s has no SR yet: do_setup has not run or failed." % self.name)
+        return self._sr
+
+    @property
+    def sr_ref(self) -> str:
+        return self.sr.ref
+
+    @property
+    def sr_uuid(self) -> str:
+        return self.sr.uuid
+
+    @property
+    def sr_name_label(self) -> str:
+        return self.options.xensm_sr_name_label or "xensm-%s" % self.name
+
+    @property
+    def shared(self) -> bool:
+        shared = self.options.xensm_sr_shared
+        return self.SHARED if shared is None else bool(shared)
+
+    def setup(self) -> None:
+        """Find the configured SR, or create it. 1 call to find."""
+        uuid = self.options.xensm_sr_uuid
+        found = self.storage.find_sr(uuid=uuid, name_label=None if uuid else self.sr_name_label)
+        if len(found) > 1:
+            raise exception.ConfigError(
+                option="xensm_sr_name_label in [%s]" % self.options.section,
+                reason="%d SRs are named %r (%s); set xensm_sr_uuid to the one to use"
+                       % (len(found), self.sr_name_label, ", ".join(s.uuid for s in found)))
+        if found:
+            self._sr = found[0]
+            return
+        if uuid:
+            raise exception.SRNotFound(
+                sr=uuid, reason="no SR has this uuid (xensm_sr_uuid in [%s])"
+                % self.options.section)
+        if not self.options.xensm_sr_create:
+            raise exception.SRNotFound(
+                sr=self.sr_name_label,
+                reason="no SR has this name and xensm_sr_create is false in [%s]"
+                       % self.options.section)
+        self.device_config()    # fail on a missing required option before any call
+        LOG.info("Creating %s SR %r for back end %s", self.SR_TYPE, self.sr_name_label,
+                 self.name)
+        result = common.run(setup_sr.create_sr(sorted(self.secret_values())),
+                            backend=self, name_label=self.sr_name_label,
+                            shared=self.shared)
+        self._sr = self.storage.get_sr(result["sr_ref"])
+
+    def check(self) -> None:
+        """Fail unless the SR is ours to use: type, plugged, capable."""
+        sr = self._sr = self.storage.get_sr(self.sr.ref)
+        where = "[%s]" % self.options.section
+        if sr.type != self.SR_TYPE:
+            raise exception.ConfigError(
+                option="xensm_sr_type in %s" % where,
+                reason="SR %s (%s) is of type %s, not %s" % (
+                    sr.uuid, sr.name_label, sr.type, self.SR_TYPE))
+        pbds = self.storage.pbds(sr.ref)
+        hosts = self.storage.hosts() if self.shared else []
+        unplugged = [p for p in pbds if not p.currently_attached]
+        missing = [h for h in hosts if h.ref not in {p.host for p in pbds}]
+        if not pbds or unplugged or missing:
+            names = {h.ref: h.name_label for h in self.storage.hosts()}
+            detail = []
+            if not pbds:
+                detail.append("it has no PBD on any host")
+            if unplugged:
+                detail.append("unplugged on %s" % ", ".join(names.get(p.host, p.host)
+                                                          for p in unplugged))
+            if missing:
+                detail.append("no PBD on %s" % ", ".join(h.name_label for h in missing))
+            raise exception.XensmError(
+                "SR %s (%s) of back end %s is not attached everywhere: %s. Plug it "
+                "(xe pbd-plug) or repair it (xe sr-repair), then restart the back end."
+                % (sr.uuid, sr.name_label, self.name, "; ".join(detail)))
+        features = self.storage.sm_capabilities(self.SR_TYPE)
+        lacking = sorted({SM_FEATURE[c] for c in self.CAPABILITIES if c in SM_FEATURE}
+                         - features)
+        if lacking:
+            raise exception.XensmError(
+                "The %s SM plugin of the pool lacks %s, which back end %s needs for "
+                "its declared capabilities; upgrade the SM package or use another "
+                "SR type." % (self.SR_TYPE, ", ".join(lacking), self.name))
+
+    def stats(self) -> dict[str, Any]:
+        """Capacity figures from the SR. 3 calls."""
+        cap = self.storage.capacity(self.sr.ref)
+        gib = float(identity.GiB)
+        return {
+            "pool_name": self.sr.name_label,
+            "total_capacity_gb": round(cap.physical_size / gib, 2),
+            "free_capacity_gb": round(cap.free / gib, 2),
+            "allocated_capacity_gb": round(cap.physical_utilisation / gib, 2),
+            "provisioned_capacity_gb": round(cap.virtual_allocation / gib, 2),
+            "thin_provisioning_support": self.thin,
+            "thick_provisioning_support": not self.thin,
+            "location_info": "xensm:%s:%s" % (self.SR_TYPE, self.sr.uuid),
+        }
+
+    # -- facts the flows ask for ----------------------------------------------
+
+    def attached(self, vdi: VDI) -> bool:
+        """Whether any VBD of the VDI is attached. 1 call per VBD."""
+        return any(self.storage.pool.call("VBD.get_currently_attached", vbd, obj=vbd)
+                   for vbd in vdi.vbds)
+
+    def resize_online(self, vdi: VDI) -> bool:
+        return self.can(base.ONLINE_EXTEND) and self.attached(vdi)
+
+    def check_copy_allowed(self, vdi: VDI, operation: str) -> None:
+        """Refuse what the SR would refuse: snapshot of a snapshot, deep chains."""
+        if vdi.is_a_snapshot and operation == "snapshot" and not self.can(
+                base.SNAPSHOT_OF_SNAPSHOT):
+            raise self.refuse(
+                "snapshot VDI %s" % vdi.uuid,
+                "it is itself a snapshot, and %s SRs cannot snapshot a snapshot; "
+                "clone it to a volume first" % self.SR_TYPE)
+        if not self.can(base.VHD_CHAIN) or not vdi.vhd_parent:
+            return
+        depth = self.chain_depth(vdi)
+        limit = self.options.xensm_snapshot_chain_limit
+        if depth >= limit:
+            raise self.refuse(
+                "%s VDI %s" % (operation, vdi.uuid),
+                "its VHD chain is %d deep and the limit is %d (xensm_snapshot_chain_limit; "
+                "XAPI itself refuses at %d). Delete older snapshots of this volume and "
+                "let the SR coalesce the chain, then retry" % (depth, limit, XAPI_MAX_CHAIN))
+
+    def chain_depth(self, vdi: VDI) -> int:
+        """VHDs in the VDI's chain, itself included. 1 call (the base copies)."""
+        parents = {b.uuid: b.vhd_parent for b in self.storage.base_copies(self.sr.ref)}
+        depth, parent, seen = 1, vdi.vhd_parent, set()
+        while parent and parent not in seen:
+            seen.add(parent)
+            depth += 1
+            parent = parents.get(parent)
+        return depth
+
+    def connection_data(self, vdi_uuid: str) -> dict[str, Any]:
+        """What a consumer needs to introduce the SR and find the VDI.
+
+        Compatible with nova's xensm consumer; never a password or secret.
+        """
+        dc = self.device_config()
+        return dict(dc, sr_uuid=self.sr.uuid, vdi_uuid=vdi_uuid, sr_type=self.SR_TYPE,
+                    name_label=self.sr.name_label,
+                    name_description="Cinder back end %s" % self.name,
+                    introduce_sr_keys=sorted(["sr_type", *dc]))
+
+    def locate(self, volume: VolumeSpec) -> str:
+        """The uuid of the volume's VDI, looked up by name. 1 call."""
+        vdi = common.find_vdi(self, volume.ident, volume.provider_id)
+        if vdi is None:
+            raise exception.VolumeNotFound(volume_id=volume.id, sr_uuid=self.sr.uuid)
+        return vdi.uuid
+
+    # -- verbs ----------------------------------------------------------------
+
+    def _run(self, flow: Any, **store: Any) -> dict[str, Any]:
+        return common.run(flow, backend=self, **store)
+
+    def create_volume(self, volume: VolumeSpec) -> dict[str, str]:
+        result = self._run(volume_flows.create_volume(), ident=volume.ident,
+                           size_bytes=volume.size_bytes)
+        return identity.model_update(self.sr.uuid, result["vdi"].uuid)
+
+    def delete_volume(self, volume: VolumeSpec) -> None:
+        self._run(volume_flows.delete_volume(), ident=volume.ident,
+                  provider_id=volume.provider_id)
+
+    def extend_volume(self, volume: VolumeSpec, new_size_gb: int) -> None:
+        self._run(volume_flows.extend_volume(), ident=volume.ident,
+                  provider_id=volume.provider_id,
+                  new_size_bytes=new_size_gb * identity.GiB)
+
+    def create_snapshot(self, snapshot: SnapshotSpec) -> dict[str, str]:
+        result = self._run(snapshot_flows.create_snapshot(), ident=snapshot.ident,
+                           source_ident=snapshot.volume.ident,
+                           source_provider_id=snapshot.volume.provider_id)
+        return identity.model_update(self.sr.uuid, result["vdi"].uuid)
+
+    def delete_snapshot(self, snapshot: SnapshotSpec) -> None:
+        self._run(snapshot_flows.delete_snapshot(), ident=snapshot.ident,
+                  provider_id=snapshot.provider_id)
+
+    def create_volume_from_snapshot(self, volume: VolumeSpec,
+                                    snapshot: SnapshotSpec) -> dict[str, str]:
+        return self._clone(volume, snapshot.ident, snapshot.provider_id)
+
+    def create_cloned_volume(self, volume: VolumeSpec, src: VolumeSpec) -> dict[str, str]:
+        return self._clone(volume, src.ident, src.provider_id)
+
+    def _clone(self, volume: VolumeSpec, source: identity.Identity,
+               source_provider_id: str | None) -> dict[str, str]:
+        result = self._run(snapshot_flows.clone_to_volume(), ident=volume.ident,
+                           source_ident=source, source_provider_id=source_provider_id,
+                           new_size_bytes=volume.size_bytes)
+        return identity.model_update(self.sr.uuid, result["vdi"].uuid)
+
+    def revert_to_snapshot(self, volume: VolumeSpec, snapshot: SnapshotSpec) -> None:
+        self._run(volume_flows.revert_to_snapshot(), ident=volume.ident,
+                  provider_id=volume.provider_id, snapshot_ident=snapshot.ident,
+                  snapshot_provider_id=snapshot.provider_id)
+
+    # -- manage ---------------------------------------------------------------
+
+    def find_unmanaged(self, volume: VolumeSpec, existing_ref: dict[str, Any]) -> VDI:
+        """The VDI ``existing_ref`` names, vetted for adoption as ``volume``."""
+        if existing_ref.get("source-id"):
+            vdi = self.storage.vdi_by_uuid(str(existing_ref["source-id"]))
+            candidates = [vdi] if vdi else []
+        elif existing_ref.get("source-name"):
+            candidates = self.storage.find_vdis(self.sr.ref, str(existing_ref["source-name"]))
+        else:
+            raise exception.InvalidInput(
+                reason="existing_ref must carry 'source-id' (a VDI uuid) or "
+                       "'source-name' (a VDI name label), got %s" % sorted(existing_ref))
+        candidates = [v for v in candidates if v.sr == self.sr.ref]
+        if not candidates:
+            raise exception.NotFound(kind="VDI", name="%s on SR %s" % (
+                existing_ref, self.sr.uuid))
+        if len(candidates) > 1:
+            raise exception.InvalidInput(
+                reason="%d VDIs on SR %s match %s; name it by 'source-id'" % (
+                    len(candidates), self.sr.uuid, existing_ref))
+        vdi = candidates[0]
+        why = self.not_manageable(vdi, volume.id)
+        if why:
+            raise exception.InvalidInput(reason="VDI %s cannot be managed: %s" % (vdi.uuid, why))
+        return vdi
+
+    @staticmethod
+    def not_manageable(vdi: VDI, volume_id: str | None = None) -> str | None:
+        """Why the VDI cannot become a volume, or None if it can."""
+        if not vdi.managed:
+            return "it is a hidden VHD base copy"
+        if vdi.is_a_snapshot:
+            return "it is a snapshot"
+        if vdi.type != "user":
+            return "it is a %s VDI, not a user disk" % vdi.type
+        owner = vdi.other_config.get(identity.VOLUME_TAG)
+        if owner and owner != volume_id:
+            return "it already belongs to volume %s" % owner
+        if vdi.other_config.get(identity.SNAPSHOT_TAG):
+            return "it belongs to snapshot %s" % vdi.other_config[identity.SNAPSHOT_TAG]
+        return None
+
+    def manage_existing(self, volume: VolumeSpec, existing_ref: dict[str, Any]) -> dict[str, str]:
+        vdi = self.find_unmanaged(volume, existing_ref)
+        self._run(manage_flows.manage_existing(), ident=volume.ident, vdi=vdi,
+                  new_size_bytes=base.size_gb(vdi.virtual_size) * identity.GiB)
+        return identity.model_update(self.sr.uuid, vdi.uuid)
+
+    def manage_existing_get_size(self, volume: VolumeSpec, existing_ref: dict[str, Any]) -> int:
+        return base.size_gb(self.find_unmanaged(volume, existing_ref).virtual_size)
+
+    def unmanage(self, volume: VolumeSpec) -> None:
+        """Drop the volume's tag; the VDI and its data stay on the SR."""
+        vdi = common.find_vdi(self, volume.ident, volume.provider_id)
+        if vdi is None:
+            LOG.warning("Unmanage: volume %s has no VDI on SR %s", volume.id, self.sr.uuid)
+            return
+        tags = {k: v for k, v in vdi.other_config.items() if k != identity.VOLUME_TAG}
+        self.storage.set_vdi_other_config(vdi.ref, tags)
+
+    def get_manageable_volumes(self, known_ids: set[str], marker: Any, limit: int,
+                               offset: int, sort_keys: list[str],
+                               sort_dirs: list[str]) -> list[dict[str, Any]]:
+        """The SR's user-visible VDIs as Cinder's manageable entries. 1 call."""
+        entries = []
+        for vdi in self.storage.sr_vdis(self.sr.ref):
+            if not vdi.managed:
+                continue            # hidden VHD base copies are nobody's volume
+            owner = vdi.other_config.get(identity.VOLUME_TAG)
+            reason = self.not_manageable(vdi)
+            if owner and owner in known_ids:
+                reason = "already managed"
+            entries.append({
+                "reference": {"source-id": vdi.uuid},
+                "size": base.size_gb(vdi.virtual_size),
+                "safe_to_manage": reason is None,
+                "reason_not_safe": reason,
+                "cinder_id": owner if owner in known_ids else None,
+                "extra_info": {"name_label": vdi.name_label, "sr_uuid": self.sr.uuid},
+            })
+        return base.paginate(entries, marker, limit, offset, sort_keys, sort_dirs)
+
+
+def _iscsi_keys() -> tuple[ConfigKey, ...]:
+    return (
+        ConfigKey("target", "xensm_iscsi_target", required=True),
+        ConfigKey("port", "xensm_iscsi_port"),
+        ConfigKey("targetIQN", "xensm_iscsi_target_iqn", required=True),
+        ConfigKey("SCSIid", "xensm_iscsi_scsi_id", required=True),
+        ConfigKey("chapuser", "xensm_iscsi_chap_user"),
+        ConfigKey("chappassword", "xensm_iscsi_chap_password", secret=True),
+    )
+
+
+class NFSBackend(SRBackend):
+    SR_TYPE: ClassVar[str] = "nfs"
+    CAPABILITIES: ClassVar[frozenset[str]] = _VHD | {base.THIN}
+    STORAGE_PROTOCOL: ClassVar[str] = "NFS"
+    CONFIG_KEYS: ClassVar[tuple[ConfigKey, ...]] = (
+        ConfigKey("server", "xensm_nfs_server", required=True),
+        ConfigKey("serverpath", "xensm_nfs_serverpath", required=True),
+        ConfigKey("nfsversion", "xensm_nfs_version"),
+        ConfigKey("options", "xensm_nfs_options"),
+    )
+
+
+class LVMBackend(SRBackend):
+    SR_TYPE: ClassVar[str] = "lvm"
+    CAPABILITIES: ClassVar[frozenset[str]] = _VHD
+    STORAGE_PROTOCOL: ClassVar[str] = "SCSI"
+    SHARED: ClassVar[bool] = False
+    CONFIG_KEYS: ClassVar[tuple[ConfigKey, ...]] = (
+        ConfigKey("device", "xensm_lvm_device", required=True),
+    )
+
+
+class LVMoISCSIBackend(SRBackend):
+    SR_TYPE: ClassVar[str] = "lvmoiscsi"
+    CAPABILITIES: ClassVar[frozenset[str]] = _VHD
+    STORAGE_PROTOCOL: ClassVar[str] = "iSCSI"
+    CONFIG_KEYS: ClassVar[tuple[ConfigKey, ...]] = _iscsi_keys()
+
+
+class LVMoHBABackend(SRBackend):
+    SR_TYPE: ClassVar[str] = "lvmohba"
+    CAPABILITIES: ClassVar[frozenset[str]] = _VHD
+    STORAGE_PROTOCOL: ClassVar[str] = "FC"
+    CONFIG_KEYS: ClassVar[tuple[ConfigKey, ...]] = (
+        ConfigKey("SCSIid", "xensm_hba_scsi_id", required=True),
+    )
+
+
+class NetAppBackend(SRBackend):
+    """NetApp FlexVol LUNs: snapshots and clones on the array, no VHD chain."""
+
+    SR_TYPE: ClassVar[str] = "netapp"
+    CAPABILITIES: ClassVar[frozenset[str]] = (_VHD - {base.VHD_CHAIN}) | {base.THIN}
+    STORAGE_PROTOCOL: ClassVar[str] = "iSCSI"
+    CONFIG_KEYS: ClassVar[tuple[ConfigKey, ...]] = (
+        ConfigKey("target", "xensm_netapp_target", required=True),
+        ConfigKey("username", "xensm_netapp_username", required=True),
+        ConfigKey("password", "xensm_netapp_password", required=True, secret=True),
+        ConfigKey("aggregate", "xensm_netapp_aggregate", required=True),
+        ConfigKey("FlexVols", "xensm_netapp_flexvols"),
+    )
+
+
+class EqualLogicBackend(SRBackend):
+    """EqualLogic volumes: array snapshots and clones, no snapshot of a snapshot."""
+
+    SR_TYPE: ClassVar[str] = "equal"
+    CAPABILITIES: ClassVar[frozenset[str]] = (
+        _VHD - {base.VHD_CHAIN, base.SNAPSHOT_OF_SNAPSHOT}) | {base.THIN}
+    STORAGE_PROTOCOL: ClassVar[str] = "iSCSI"
+    CONFIG_KEYS: ClassVar[tuple[ConfigKey, ...]] = (
+        ConfigKey("target", "xensm_eql_target", required=True),
+        ConfigKey("username", "xensm_eql_username", required=True),
+        ConfigKey("password", "xensm_eql_password", required=True, secret=True),
+        ConfigKey("storagepool", "xensm_eql_storagepool", required=True),
+    )

@@ -1,0 +1,262 @@
+"""XenAPISMDriver: Cinder volumes as VDIs on XenServer / XCP-ng SRs.
+
+A facade. It reads the back end's options once, opens the XAPI session pool,
+picks the back end for ``xensm_sr_type``, refuses what that back end cannot
+do, and hands each verb to it. No XAPI call is made here.
+
+In ``cinder.conf``::
+
+    [xs-nfs]
+    volume_driver = xensm_driver.driver.XenAPISMDriver
+    xensm_sr_type = nfs
+    ...
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from xensm_driver import config
+from xensm_driver import exception
+from xensm_driver import identity
+from xensm_driver import interface
+from xensm_driver.backends import base
+from xensm_driver.xapi.session import SessionPool
+from xensm_driver.xapi.storage import Storage
+
+LOG = logging.getLogger(__name__)
+
+VERSION = "1.0.0"
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    """A field of a Cinder object or of a plain dict."""
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def volume_spec(volume: Any) -> base.VolumeSpec:
+    return base.VolumeSpec(
+        id=str(_get(volume, "id")), size_gb=int(_get(volume, "size") or 0),
+        provider_id=_get(volume, "provider_id"),
+        provider_location=_get(volume, "provider_location"),
+        display_name=_get(volume, "display_name") or "")
+
+
+def snapshot_spec(snapshot: Any) -> base.SnapshotSpec:
+    volume = _get(snapshot, "volume")
+    if volume is None:
+        volume = {"id": _get(snapshot, "volume_id"), "size": _get(snapshot, "volume_size")}
+    return base.SnapshotSpec(
+        id=str(_get(snapshot, "id")), volume=volume_spec(volume),
+        provider_id=_get(snapshot, "provider_id"),
+        provider_location=_get(snapshot, "provider_location"),
+        volume_size_gb=int(_get(snapshot, "volume_size") or 0))
+
+
+def vdi_uuid_of(spec: base.VolumeSpec | base.SnapshotSpec) -> str | None:
+    """The VDI uuid recorded for a volume or snapshot, without a call."""
+    if spec.provider_id:
+        return spec.provider_id
+    parsed = identity.parse_provider_location(spec.provider_location)
+    return parsed[1] if parsed else None
+
+
+class XenAPISMDriver(interface.VolumeDriver):
+    """Volumes as VDIs on an SR, through XAPI's Storage Manager."""
+
+    VERSION = VERSION
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.options: config.Options | None = None
+        self.pool: SessionPool | None = None
+        self._backend: base.Backend | None = None
+
+    @property
+    def backend(self) -> Any:
+        """The back end (set up by do_setup)."""
+        if self._backend is None:
+            raise exception.XensmError(
+                "The xensm back end is not set up: do_setup has not run or failed.")
+        return self._backend
+
+    # -- setup ----------------------------------------------------------------
+
+    def do_setup(self, context: Any) -> None:
+        options = self.options = config.read_options(self.configuration)
+        backend_cls = base.load(options.xensm_sr_type)
+        options.require("xenapi_connection_url", "xenapi_connection_password",
+                        reason="the driver logs in to XAPI with it")
+        self.pool = SessionPool(
+            options.xenapi_connection_url, options.xenapi_connection_username,
+            options.xenapi_connection_password,
+            size=options.xenapi_connection_pool_size,
+            call_timeout=options.xenapi_call_timeout,
+            connect_timeout=options.xenapi_connect_timeout,
+            verify_tls=options.xenapi_verify_tls, ca_bundle=options.xenapi_ca_bundle,
+            retries=options.xenapi_retry_count, backoff=options.xenapi_retry_backoff,
+            originator="xensm-driver/%s" % options.backend_name)
+        backend = backend_cls(options, Storage(self.pool))
+        backend.setup()
+        self._backend = backend
+
+    def check_for_setup_error(self) -> None:
+        self.backend.check()
+
+    def close(self) -> None:
+        """Log out of XAPI (the standalone service calls this on exit)."""
+        if self.pool is not None:
+            self.pool.close()
+
+    def _update_volume_stats(self) -> None:
+        backend = self.backend
+        stats = {
+            "volume_backend_name": backend.name,
+            "vendor_name": "Open Source",
+            "driver_version": self.VERSION,
+            "storage_protocol": backend.STORAGE_PROTOCOL,
+            "reserved_percentage": self.configuration.safe_get("reserved_percentage") or 0,
+            "max_over_subscription_ratio": (
+                self.configuration.safe_get("max_over_subscription_ratio")
+                or (20.0 if backend.thin else 1.0)),
+            "QoS_support": False,
+            "multiattach": False,
+            "online_extend_support": backend.can(base.ONLINE_EXTEND),
+            "consistent_group_snapshot_enabled": backend.can(base.GROUP_SNAPSHOT),
+            "sparse_copy_volume": backend.thin,
+            "xensm_sr_type": backend.SR_TYPE,
+            "xensm_capabilities": sorted(backend.CAPABILITIES),
+        }
+        stats.update(backend.stats())
+        self._stats = stats
+
+    # -- volumes --------------------------------------------------------------
+
+    def create_volume(self, volume: Any) -> dict[str, Any] | None:
+        return self.backend.create_volume(volume_spec(volume))
+
+    def delete_volume(self, volume: Any) -> None:
+        self.backend.delete_volume(volume_spec(volume))
+
+    def extend_volume(self, volume: Any, new_size: int) -> None:
+        self._require("extend_volume")
+        self.backend.extend_volume(volume_spec(volume), int(new_size))
+
+    def create_cloned_volume(self, volume: Any, src_vref: Any) -> dict[str, Any] | None:
+        self._require("create_cloned_volume")
+        return self.backend.create_cloned_volume(volume_spec(volume), volume_spec(src_vref))
+
+    # -- snapshots ------------------------------------------------------------
+
+    def create_snapshot(self, snapshot: Any) -> dict[str, Any] | None:
+        self._require("create_snapshot")
+        return self.backend.create_snapshot(snapshot_spec(snapshot))
+
+    def delete_snapshot(self, snapshot: Any) -> None:
+        self._require("delete_snapshot")
+        self.backend.delete_snapshot(snapshot_spec(snapshot))
+
+    def create_volume_from_snapshot(self, volume: Any, snapshot: Any) -> dict[str, Any] | None:
+        self._require("create_volume_from_snapshot")
+        return self.backend.create_volume_from_snapshot(volume_spec(volume),
+                                                        snapshot_spec(snapshot))
+
+    def revert_to_snapshot(self, context: Any, volume: Any, snapshot: Any) -> None:
+        self._require("revert_to_snapshot")
+        self.backend.revert_to_snapshot(volume_spec(volume), snapshot_spec(snapshot))
+
+    # -- attach ---------------------------------------------------------------
+
+    def initialize_connection(self, volume: Any, connector: dict[str, Any],
+                              initiator_data: Any = None) -> dict[str, Any]:
+        spec = volume_spec(volume)
+        vdi_uuid = vdi_uuid_of(spec) or self.backend.locate(spec)
+        return {"driver_volume_type": "xensm",
+                "data": self.backend.connection_data(vdi_uuid)}
+
+    def terminate_connection(self, volume: Any, connector: dict[str, Any] | None,
+                             **kwargs: Any) -> None:
+        # The consumer (a XenServer host) detaches its VBD; the SR stays.
+        return None
+
+    # -- manage ---------------------------------------------------------------
+
+    def manage_existing(self, volume: Any, existing_ref: dict[str, Any]) -> dict[str, Any] | None:
+        self._require("manage_existing")
+        return self.backend.manage_existing(volume_spec(volume), existing_ref)
+
+    def manage_existing_get_size(self, volume: Any, existing_ref: dict[str, Any]) -> int:
+        self._require("manage_existing_get_size")
+        return int(self.backend.manage_existing_get_size(volume_spec(volume), existing_ref))
+
+    def unmanage(self, volume: Any) -> None:
+        self._require("unmanage")
+        self.backend.unmanage(volume_spec(volume))
+
+    def get_manageable_volumes(self, cinder_volumes: list[Any], marker: Any, limit: int,
+                               offset: int, sort_keys: list[str],
+                               sort_dirs: list[str]) -> list[dict[str, Any]]:
+        self._require("get_manageable_volumes")
+        known = {str(_get(v, "id")) for v in cinder_volumes}
+        return self.backend.get_manageable_volumes(known, marker, limit, offset,
+                                                   sort_keys, sort_dirs)
+
+    def update_provider_info(self, volumes: list[Any],
+                             snapshots: list[Any]) -> tuple[Any, Any]:
+        """Fill provider_id where only provider_location was recorded.
+
+        Volumes that already carry a provider_id cost nothing, so a start-up
+        over thousands of volumes makes no XAPI call at all.
+        """
+        def missing(items: list[Any]) -> list[dict[str, str]]:
+            updates = []
+            for item in items:
+                if _get(item, "provider_id"):
+                    continue
+                parsed = identity.parse_provider_location(_get(item, "provider_location"))
+                if parsed:
+                    updates.append({"id": str(_get(item, "id")), "provider_id": parsed[1]})
+            return updates
+        return missing(volumes), missing(snapshots)
+
+    # -- groups ---------------------------------------------------------------
+    # Without a consistent multi-volume snapshot (SM-native SRs have none),
+    # these raise NotImplementedError: that is how Cinder's manager knows to
+    # use its generic group code, which snapshots volume by volume.
+
+    def _group_backend(self, verb: str) -> Any:
+        if not self.backend.can(base.GROUP_SNAPSHOT):
+            raise NotImplementedError(
+                "%s: back end %s (%s) has no consistent group snapshot; Cinder's "
+                "generic groups apply" % (verb, self.backend.name, self.backend.SR_TYPE))
+        return self.backend
+
+    def create_group(self, context: Any, group: Any) -> dict[str, Any]:
+        return self._group_backend("create_group").create_group(group)
+
+    def delete_group(self, context: Any, group: Any, volumes: list[Any]) -> Any:
+        return self._group_backend("delete_group").delete_group(
+            group, [volume_spec(v) for v in volumes])
+
+    def update_group(self, context: Any, group: Any, add_volumes: Any = None,
+                     remove_volumes: Any = None) -> Any:
+        return self._group_backend("update_group").update_group(
+            group, add_volumes or [], remove_volumes or [])
+
+    def create_group_snapshot(self, context: Any, group_snapshot: Any,
+                              snapshots: list[Any]) -> Any:
+        return self._group_backend("create_group_snapshot").create_group_snapshot(
+            group_snapshot, [snapshot_spec(s) for s in snapshots])
+
+    def delete_group_snapshot(self, context: Any, group_snapshot: Any,
+                              snapshots: list[Any]) -> Any:
+        return self._group_backend("delete_group_snapshot").delete_group_snapshot(
+            group_snapshot, [snapshot_spec(s) for s in snapshots])
+
+    def _require(self, verb: str) -> None:
+        self.backend.require(verb)
+
