@@ -1,0 +1,88 @@
+"""``xensm-sim``: run the XAPI simulator on loopback until interrupted.
+
+Prints the pool master's URL as its first line (flushed), so a script can
+start it with ``--port 0`` and read where it listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from xensm_driver.sim import Simulator
+
+SR_TYPES = ('nfs', 'lvm', 'lvmoiscsi', 'lvmohba', 'iscsi', 'netapp', 'equal')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog='xensm-sim',
+        description='Simulated XenServer pool (XAPI over XML-RPC) on '
+                    'loopback, with a JSON control plane under /sim/.')
+    p.add_argument('--host', default='127.0.0.1',
+                   help='address of the pool master (default 127.0.0.1); '
+                        'slaves listen on 127.0.0.2, 127.0.0.3, ...')
+    p.add_argument('--port', type=int, default=0,
+                   help='port for every host (0: pick a free one)')
+    p.add_argument('--pool-hosts', type=int, default=2,
+                   help='hosts in the pool, master included (default 2)')
+    p.add_argument('--sr', action='append', default=[], choices=SR_TYPES,
+                   help='pre-create an SR of this type on the default '
+                        'storage (repeatable)')
+    p.add_argument('--username', default='root')
+    p.add_argument('--password', default='password')
+    p.add_argument('--state-dir', default=None,
+                   help='keep state here across restarts (default: memory '
+                        'and a temporary directory)')
+    p.add_argument('--latency', type=float, default=0.0,
+                   help='seconds added to every XAPI call')
+    p.add_argument('--auth-failure-delay', type=float, default=5.0,
+                   help='seconds before a failed login answers (xapi: 5)')
+    p.add_argument('--max-sessions-per-user', type=int, default=500)
+    p.add_argument('--tls-cert', default=None, help='serve HTTPS with this '
+                   'certificate (PEM)')
+    p.add_argument('--tls-key', default=None, help='key for --tls-cert')
+    p.add_argument('--print-topology', action='store_true',
+                   help='print the default storage topology as JSON after '
+                        'the URL')
+    p.add_argument('--debug', action='store_true')
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format='%(asctime)s %(levelname)s %(name)s %(message)s')
+    sim = Simulator(host=args.host, port=args.port, pool_hosts=args.pool_hosts,
+                    username=args.username, password=args.password,
+                    state_dir=args.state_dir, srs=tuple(args.sr),
+                    auth_failure_delay=args.auth_failure_delay,
+                    max_sessions_per_user=args.max_sessions_per_user,
+                    tls_certfile=args.tls_cert, tls_keyfile=args.tls_key,
+                    latency=args.latency)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    sim.start()
+    try:
+        print(sim.url, flush=True)
+        if args.print_topology:
+            print(json.dumps(sim.topology), flush=True)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
