@@ -37,7 +37,7 @@ Sizes are rounded up to whole MiB, as Element does (``totalSize`` 1e9 comes
 back as 1000341504).
 
 Control plane (JSON, no auth), also reachable from another process through
-:class:`SimControl`:
+:class:`ElementControl`:
 
 - ``GET /sim/calls`` -> ``{"calls": {method: n}}``; ``POST /sim/calls/reset``
 - ``POST /sim/faults`` ``{"method", "error_name", "nth", "times",
@@ -92,7 +92,7 @@ from typing import Any
 from .fabric import Fabric
 from .fabric import allocated_bytes
 
-__all__ = ['ElementSimulator', 'SimControl', 'scsi_id_for_naa', 'DEFAULT_LIMITS']
+__all__ = ['ElementSimulator', 'ElementControl', 'scsi_id_for_naa', 'DEFAULT_LIMITS']
 
 LOG = logging.getLogger(__name__)
 
@@ -1553,8 +1553,8 @@ class ElementSimulator:
         return 'http://%s:%d' % (host, self.port)
 
     @property
-    def control(self) -> SimControl:
-        return SimControl(self.url)
+    def control(self) -> ElementControl:
+        return ElementControl(self.url)
 
     @property
     def data_dir(self) -> str:
@@ -1604,7 +1604,7 @@ class ElementSimulator:
         return 404, {'error': 'no control route %s %s' % route}
 
 
-class SimControl:
+class ElementControl:
     """Client of a simulator's ``/sim/...`` routes (works across processes)."""
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:

@@ -208,8 +208,8 @@ class TestControlPlane(base.ElementTestCase):
         self.assertEqual({}, self.control.calls())
 
     def test_control_from_another_process(self):
-        code = ('from xensm_driver.sim.solidfire import SimControl; '
-                'SimControl(%r).inject_fault("GetClusterInfo", "xNotPrimary", times=1)'
+        code = ('from xensm_driver.sim.solidfire import ElementControl; '
+                'ElementControl(%r).inject_fault("GetClusterInfo", "xNotPrimary", times=1)'
                 % self.sim.url)
         subprocess.run([sys.executable, '-c', code], check=True, timeout=30)
         client = self.make_client(retries=0)
