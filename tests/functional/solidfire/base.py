@@ -55,6 +55,13 @@ class ElementTestCase(testtools.TestCase):
         return self.client.call('CreateVolume', name=name, accountID=acct['accountID'],
                                 totalSize=size, enable512e=True, **kw)['volume']
 
+    def volume_by_id(self, volume_id: int, include_deleted: bool = False) -> dict[str, Any]:
+        """The volume, which the test expects to exist."""
+        found = self.client.get_volume_by_id(volume_id, include_deleted=include_deleted)
+        self.assertIsNotNone(found, 'volume %d not found' % volume_id)
+        assert found is not None
+        return found
+
     def lun(self, volume: dict[str, Any]) -> fabric_mod.Lun:
         return self.fabric.get_lun(sfsim.scsi_id_for_naa(volume['scsiNAADeviceID']))
 

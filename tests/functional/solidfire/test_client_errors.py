@@ -52,11 +52,11 @@ class TestErrorsInBodies(base.ElementTestCase):
         err = self.assertRaises(exception.ArrayLimitExceeded, self.client.call,
                                 'CreateVolumeAccessGroup', name='pool-b', initiators=[iqn])
         self.assertEqual('xExceededLimit', err.name)
-        err = self.assertRaises(exception.ArrayError, self.client.call,
-                                'AddInitiatorsToVolumeAccessGroup',
-                                volumeAccessGroupID=vag, initiators=[iqn])
-        self.assertEqual('xAlreadyInVolumeAccessGroup', err.name)
-        self.assertNotIsInstance(err, exception.ArrayLimitExceeded)
+        again = self.assertRaises(exception.ArrayError, self.client.call,
+                                  'AddInitiatorsToVolumeAccessGroup',
+                                  volumeAccessGroupID=vag, initiators=[iqn])
+        self.assertEqual('xAlreadyInVolumeAccessGroup', again.name)
+        self.assertNotIsInstance(again, exception.ArrayLimitExceeded)
         groups = self.client.call('ListVolumeAccessGroups')['volumeAccessGroups']
         self.assertEqual([[iqn]], [g['initiators'] for g in groups])
 

@@ -58,15 +58,14 @@ class TestIdentityAndAccess(base.ElementTestCase):
         err = self.assertRaises(fabric_mod.FabricError, self.fabric.iscsi_login,
                                 '127.0.0.1', 3260, vol['iqn'], h3, None)
         self.assertEqual('access', err.kind)
-        self.assertEqual([vag], self.client.get_volume_by_id(
-            vol['volumeID'])['volumeAccessGroups'])
+        self.assertEqual([vag], self.volume_by_id(vol['volumeID'])['volumeAccessGroups'])
         self.client.call('RemoveVolumesFromVolumeAccessGroup', volumeAccessGroupID=vag,
                          volumes=[vol['volumeID']])
         self.assertIsNone(self.lun(vol).initiators)
-        err = self.assertRaises(exception.ArrayError, self.client.call,
-                                'RemoveVolumesFromVolumeAccessGroup',
-                                volumeAccessGroupID=vag, volumes=[vol['volumeID']])
-        self.assertEqual('xNotInVolumeAccessGroup', err.name)
+        not_in = self.assertRaises(exception.ArrayError, self.client.call,
+                                   'RemoveVolumesFromVolumeAccessGroup',
+                                   volumeAccessGroupID=vag, volumes=[vol['volumeID']])
+        self.assertEqual('xNotInVolumeAccessGroup', not_in.name)
         self.client.call('DeleteVolumeAccessGroup', volumeAccessGroupID=vag)
         self.assertRaises(exception.ArrayNotFound, self.client.call,
                           'AddVolumesToVolumeAccessGroup', volumeAccessGroupID=vag,
@@ -246,7 +245,7 @@ class TestClones(base.ElementTestCase):
         cl = self.client.call('CloneVolume', volumeID=src['volumeID'], name='UUID-cl')
         result = self.client.wait_async(cl['asyncHandle'], 5)
         self.assertEqual(cl['volumeID'], result['volumeID'])
-        clone = self.client.get_volume_by_id(cl['volumeID'])
+        clone = self.volume_by_id(cl['volumeID'])
         self.assertEqual('active', clone['status'])
         self.assertNotEqual(src['scsiNAADeviceID'], clone['scsiNAADeviceID'])
         self.assertEqual(b'source data', self.read(clone))
@@ -264,7 +263,7 @@ class TestClones(base.ElementTestCase):
         cl = self.client.call('CloneVolume', volumeID=src['volumeID'], snapshotID=snap,
                               name='UUID-cl2', newSize=2 * base.GB)
         self.client.wait_async(cl['asyncHandle'], 5)
-        clone = self.client.get_volume_by_id(cl['volumeID'])
+        clone = self.volume_by_id(cl['volumeID'])
         self.assertEqual(b'at snapshot', self.read(clone))
         self.assertEqual(2000683008, clone['totalSize'])
         self.write(src, b'later still')
@@ -274,7 +273,7 @@ class TestClones(base.ElementTestCase):
         self.control.configure(clone_seconds=0.4)
         src = self.create_volume('UUID-src3')
         cl = self.client.call('CloneVolume', volumeID=src['volumeID'], name='UUID-cl3')
-        self.assertEqual('init', self.client.get_volume_by_id(cl['volumeID'])['status'])
+        self.assertEqual('init', self.volume_by_id(cl['volumeID'])['status'])
         running = self.client.call('GetAsyncResult', asyncHandle=cl['asyncHandle'],
                                    keepResult=True)
         self.assertEqual('running', running['status'])
@@ -282,7 +281,7 @@ class TestClones(base.ElementTestCase):
                                 cl['asyncHandle'], 0.05)
         self.assertEqual('AsyncTimeout', err.name)
         self.client.wait_async(cl['asyncHandle'], 5, interval=0.05)
-        self.assertEqual('active', self.client.get_volume_by_id(cl['volumeID'])['status'])
+        self.assertEqual('active', self.volume_by_id(cl['volumeID'])['status'])
 
     def test_clone_jobs_per_volume_limit(self):
         self.control.configure(clone_seconds=5)
@@ -332,7 +331,7 @@ class TestDeleteAndPurge(base.ElementTestCase):
         self.assertIsNone(self.client.get_volume_by_id(a['volumeID']))
         self.assertRaises(exception.ArrayNotFound, self.client.call, 'DeleteVolume',
                           volumeID=a['volumeID'])
-        self.assertEqual('active', self.client.get_volume_by_id(b['volumeID'])['status'])
+        self.assertEqual('active', self.volume_by_id(b['volumeID'])['status'])
         self.assertTrue(os.path.isdir(self.lun(b).path))
 
     def test_deleted_volume_keeps_snapshots_until_purge(self):
@@ -345,7 +344,7 @@ class TestDeleteAndPurge(base.ElementTestCase):
         self.client.call('DeleteVolume', volumeID=vol['volumeID'])
         self.assertEqual(set(), self.lun(vol).initiators)
         self.assertIsNone(self.client.get_volume_by_id(vol['volumeID']))
-        self.assertEqual('deleted', self.client.get_volume_by_id(
+        self.assertEqual('deleted', self.volume_by_id(
             vol['volumeID'], include_deleted=True)['status'])
         self.assertEqual([snap['snapshotID']],
                          [s['snapshotID'] for s in self.client.list_snapshots(vol['volumeID'])])
@@ -378,7 +377,7 @@ class TestDeleteAndPurge(base.ElementTestCase):
         err = self.assertRaises(exception.ArrayError, self.client.call,
                                 'PurgeDeletedVolume', volumeID=vol['volumeID'])
         self.assertEqual('xInvalidParameter', err.name)
-        self.assertEqual('active', self.client.get_volume_by_id(vol['volumeID'])['status'])
+        self.assertEqual('active', self.volume_by_id(vol['volumeID'])['status'])
 
 
 class TestCapacity(base.ElementTestCase):
