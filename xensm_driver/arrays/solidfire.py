@@ -12,7 +12,8 @@ Element answers errors inside HTTP 200 bodies (``{"error": {"name", "code",
 - ``xExceededLimit`` and ``xMax*Exceeded`` -> :class:`ArrayLimitExceeded`
 - anything else -> :class:`ArrayError`
 - no usable answer -> :class:`ArrayConnectionError`, whose ``kwargs["sent"]``
-  says whether the request may have been executed.
+  says whether the request may have been executed (``kwargs["tries"]``: how
+  many times it was sent or attempted).
 
 Retries. An error whose name is in :data:`RETRYABLE_ERRORS` means the array
 did not do the work, so the call is sent again after an exponential backoff
@@ -188,7 +189,7 @@ def request_was_sent(exc: BaseException) -> bool:
         todo: list[Any] = [exc]
         while todo:
             e = todo.pop()
-            if e is None or id(e) in seen:
+            if not isinstance(e, BaseException) or id(e) in seen:
                 continue
             seen.add(id(e))
             name = type(e).__name__
