@@ -1496,7 +1496,7 @@ class Xapi:
         if self.gc_paused or sr_rec['other_config'].get('coalesce') == 'false':
             return
         att = self.attached.get(sr)
-        if att is None:
+        if att is None or att.backend.fmt not in ('vhd', 'lvhd'):
             return
         while base_uuid:
             base = self._vdi_by_uuid(base_uuid)

@@ -33,6 +33,8 @@ POST        /sim/fabric/luns                 ``{iqn, size_bytes, scsi_id, lun_id
 POST        /sim/fabric/luns/remove          ``{scsi_id}``
 POST        /sim/fabric/luns/resize          ``{scsi_id, size_bytes}`` (grow only)
 POST        /sim/fabric/luns/access          ``{scsi_id, initiators}`` (null: any)
+POST        /sim/fabric/luns/copy            ``{src_scsi_id, dst_scsi_id}``: copy the
+                                             content (and so any SR on it) of a LUN
 POST        /sim/fabric/hba_luns             ``{size_bytes, scsi_id}`` -> the LUN
 POST        /sim/fabric/nfs_exports          ``{server, path, size_bytes}``
 POST        /sim/fabric/local_disks          ``{host_uuid, device, size_bytes}``
@@ -192,6 +194,13 @@ class SimControl:
             'POST', '/sim/fabric/luns/access',
             {'scsi_id': scsi_id, 'initiators':
              None if initiators is None else sorted(initiators)})
+        return result
+
+    def copy_lun(self, src_scsi_id: str, dst_scsi_id: str) -> dict[str, Any]:
+        """Copy a LUN's content onto another LUN, as an array clone does."""
+        result: dict[str, Any] = self._call(
+            'POST', '/sim/fabric/luns/copy',
+            {'src_scsi_id': src_scsi_id, 'dst_scsi_id': dst_scsi_id})
         return result
 
     def add_hba_lun(self, size_bytes: int,

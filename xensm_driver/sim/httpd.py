@@ -70,6 +70,9 @@ class _Drop(Exception):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
+    # Headers and body go out in separate writes; with Nagle on, the body
+    # waits for the client's delayed ACK (~40 ms per call on loopback).
+    disable_nagle_algorithm = True
     server_version = 'xapi/26.21'
     sys_version = ''
     server: Server
@@ -305,6 +308,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         error: list[str] | None = None
         blocks: list[list[int]] = []
+        # A client that stops sending without closing would pin the VDI
+        # forever: give up after an idle period, as a stalled import fails.
+        self.connection.settimeout(self.sim.data_idle_timeout)
         try:
             self._start_stream(task, 'application/octet-stream')
             limit = fault.after_bytes if fault is not None else None
@@ -424,6 +430,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._transfer_failed(exc, q)
             return
         error: list[str] | None = None
+        self.connection.settimeout(self.sim.data_idle_timeout)
         try:
             uuid = xapi.db.tables['VDI'].get(vdi, {}).get('uuid', vdi)
             self._start_stream(task, 'application/octet-stream', {
@@ -471,6 +478,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         except XapiError as exc:
             self._json(409, {'error': exc.details})
+            return
+        except Exception as exc:  # noqa: BLE001 - report, keep serving
+            LOG.exception('control %s %s failed', verb, path)
+            self._json(500, {'error': repr(exc)})
             return
         self._json(200, result)
 

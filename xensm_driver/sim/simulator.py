@@ -70,7 +70,8 @@ class Simulator:
                  max_sessions_per_user: int = 500,
                  tls_certfile: str | None = None,
                  tls_keyfile: str | None = None,
-                 fabric: Fabric | None = None, latency: float = 0.0) -> None:
+                 fabric: Fabric | None = None, latency: float = 0.0,
+                 data_idle_timeout: float = 5.0) -> None:
         if pool_hosts < 1:
             raise ValueError('pool_hosts must be >= 1')
         self.bind_host = host
@@ -79,6 +80,8 @@ class Simulator:
         self.state_dir = state_dir
         self.srs = tuple(srs)
         self.tls = (tls_certfile, tls_keyfile) if tls_certfile else None
+        # Seconds a data-path transfer may stall before its task fails.
+        self.data_idle_timeout = float(data_idle_timeout)
         self._tmp: str | None = None
         if state_dir:
             os.makedirs(state_dir, exist_ok=True)
@@ -398,6 +401,12 @@ class Simulator:
         if route == ('POST', '/sim/fabric/luns/resize'):
             fab.resize_lun(str(args['scsi_id']), int(args['size_bytes']))
             return fab.get_lun(str(args['scsi_id'])).to_dict()
+        if route == ('POST', '/sim/fabric/luns/copy'):
+            src = fab.get_lun(str(args['src_scsi_id']))
+            dst = fab.get_lun(str(args['dst_scsi_id']))
+            with src.lock, dst.lock:
+                fab.copy_tree(src.path, dst.path)
+            return dst.to_dict()
         if route == ('POST', '/sim/fabric/luns/access'):
             inits = args.get('initiators')
             fab.set_lun_access(str(args['scsi_id']),
