@@ -281,8 +281,17 @@ class Xapi:
         call_args = ([session] if method.needs_session else []) + values
         if method.locked:
             with self.lock:
-                return method.func(*call_args)
-        return method.func(*call_args)
+                gen = self.db.gen
+                try:
+                    return method.func(*call_args)
+                finally:
+                    if self.db.gen != gen:
+                        self.cond.notify_all()     # wake event.from
+        try:
+            return method.func(*call_args)
+        finally:
+            with self.lock:
+                self.cond.notify_all()
 
     def _decode(self, method: Method, args: tuple[Any, ...]) -> list[Any]:
         out = []
@@ -1368,11 +1377,11 @@ class Xapi:
                 raise sm_error(44)
             phys = need
             smc = {'vdi_type': 'vhd'}
-            self._meta_write(att, vdi_uuid, lv=need, blocks=[])
+            meta: dict[str, Any] = {'lv': need, 'blocks': []}
         elif be.fmt == 'vhd':
             phys = storage.vhd_file_size(size, 0)
             smc = {'vdi_type': 'vhd'}
-            self._meta_write(att, vdi_uuid, blocks=[])
+            meta = {'blocks': []}
         else:
             if be.type == 'equal':
                 storage.check_equal_sm_config(user_smc)
@@ -1384,8 +1393,7 @@ class Xapi:
             lun = self._array_new_lun(att, size)
             smc = {'SCSIid': lun.scsi_id, 'LUNid': str(lun.lun_id),
                    'allocation': 'thick' if thick else 'thin'}
-            self._meta_write(att, vdi_uuid, scsi_id=lun.scsi_id,
-                             thick=thick, blocks=[])
+            meta = {'scsi_id': lun.scsi_id, 'thick': thick, 'blocks': []}
         smc.update(user_smc)
         if be.fmt in ('vhd', 'lvhd'):
             path = os.path.join(att.directory or '', vdi_uuid + '.raw')
@@ -1397,7 +1405,8 @@ class Xapi:
             'sm_config': smc, 'managed': True,
             'allowed_operations': self._vdi_allowed_ops(be, True)})
         ref = self._vdi_create(fields)
-        self._vdi_meta_sync(ref)
+        meta.update(self._meta_fields(self.db.get('VDI', ref)))
+        storage.write_json(self._meta_path(att, vdi_uuid), meta)
         return ref
 
     def _array_new_lun(self, att: Attachment, size: int) -> Any:
@@ -2081,10 +2090,7 @@ class Xapi:
                 for b in self.db.children('VBD', 'VM', vm)}
         dev = str(rec['userdevice'])
         if dev == 'autodetect':
-            n = 0
-            while str(n) in used:
-                n += 1
-            dev = str(n)
+            dev = self._free_userdevice(vm)
         elif dev in used:
             raise XapiError('DEVICE_ALREADY_EXISTS', dev)
         return self.db.create('VBD', {
@@ -2097,6 +2103,14 @@ class Xapi:
             'qos_algorithm_type': str(rec['qos_algorithm_type']),
             'qos_algorithm_params': dict(rec['qos_algorithm_params']),
             'allowed_operations': ['attach', 'plug', 'unpause', 'pause']})
+
+    def _free_userdevice(self, vm: str) -> str:
+        used = {self.db.get('VBD', b)['userdevice']
+                for b in self.db.children('VBD', 'VM', vm)}
+        n = 0
+        while str(n) in used:
+            n += 1
+        return str(n)
 
     @api('VBD.plug', 'self:ref:VBD')
     def vbd_plug(self, s: str, vbd: str) -> str:
@@ -2188,7 +2202,8 @@ class Xapi:
                     dom0 = self.db.get('host', self._master())[
                         'control_domain']
                     vbd = self.db.create('VBD', {
-                        'VM': dom0, 'VDI': vdi, 'userdevice': 'autodetect',
+                        'VM': dom0, 'VDI': vdi,
+                        'userdevice': self._free_userdevice(dom0),
                         'mode': 'RW' if op == 'import' else 'RO',
                         'currently_attached': True, 'device': 'xvdz',
                         'other_config': {'task_id': task}})
