@@ -611,8 +611,8 @@ class Xapi:
 
         def work() -> None:
             fault = self.fault_hook(method.name) if self.fault_hook else None
-            if fault is not None:
-                time.sleep((fault.latency or 0) + (fault.hang or 0))
+            if fault is not None and fault.latency:
+                time.sleep(fault.latency)
             try:
                 if fault is not None and fault.error:
                     raise XapiError.from_list(fault.error)
@@ -623,6 +623,8 @@ class Xapi:
             except Exception as exc:  # noqa: BLE001 - becomes the task error
                 LOG.exception('task %s failed', method.name)
                 result, err = None, ['INTERNAL_ERROR', str(exc)]
+            if fault is not None and fault.hang:
+                time.sleep(fault.hang)      # the task stays pending
             with self.lock:
                 self.task_done(task, result, err)
         threading.Thread(target=work, name='task-' + method.name,

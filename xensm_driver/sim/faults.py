@@ -15,11 +15,13 @@ class Fault:
     """Make calls of ``method`` misbehave.
 
     The ``nth`` matching call after injection (1 = the next one) and the
-    ``times - 1`` after it fail with ``error`` (an ErrorDescription list),
-    and/or sleep ``latency`` or ``hang`` seconds first, and/or lose the
-    connection (``drop='before'``: nothing runs; ``'after'``: the call
-    runs, its answer is lost).  ``after_bytes`` makes a data-path transfer
-    break after that many bytes.  ``method`` is a dotted XAPI name
+    ``times - 1`` after it fail with ``error`` (an ErrorDescription list)
+    instead of running, and/or sleep ``latency`` seconds before running,
+    and/or run and then wait ``hang`` seconds before answering (an async
+    task stays pending that long; a data-path request waits before
+    starting), and/or lose the connection (``drop='before'``: nothing runs;
+    ``'after'``: the call runs, its answer is lost).  ``after_bytes`` makes
+    a data-path transfer break after that many bytes.  ``method`` is a dotted XAPI name
     (``VDI.create``, ``Async.VDI.copy``), ``http:import_raw_vdi`` /
     ``http:export_raw_vdi``, or ``*`` for every XAPI call.
     """

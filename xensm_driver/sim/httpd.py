@@ -147,11 +147,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _apply_fault(self, fault: Fault | None) -> None:
+    def _apply_fault(self, fault: Fault | None, hang: bool = True) -> None:
         delay = self.sim.faults.latency + (fault.latency or 0 if fault else 0)
         if delay:
             time.sleep(delay)
-        if fault is not None and fault.hang:
+        if hang and fault is not None and fault.hang:
             time.sleep(fault.hang)
         if fault is not None and fault.drop == 'before':
             raise _Drop()
@@ -173,7 +173,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         faults.count(name)
         fault = faults.match(name)
         try:
-            self._apply_fault(fault)
+            self._apply_fault(fault, hang=False)
         except _Drop:
             self._drop()
             return
@@ -190,6 +190,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             except Exception as exc:  # noqa: BLE001 - xapi answers INTERNAL_ERROR
                 LOG.exception('%s failed', wire_name)
                 payload = failure(['INTERNAL_ERROR', str(exc)])
+        if fault is not None and fault.hang:
+            time.sleep(fault.hang)      # the call ran; its answer is late
         if fault is not None and fault.drop == 'after':
             self._drop()
             return

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import testtools
 import XenAPI
 
+from tests.functional.sim import base
 from xensm_driver.sim import SimControl
 
 
@@ -109,3 +112,46 @@ class CliProcessTest(testtools.TestCase):
         x.VDI.snapshot(v)             # storage and database still agree
         x.SR.scan(sr)
         self.assertEqual(5, len(x.SR.get_VDIs(sr)))
+
+
+class FaultKindsTest(base.SimTestCase):
+    srs = ('nfs',)
+
+    def test_latency_hang_and_drop_after(self) -> None:
+        sr = self.sr('nfs')
+        self.ctl.inject_fault('SR.get_record', latency=0.2)
+        t0 = time.monotonic()
+        self.x.SR.get_record(sr)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.2)
+        # hang: the call runs, the answer comes late.
+        self.ctl.inject_fault('VDI.create', hang=0.3)
+        before = len(self.x.VDI.get_all())
+        t0 = time.monotonic()
+        self.vdi(sr, base.MiB)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.3)
+        self.assertEqual(before + 1, len(self.x.VDI.get_all()))
+        # drop='after' twice: the call runs twice (xmlrpc.client resends
+        # once on a dropped connection) and the client sees no answer.
+        self.ctl.inject_fault('VDI.create', drop='after', times=2)
+        self.assertRaises(http.client.RemoteDisconnected, self.vdi, sr,
+                          base.MiB)
+        self.assertEqual(before + 3, len(self.x.VDI.get_all()))
+        # set_latency applies to every call.
+        self.ctl.set_latency(0.1)
+        t0 = time.monotonic()
+        self.x.VDI.get_all()
+        self.assertGreaterEqual(time.monotonic() - t0, 0.1)
+        self.ctl.set_latency(0)
+
+    def test_fault_reaches_async_tasks(self) -> None:
+        sr = self.sr('nfs')
+        v = self.vdi(sr, base.MiB)
+        self.ctl.inject_fault('VDI.snapshot', ['SR_BACKEND_FAILURE_82', '',
+                                               'Failed to snapshot VDI', ''])
+        task = self.x.Async.VDI.snapshot(v)
+        rec = self.wait_task(task)
+        self.assertEqual('failure', rec['status'])
+        self.assertEqual('SR_BACKEND_FAILURE_82', rec['error_info'][0])
+        self.assertEqual({'Async.VDI.snapshot': 1},
+                         {k: n for k, n in self.ctl.calls().items()
+                          if 'snapshot' in k})
