@@ -10,6 +10,7 @@ one VDI queue behind each other as xapi's internal retry makes them do.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -1211,7 +1212,6 @@ class Xapi:
         return os.path.join(att.directory, uuid + '.json')
 
     def _meta_read(self, att: Attachment, uuid: str) -> dict[str, Any]:
-        import json
         try:
             with open(self._meta_path(att, uuid)) as f:
                 data: dict[str, Any] = json.load(f)
@@ -1421,7 +1421,6 @@ class Xapi:
         return lun
 
     def _array_drop_lun(self, sr_dir: str, vdi_uuid: str) -> None:
-        import json
         try:
             with open(os.path.join(sr_dir, vdi_uuid + '.json')) as f:
                 scsi_id = json.load(f).get('scsi_id')
@@ -1657,6 +1656,7 @@ class Xapi:
             'xenstore_data': dict(rec['xenstore_data']),
             'tags': list(rec['tags']), 'on_boot': rec['on_boot'],
             'allow_caching': rec['allow_caching'], 'managed': True,
+            'cbt_enabled': rec['cbt_enabled'] and not clone,
             'allowed_operations': self._vdi_allowed_ops(be, True),
             'is_a_snapshot': not clone,
             'snapshot_of': NULL_REF if clone else vdi,
@@ -1897,6 +1897,27 @@ class Xapi:
         if value not in ('persist', 'reset'):
             raise XapiError('FIELD_TYPE_ERROR', 'value')
         self._vdi_update(vdi, on_boot=value)
+        return ''
+
+    @api('VDI.enable_cbt', 'self:ref:VDI')
+    def vdi_enable_cbt(self, s: str, vdi: str) -> str:
+        return self._set_cbt(vdi, True)
+
+    @api('VDI.disable_cbt', 'self:ref:VDI')
+    def vdi_disable_cbt(self, s: str, vdi: str) -> str:
+        return self._set_cbt(vdi, False)
+
+    def _set_cbt(self, vdi: str, enabled: bool) -> str:
+        rec = self.db.get('VDI', vdi)
+        att = self._att(rec['SR'])
+        self._need(rec['SR'], att.backend, 'VDI_CONFIG_CBT')
+        if rec['is_a_snapshot']:
+            raise XapiError('OPERATION_NOT_ALLOWED',
+                            'VDI is a snapshot: %s' % vdi)
+        if rec['type'] not in ('user', 'system'):
+            raise XapiError('VDI_INCOMPATIBLE_TYPE', vdi, rec['type'])
+        if rec['cbt_enabled'] != enabled:
+            self._vdi_update(vdi, cbt_enabled=enabled)
         return ''
 
     @api('VDI.update', 'vdi:ref:VDI')

@@ -60,7 +60,19 @@ EQUAL: dict[str, Any] = {'target': '127.0.0.13', 'username': 'grpadmin',
 
 
 class Simulator:
-    """A simulated XenServer pool serving XAPI on loopback."""
+    """A simulated XenServer pool serving XAPI on loopback.
+
+    ``pool_hosts`` hosts (master included); ``srs`` SR types to pre-create
+    on the default storage (named ``sim-<type>``); ``state_dir`` keeps the
+    database and the fabric across restarts (default: memory and a
+    temporary directory removed by :meth:`stop`); ``auth_failure_delay``
+    is how long a failed login waits (xapi: 5 s); ``max_sessions_per_user``
+    the cap beyond which the oldest sessions are invalidated; TLS files
+    make every host serve HTTPS; ``fabric`` shares a storage network with
+    array simulators; ``latency`` is added to every XAPI call;
+    ``data_idle_timeout`` is how long a data-path transfer may stall
+    before its task fails with VDI_IO_ERROR.
+    """
 
     def __init__(self, host: str = '127.0.0.1', port: int = 0,
                  pool_hosts: int = 2, username: str = 'root',

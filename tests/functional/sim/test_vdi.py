@@ -309,3 +309,18 @@ class VdiTest(base.SimTestCase):
         for pbd in self.x.SR.get_PBDs(sr):
             self.x.PBD.plug(pbd)
         self.x.VDI.resize(v, str(2 * GiB))
+
+    def test_cbt_flag(self) -> None:
+        sr = self.sr('nfs')
+        v = self.vdi(sr)
+        self.x.VDI.enable_cbt(v)
+        self.x.VDI.enable_cbt(v)                 # idempotent
+        self.assertTrue(self.x.VDI.get_cbt_enabled(v))
+        s = self.x.VDI.snapshot(v)
+        self.assertFailure(['OPERATION_NOT_ALLOWED'], self.x.VDI.enable_cbt,
+                           s)
+        self.x.VDI.disable_cbt(v)
+        self.assertFalse(self.x.VDI.get_cbt_enabled(v))
+        eq = self.vdi(self.sr('equal'), 4 * MiB)
+        self.assertFailure(['SR_OPERATION_NOT_SUPPORTED'],
+                           self.x.VDI.enable_cbt, eq)
