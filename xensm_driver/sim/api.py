@@ -193,10 +193,10 @@ class Xapi:
                 self.db.create('pool', {'master': href[0],
                                         'name_label': ''})
             else:
-                master = self._master()
-                self.master_address = self.db.get('host', master)['address']
                 for h, rec in zip(hosts, self._hosts_in_order(), strict=False):
                     self.db.update('host', rec, address=h['address'])
+                master = self._master()
+                self.master_address = self.db.get('host', master)['address']
             existing = {r['type'] for r in self.db.tables['SM'].values()}
             for t, be in BACKENDS.items():
                 if t in existing:
