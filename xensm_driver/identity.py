@@ -11,9 +11,13 @@ found is ours before anything destructive happens to it.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 
 VOLUME_TAG = "xensm-volume-id"
+#: When the VDI got its identity (seconds since the epoch, as text): of two
+#: VDIs claiming one id, the older is the real one.
+CREATED_TAG = "xensm-created"
 SNAPSHOT_TAG = "xensm-snapshot-id"
 GROUP_SNAPSHOT_TAG = "xensm-group-snapshot-id"
 GiB = 1 << 30
@@ -35,9 +39,11 @@ class Identity:
         return VOLUME_TAG if self.kind == "volume" else SNAPSHOT_TAG
 
     def tags(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The other_config a VDI of this identity carries."""
-        tags = dict(extra or {})
+        """The other_config a VDI of this identity carries, stamped now."""
+        tags = {k: v for k, v in (extra or {}).items()
+                if k not in (VOLUME_TAG, SNAPSHOT_TAG, CREATED_TAG)}
         tags[self.tag_key] = self.id
+        tags[CREATED_TAG] = "%.6f" % time.time()
         return tags
 
     def matches(self, other_config: Mapping[str, str]) -> bool:
@@ -75,3 +81,11 @@ def model_update(sr_uuid: str, vdi_uuid: str) -> dict[str, str]:
     """The Cinder model update that records where a VDI lives."""
     return {"provider_id": vdi_uuid,
             "provider_location": provider_location(sr_uuid, vdi_uuid)}
+
+
+def created(other_config: Mapping[str, str]) -> float:
+    """When the VDI got its identity; 0 (oldest) when it was never stamped."""
+    try:
+        return float(other_config.get(CREATED_TAG, 0))
+    except ValueError:
+        return 0.0

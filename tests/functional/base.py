@@ -169,8 +169,8 @@ class DriverTestCase(SimTestCase):
         out = io.BytesIO()
         vdi = self.driver.backend.storage.vdi_by_uuid(obj["provider_id"])
         transfer.download(self.driver.pool, obj["provider_id"], out,
-                          size=vdi.virtual_size)
-        return out.getvalue()[:length]
+                          size=vdi.virtual_size, length=length)
+        return out.getvalue()
 
     # -- what is on the SR ----------------------------------------------------
 

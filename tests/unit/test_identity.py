@@ -10,10 +10,17 @@ class TestIdentity(testtools.TestCase):
     def test_volume_and_snapshot_names_and_tags(self):
         vol = identity.volume("v1")
         self.assertEqual("volume-v1", vol.name_label)
-        self.assertEqual({"xensm-volume-id": "v1", "x": "y"}, vol.tags({"x": "y"}))
+        tags = vol.tags({"x": "y", "xensm-snapshot-id": "stale"})
+        self.assertEqual({"xensm-volume-id": "v1", "x": "y"},
+                         {k: v for k, v in tags.items() if k != identity.CREATED_TAG})
+        self.assertGreater(identity.created(tags), 0)
         snap = identity.snapshot("s1")
         self.assertEqual("snapshot-s1", snap.name_label)
-        self.assertEqual({"xensm-snapshot-id": "s1"}, snap.tags())
+        self.assertEqual("s1", snap.tags()["xensm-snapshot-id"])
+
+    def test_unstamped_vdis_count_as_oldest(self):
+        self.assertEqual(0.0, identity.created({}))
+        self.assertEqual(0.0, identity.created({identity.CREATED_TAG: "junk"}))
 
     def test_matches_only_own_tag(self):
         vol = identity.volume("v1")

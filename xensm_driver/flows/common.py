@@ -73,13 +73,16 @@ def find_vdi(backend: SRBackend, ident: identity.Identity,
 
 
 def pick(candidates: list[VDI], ident: identity.Identity) -> VDI | None:
-    """The VDI that is ``ident``: tagged, managed, lowest uuid wins.
+    """The VDI that is ``ident``: tagged, managed, and the oldest.
 
-    Every concurrent or retried create of the same id picks the same winner,
-    so they agree on which VDI to keep without talking to each other.
+    A VDI that already held the volume (a finished earlier create, perhaps
+    with data on it) is older than any duplicate a retry makes, so it wins;
+    concurrent duplicates fall back on the lowest uuid. Every caller picks
+    the same winner without talking to the others.
     """
     ours = [v for v in candidates if v.managed and ident.matches(v.other_config)]
-    return min(ours, key=lambda v: v.uuid) if ours else None
+    return min(ours, key=lambda v: (identity.created(v.other_config), v.uuid),
+               default=None)
 
 
 # -- tasks --------------------------------------------------------------------
@@ -99,8 +102,8 @@ class FindVdiTask(XensmTask):
 
     def __init__(self, ident_key: str = "ident", provider_key: str = "provider_id",
                  missing_ok: bool = False, **kwargs: Any) -> None:
-        super().__init__(rebind={"ident": ident_key, "provider_id": provider_key},
-                         **kwargs)
+        kwargs.setdefault("rebind", {"ident": ident_key, "provider_id": provider_key})
+        super().__init__(**kwargs)
         self.missing_ok = missing_ok
 
     def execute(self, backend: SRBackend, ident: identity.Identity,
@@ -302,24 +305,36 @@ class CopyIntoVdiTask(XensmTask):
                                       timeout=backend.options.xenapi_task_timeout)
 
 
-class AdoptVdiTask(XensmTask):
-    """Give an existing VDI a volume's identity; revert gives back the old one."""
+class AdoptTagsTask(XensmTask):
+    """Tag an existing VDI as the volume; revert puts back its old tags."""
 
-    default_provides = "previous_identity"
+    default_provides = "previous_other_config"
 
     def execute(self, backend: SRBackend, ident: identity.Identity,
-                vdi: VDI) -> tuple[str, dict[str, str]]:
-        previous = (vdi.name_label, dict(vdi.other_config))
-        tags = {k: v for k, v in vdi.other_config.items()
-                if k not in (identity.VOLUME_TAG, identity.SNAPSHOT_TAG)}
-        backend.storage.set_vdi_identity(vdi.ref, ident.name_label, ident.tags(tags))
-        return previous
+                vdi: VDI) -> dict[str, str]:
+        backend.storage.set_vdi_other_config(vdi.ref, ident.tags(vdi.other_config))
+        return dict(vdi.other_config)
 
     def revert(self, backend: SRBackend, vdi: VDI, result: Any, **kwargs: Any) -> None:
         if _failed(result):
             return
-        name_label, other_config = result
         try:
-            backend.storage.set_vdi_identity(vdi.ref, name_label, other_config)
+            backend.storage.set_vdi_other_config(vdi.ref, result)
+        except GONE:
+            return
+
+
+class AdoptNameTask(XensmTask):
+    """Rename an existing VDI after the volume; revert puts back its old name."""
+
+    def execute(self, backend: SRBackend, ident: identity.Identity, vdi: VDI) -> str:
+        backend.storage.set_vdi_name_label(vdi.ref, ident.name_label)
+        return vdi.name_label
+
+    def revert(self, backend: SRBackend, vdi: VDI, result: Any, **kwargs: Any) -> None:
+        if _failed(result):
+            return
+        try:
+            backend.storage.set_vdi_name_label(vdi.ref, result)
         except GONE:
             return

@@ -8,9 +8,9 @@ from xensm_driver.flows import common
 
 
 def manage_existing() -> linear_flow.Flow:
-    """manage_existing: AdoptVdiTask (rename and tag; revert restores) ->
-    ResizeVdiTask (up to the whole GiB Cinder records). The VDI itself is
-    found and vetted by the back end first. 2-3 calls.
+    """manage_existing: AdoptTagsTask -> AdoptNameTask (each restores what
+    it changed) -> ResizeVdiTask (up to the whole GiB Cinder records). The
+    VDI itself is found and vetted by the back end first. 2-3 calls.
     """
     return linear_flow.Flow("manage_existing").add(
-        common.AdoptVdiTask(), common.ResizeVdiTask())
+        common.AdoptTagsTask(), common.AdoptNameTask(), common.ResizeVdiTask())

@@ -17,15 +17,16 @@ def create_snapshot() -> linear_flow.Flow:
     """create_snapshot: FindVdiTask(source volume) -> CheckCopyAllowedTask ->
     SnapshotVdiTask -> TagVdiTask -> IdentifyVdiTask.
 
-    Store: ``source_ident``/``source_provider_id`` (the volume) and
+    Store: ``source_ident``/``source_provider_id`` (the volume; found as
+    ``source_vdi``) and
     ``ident`` (the snapshot). 5 calls (6 when the volume already has a VHD
     parent and the chain depth must be read).
     """
     return linear_flow.Flow("create_snapshot").add(
         common.FindVdiTask(ident_key="source_ident", provider_key="source_provider_id",
-                           name="FindSourceVdiTask"),
-        common.CheckCopyAllowedTask(operation="snapshot"),
-        common.SnapshotVdiTask(),
+                           name="FindSourceVdiTask", provides="source_vdi"),
+        common.CheckCopyAllowedTask(operation="snapshot", rebind={"vdi": "source_vdi"}),
+        common.SnapshotVdiTask(rebind={"vdi": "source_vdi"}),
         common.TagVdiTask(),
         common.IdentifyVdiTask())
 
@@ -46,9 +47,9 @@ def clone_to_volume() -> linear_flow.Flow:
     """
     return linear_flow.Flow("clone_to_volume").add(
         common.FindVdiTask(ident_key="source_ident", provider_key="source_provider_id",
-                           name="FindSourceVdiTask"),
-        common.CheckCopyAllowedTask(operation="clone"),
-        common.CloneVdiTask(),
+                           name="FindSourceVdiTask", provides="source_vdi"),
+        common.CheckCopyAllowedTask(operation="clone", rebind={"vdi": "source_vdi"}),
+        common.CloneVdiTask(rebind={"vdi": "source_vdi"}),
         common.TagVdiTask(),
         common.IdentifyVdiTask(),
         common.ResizeVdiTask())

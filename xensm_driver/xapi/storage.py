@@ -394,7 +394,11 @@ class Storage:
         Tags first: a VDI renamed but still carrying its source's tags would
         pass for the source.
         """
-        self.pool.call("VDI.set_other_config", vdi_ref, dict(other_config), obj=vdi_ref)
+        self.set_vdi_other_config(vdi_ref, other_config)
+        self.set_vdi_name_label(vdi_ref, name_label)
+
+    def set_vdi_name_label(self, vdi_ref: str, name_label: str) -> None:
+        """Rename the VDI (goes through the SM: the SR must be attached). 1 call."""
         self.pool.call("VDI.set_name_label", vdi_ref, name_label, obj=vdi_ref)
 
     def set_vdi_other_config(self, vdi_ref: str, other_config: Mapping[str, str]) -> None:

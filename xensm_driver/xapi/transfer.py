@@ -13,6 +13,7 @@ the VDI's virtual size.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -126,14 +127,17 @@ def upload(pool: SessionPool, vdi: str, source: IO[bytes] | Iterable[bytes], *,
 
 
 def download(pool: SessionPool, vdi: str, sink: IO[bytes] | Callable[[bytes], Any], *,
-             size: int, progress: Progress | None = None,
+             size: int, length: int | None = None, progress: Progress | None = None,
              timeout: float = 3600.0) -> int:
     """Stream the VDI's content (``size`` bytes, its virtual size) to ``sink``.
 
-    ``sink`` is a binary file or a callable taking each chunk. Returns the
-    byte count; a short stream raises TransferError.
+    ``sink`` is a binary file or a callable taking each chunk. With
+    ``length``, only the first ``length`` bytes are read: XAPI's export has
+    no ranges, so the connection is closed early and the export task
+    cancelled. Returns the byte count; a short stream raises TransferError.
     """
     write = sink.write if hasattr(sink, "write") else sink
+    wanted = size if length is None else min(length, size)
     done = 0
     with pool.session() as sess:
         params = {"session_id": pool.session_ref(sess), "vdi": vdi, "format": "raw"}
@@ -142,21 +146,33 @@ def download(pool: SessionPool, vdi: str, sink: IO[bytes] | Callable[[bytes], An
                               verify=pool.tls_verify, timeout=(10.0, timeout)) as response:
                 task = _check_response(response, "from", vdi)
                 for chunk in response.iter_content(CHUNK):
+                    chunk = chunk[:wanted - done]
                     write(chunk)
                     done += len(chunk)
                     if progress:
-                        progress(done, size)
+                        progress(done, wanted)
+                    if done >= wanted:
+                        break
         except requests.RequestException as exc:
             raise exception.TransferError(
                 direction="from", vdi=vdi,
-                reason="%s after %d of %d bytes" % (_describe(exc), done, size)) from None
-    if task:
-        pool.wait_task(task, "export_raw_vdi", obj=vdi, timeout=timeout)
-    if done != size:
+                reason="%s after %d of %d bytes" % (_describe(exc), done, wanted)) from None
+    if done != wanted:
         raise exception.TransferError(
             direction="from", vdi=vdi,
-            reason="XAPI sent %d of %d bytes" % (done, size))
+            reason="XAPI sent %d of %d bytes" % (done, wanted))
+    if task and wanted < size:
+        _abandon(pool, task)
+    elif task:
+        pool.wait_task(task, "export_raw_vdi", obj=vdi, timeout=timeout)
     return done
+
+
+def _abandon(pool: SessionPool, task: str) -> None:
+    """Cancel and drop the task of an export we stopped reading."""
+    for method in ("task.cancel", "task.destroy"):
+        with contextlib.suppress(exception.XapiError):
+            pool.call(method, task, obj=task)
 
 
 def _check_response(response: requests.Response, direction: str, vdi: str) -> str:
