@@ -235,8 +235,10 @@ class TestDataPath(base.SimTestCase):
         storage = Storage(pool)
         sr = self.nfs_sr(storage)
         vdi = storage.create_vdi(sr, 8 * base.MiB, "short", {})
-        self.assertRaises(exception.XensmError, transfer.upload, pool, vdi,
-                          iter([b"x" * base.MiB]), size=4 * base.MiB)
+        err = self.assertRaises(exception.TransferError, transfer.upload, pool, vdi,
+                                iter([b"x" * base.MiB]), size=4 * base.MiB)
+        self.assertIn("ended after 1048576 of 4194304 bytes", str(err))
+        self.assertEqual([], pool.call("task.get_all"))      # nothing left behind
 
     def test_stream_cut_mid_export_is_an_error(self):
         pool = self.pool()
@@ -247,3 +249,4 @@ class TestDataPath(base.SimTestCase):
         err = self.assertRaises(exception.XensmError, transfer.download, pool, vdi,
                                 lambda chunk: None, size=8 * base.MiB)
         self.assertNotIn("session_id", str(err))
+        self.assertEqual([], pool.call("task.get_all"))

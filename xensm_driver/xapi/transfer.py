@@ -43,8 +43,9 @@ class _Body:
     chunked Transfer-Encoding on import) and without buffering it.
     """
 
-    def __init__(self, chunks: Iterable[bytes], size: int,
+    def __init__(self, chunks: Iterable[bytes], size: int, vdi: str,
                  progress: Progress | None) -> None:
+        self._vdi = vdi
         self._chunks = chunks
         self._size = size
         self._progress = progress
@@ -59,12 +60,18 @@ class _Body:
                 continue
             if self.sent + len(chunk) > self._size:
                 raise exception.TransferError(
-                    direction="into", vdi="(upload)",
+                    direction="into", vdi=self._vdi,
                     reason="the source holds more than the %d bytes announced" % self._size)
             self.sent += len(chunk)
             yield chunk
             if self._progress:
                 self._progress(self.sent, self._size)
+        if self.sent != self._size:
+            # Abort the request now: XAPI would otherwise wait for the bytes
+            # Content-Length promised until its own idle timeout.
+            raise exception.TransferError(
+                direction="into", vdi=self._vdi,
+                reason="the source ended after %d of %d bytes" % (self.sent, self._size))
 
 
 def _read_chunks(source: IO[bytes]) -> Iterator[bytes]:
@@ -105,23 +112,25 @@ def upload(pool: SessionPool, vdi: str, source: IO[bytes] | Iterable[bytes], *,
             direction="into", vdi=vdi,
             reason="the source's size is unknown; XAPI needs it up front "
                    "(give size=, or a regular file)")
-    body = _Body(chunks, size, progress)
-    with pool.session() as sess:
-        params = {"session_id": pool.session_ref(sess), "vdi": vdi, "format": "raw"}
-        try:
-            response = requests.put(
-                pool.url + "/import_raw_vdi", params=params, data=body,
-                verify=pool.tls_verify, timeout=(10.0, timeout))
-        except requests.RequestException as exc:
-            raise exception.TransferError(direction="into", vdi=vdi,
-                                          reason=_describe(exc)) from None
-        task = _check_response(response, "into", vdi)
-    if body.sent != size:
-        raise exception.TransferError(
-            direction="into", vdi=vdi,
-            reason="the source ended after %d of %d bytes" % (body.sent, size))
-    if task:
-        pool.wait_task(task, "import_raw_vdi", obj=vdi, timeout=timeout)
+    body = _Body(chunks, size, vdi, progress)
+    task = _new_task(pool, "xensm upload into %s" % vdi)
+    try:
+        with pool.session() as sess:
+            params = {"session_id": pool.session_ref(sess), "vdi": vdi, "format": "raw",
+                      "task_id": task}
+            try:
+                response = requests.put(
+                    pool.url + "/import_raw_vdi", params=params, data=body,
+                    verify=pool.tls_verify, timeout=(10.0, timeout))
+            except requests.RequestException as exc:
+                raise exception.TransferError(direction="into", vdi=vdi,
+                                              reason=_describe(exc)) from None
+            _check_response(response, "into", vdi)
+    except BaseException:
+        _abandon(pool, task)
+        raise
+    # XAPI answered before it read the body: only the task knows the outcome.
+    pool.wait_task(task, "import_raw_vdi", obj=vdi, timeout=timeout)
     LOG.debug("Uploaded %d bytes into VDI %s", size, vdi)
     return size
 
@@ -139,33 +148,45 @@ def download(pool: SessionPool, vdi: str, sink: IO[bytes] | Callable[[bytes], An
     write = sink.write if hasattr(sink, "write") else sink
     wanted = size if length is None else min(length, size)
     done = 0
-    with pool.session() as sess:
-        params = {"session_id": pool.session_ref(sess), "vdi": vdi, "format": "raw"}
-        try:
-            with requests.get(pool.url + "/export_raw_vdi", params=params, stream=True,
-                              verify=pool.tls_verify, timeout=(10.0, timeout)) as response:
-                task = _check_response(response, "from", vdi)
-                for chunk in response.iter_content(CHUNK):
-                    chunk = chunk[:wanted - done]
-                    write(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(done, wanted)
-                    if done >= wanted:
-                        break
-        except requests.RequestException as exc:
-            raise exception.TransferError(
-                direction="from", vdi=vdi,
-                reason="%s after %d of %d bytes" % (_describe(exc), done, wanted)) from None
-    if done != wanted:
-        raise exception.TransferError(
-            direction="from", vdi=vdi,
-            reason="XAPI sent %d of %d bytes" % (done, wanted))
-    if task and wanted < size:
+    task = _new_task(pool, "xensm download from %s" % vdi)
+    try:
+        with pool.session() as sess:
+            params = {"session_id": pool.session_ref(sess), "vdi": vdi, "format": "raw",
+                      "task_id": task}
+            try:
+                with requests.get(pool.url + "/export_raw_vdi", params=params, stream=True,
+                                  verify=pool.tls_verify,
+                                  timeout=(10.0, timeout)) as response:
+                    _check_response(response, "from", vdi)
+                    for chunk in response.iter_content(CHUNK):
+                        chunk = chunk[:wanted - done]
+                        write(chunk)
+                        done += len(chunk)
+                        if progress:
+                            progress(done, wanted)
+                        if done >= wanted:
+                            break
+            except requests.RequestException as exc:
+                raise exception.TransferError(
+                    direction="from", vdi=vdi,
+                    reason="%s after %d of %d bytes" % (_describe(exc), done, wanted)) from None
+        if done != wanted:
+            raise exception.TransferError(direction="from", vdi=vdi,
+                                          reason="XAPI sent %d of %d bytes" % (done, wanted))
+    except BaseException:
         _abandon(pool, task)
-    elif task:
+        raise
+    if wanted < size:
+        _abandon(pool, task)        # we stopped reading: the export is cancelled
+    else:
         pool.wait_task(task, "export_raw_vdi", obj=vdi, timeout=timeout)
     return done
+
+
+def _new_task(pool: SessionPool, label: str) -> str:
+    """A task for XAPI to report the transfer's outcome on. 1 call."""
+    task: str = pool.call("task.create", label, "")
+    return task
 
 
 def _abandon(pool: SessionPool, task: str) -> None:
@@ -175,7 +196,7 @@ def _abandon(pool: SessionPool, task: str) -> None:
             pool.call(method, task, obj=task)
 
 
-def _check_response(response: requests.Response, direction: str, vdi: str) -> str:
+def _check_response(response: requests.Response, direction: str, vdi: str) -> None:
     if response.status_code == 401:
         raise exception.TransferError(direction=direction, vdi=vdi,
                                       reason="XAPI refused the session (HTTP 401)")
@@ -183,7 +204,6 @@ def _check_response(response: requests.Response, direction: str, vdi: str) -> st
         raise exception.TransferError(
             direction=direction, vdi=vdi,
             reason="XAPI answered HTTP %d" % response.status_code)
-    return response.headers.get("task-id", "")
 
 
 def _describe(exc: BaseException) -> str:
