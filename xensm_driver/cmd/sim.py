@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--print-topology', action='store_true',
                    help='print the default storage topology as JSON after '
                         'the URL')
+    p.add_argument('--solidfire', action='store_true',
+                   help='also start a SolidFire Element cluster simulator on '
+                        'the same iSCSI fabric (its MVIP is in the topology)')
+    p.add_argument('--supplemental-pack', action='append', default=[],
+                   dest='packs', choices=['relvmoiscsi'],
+                   help='install a supplemental pack on the pool: relvmoiscsi '
+                        '(CloudOps ReLVHDoISCSISR, resigns cloned LUNs)')
     p.add_argument('--debug', action='store_true')
     return p
 
@@ -64,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                     auth_failure_delay=args.auth_failure_delay,
                     max_sessions_per_user=args.max_sessions_per_user,
                     tls_certfile=args.tls_cert, tls_keyfile=args.tls_key,
-                    latency=args.latency)
+                    latency=args.latency, solidfire=args.solidfire,
+                    supplemental_packs=tuple(args.packs))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -34,10 +34,13 @@ from .schema import NAMED
 from .schema import PUBLIC
 from .schema import REVERSE
 from .storage import BACKENDS
+from .storage import PACKS
+from .storage import RESIGNED
 from .storage import VHD_BLOCK
 from .storage import Backend
 from .storage import Ctx
 from .storage import Place
+from .storage import ReLvmoIscsiBackend
 from .wire import NULL_REF
 from .wire import XapiError
 from .wire import epoch_stamp
@@ -121,8 +124,17 @@ class Xapi:
     def __init__(self, fabric: Fabric, username: str, password: str,
                  auth_failure_delay: float = 5.0,
                  max_sessions_per_user: int = 500,
-                 state_file: str | None = None) -> None:
+                 state_file: str | None = None,
+                 packs: tuple[str, ...] = ()) -> None:
         self.fabric = fabric
+        # The SR types this pool's SM offers: stock ones plus any
+        # supplemental pack installed on it.
+        self.backends: dict[str, Backend] = dict(BACKENDS)
+        for pack in packs:
+            if pack not in PACKS:
+                raise ValueError('unknown supplemental pack %r (known: %s)'
+                                 % (pack, ', '.join(sorted(PACKS))))
+            self.backends[pack] = PACKS[pack]
         self.username = username
         self.password = password
         self.auth_failure_delay = auth_failure_delay
@@ -198,7 +210,7 @@ class Xapi:
                 master = self._master()
                 self.master_address = self.db.get('host', master)['address']
             existing = {r['type'] for r in self.db.tables['SM'].values()}
-            for t, be in BACKENDS.items():
+            for t, be in self.backends.items():
                 if t in existing:
                     continue
                 self.db.create('SM', {
@@ -770,7 +782,7 @@ class Xapi:
     # SR
     # ==================================================================
     def _backend(self, sr_type: str) -> Backend:
-        be = BACKENDS.get(sr_type)
+        be = self.backends.get(sr_type)
         if be is None:
             raise XapiError('SR_UNKNOWN_DRIVER', sr_type)
         return be
@@ -807,7 +819,7 @@ class Xapi:
 
     @api('SR.get_supported_types', async_ok=False)
     def sr_get_supported_types(self, s: str) -> list[str]:
-        return sorted(BACKENDS)
+        return sorted(self.backends)
 
     @api('SR.create', 'host:ref:host device_config:map_ss physical_size:int '
          'name_label:str name_description:str type:str content_type:str '
@@ -825,6 +837,8 @@ class Xapi:
                 if sr_type == 'equal':
                     storage.check_equal_sm_config(sm_config or {})
                 place = be.locate(self.ctx, dc, host_rec)
+                if isinstance(be, ReLvmoIscsiBackend):
+                    self._resign(be, dc, host_rec, place)
                 sr_uuid = str(uuidlib.uuid4())
                 sr_dir = be.sr_dir(place, sr_uuid)
                 for found in be.found_srs(place):
@@ -875,6 +889,17 @@ class Xapi:
                 raise
             self._refresh_sr(sr)
             return sr
+
+    def _resign(self, be: ReLvmoIscsiBackend, dc: dict[str, str],
+                host_rec: dict[str, Any], place: Place) -> None:
+        """relvmoiscsi's create: resign the LUN, then fail as the pack does."""
+        for att in self.attached.values():
+            if att.place.lun is not None and place.lun is not None \
+                    and att.place.lun.scsi_id == place.lun.scsi_id:
+                raise sm_error(16)      # never rewrite a LUN that is in use
+        be.resign(self.ctx, dc, host_rec)
+        # The pack's error code is not documented; its text is (unverified).
+        raise XapiError('SR_BACKEND_FAILURE_1', '', RESIGNED, '')
 
     def _copy_secrets(self, dc: dict[str, str]) -> dict[str, str]:
         out = {}
@@ -1014,7 +1039,7 @@ class Xapi:
 
     def _recompute_space(self, sr: str) -> None:
         rec = self.db.get('SR', sr)
-        be = BACKENDS.get(rec['type'])
+        be = self.backends.get(rec['type'])
         total = [storage.LVM_MGT_LV if be and be.fmt == 'lvhd' else 0, 0]
         for vdi in self.db.children('VDI', 'SR', sr):
             p, v = self._contrib(self.db.get('VDI', vdi), be)
@@ -1132,7 +1157,7 @@ class Xapi:
                 rec['virtual_size'] if rec['managed'] else 0)
 
     def _sr_backend(self, sr: str) -> Backend | None:
-        return BACKENDS.get(self.db.get('SR', sr)['type'])
+        return self.backends.get(self.db.get('SR', sr)['type'])
 
     def _vdi_create(self, fields: dict[str, Any]) -> str:
         ref = self.db.create('VDI', fields)

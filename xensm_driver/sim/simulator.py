@@ -24,6 +24,7 @@ from .control import SimControl
 from .fabric import Fabric
 from .faults import FaultBox
 from .httpd import Server
+from .solidfire import ElementSimulator
 from .wire import XapiError
 
 LOG = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ NETAPP: dict[str, Any] = {'target': '127.0.0.12', 'username': 'admin',
           'password': 'netapp-pass', 'aggregate': 'aggr1', 'size': 2 * TiB}
 EQUAL: dict[str, Any] = {'target': '127.0.0.13', 'username': 'grpadmin',
          'password': 'eql-pass', 'storagepool': 'default', 'size': 2 * TiB}
+SOLIDFIRE: dict[str, Any] = {'svip': '127.0.0.15', 'login': 'admin',
+             'password': 'solidfire-pass'}
 
 
 class Simulator:
@@ -83,7 +86,9 @@ class Simulator:
                  tls_certfile: str | None = None,
                  tls_keyfile: str | None = None,
                  fabric: Fabric | None = None, latency: float = 0.0,
-                 data_idle_timeout: float = 5.0) -> None:
+                 data_idle_timeout: float = 5.0,
+                 supplemental_packs: tuple[str, ...] | list[str] = (),
+                 solidfire: bool = False) -> None:
         if pool_hosts < 1:
             raise ValueError('pool_hosts must be >= 1')
         self.bind_host = host
@@ -107,7 +112,16 @@ class Simulator:
         self.xapi = Xapi(self.fabric, username, password, auth_failure_delay,
                          max_sessions_per_user,
                          os.path.join(state_dir, 'xapi-db.json')
-                         if state_dir else None)
+                         if state_dir else None,
+                         packs=tuple(supplemental_packs))
+        # A SolidFire Element cluster on the same fabric: its volumes are
+        # iSCSI LUNs that lvmoiscsi SRs of this pool can sit on.
+        self.solidfire: ElementSimulator | None = None
+        if solidfire:
+            self.solidfire = ElementSimulator(
+                self.fabric, host=host, username=SOLIDFIRE['login'],
+                password=SOLIDFIRE['password'], svip=SOLIDFIRE['svip'],
+                data_dir=os.path.join(root, 'solidfire'))
         self.xapi.fault_hook = self.faults.match
         self.topology: dict[str, Any] = {}
         self.port = 0
@@ -130,6 +144,8 @@ class Simulator:
                  for i, a in enumerate(addrs)]
         self.xapi.bootstrap(hosts)
         self._host_refs = self.xapi.host_refs()
+        if self.solidfire is not None:
+            self.solidfire.start()
         self._build_topology(scheme)
         for sr_type in self.srs:
             self._default_sr(sr_type)
@@ -150,6 +166,8 @@ class Simulator:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self.solidfire is not None:
+            self.solidfire.stop()
         for srv in self._servers:
             srv.shutdown()
             srv.server_close()
@@ -287,9 +305,16 @@ class Simulator:
             'equal': {k: EQUAL[k] for k in ('target', 'username', 'password',
                                             'storagepool', 'size')},
             'hosts': hosts,
+            'supplemental_packs': sorted(set(self.xapi.backends)
+                                         - set(storage.BACKENDS)),
             'username': self.xapi.username,
             'password': self.xapi.password,
         }
+
+        if self.solidfire is not None:
+            self.topology['solidfire'] = {
+                'mvip': self.solidfire.url, 'svip': self.solidfire.svip,
+                'login': SOLIDFIRE['login'], 'password': SOLIDFIRE['password']}
 
     def default_device_config(self, sr_type: str) -> dict[str, str]:
         """device_config for an SR of ``sr_type`` on the default storage."""

@@ -733,6 +733,73 @@ def check_equal_sm_config(cfg: dict[str, str]) -> None:
         raise sm_error(166)
 
 
+# -- relvmoiscsi (CloudOps' ReLVHDoISCSISR supplemental pack) ----------------------
+#: What the pack's create answers once it has resigned a LUN (it always fails,
+#: on purpose: the caller then probes and introduces the SR as lvmoiscsi).
+RESIGNED = ('The SR has been successfully resigned. Use the lvmoiscsi type '
+            'to attach it')
+
+
+class ReLvmoIscsiBackend(LvmoIscsiBackend):
+    """``relvmoiscsi``: give a copied LUN its own identity.
+
+    A LUN cloned on an array carries its source's SR uuid and VDI uuids, so
+    it cannot be introduced next to the source (``SR_UUID_EXISTS``).
+    ``SR.create`` of this type with ``resign=true`` regenerates the SR uuid
+    and every VDI uuid on the LUN, deletes the snapshot VDIs, and then fails
+    with :data:`RESIGNED`. Not part of stock XenServer: a pool has it only
+    when the pack is installed (``Simulator(supplemental_packs=...)``).
+    """
+
+    type = 'relvmoiscsi'
+    sm = SmInfo('ReLVHD over iSCSI', 'Resignature of LVHD SRs on cloned '
+                'iSCSI LUNs', '/opt/xensource/sm/RELVMoISCSISR',
+                ('SR_PROBE',),
+                dict(LvmoIscsiBackend.sm.configuration,
+                     resign='Must be true: regenerate the SR and VDI '
+                            'identities on the LUN'),
+                vendor='CloudOps')
+
+    def resign(self, ctx: Ctx, dc: dict[str, str], host: dict[str, Any]) -> str:
+        """Rewrite the identity of the SR on the LUN; returns the new uuid."""
+        if dc.get('resign') != 'true':
+            raise sm_error(1, opterr='resign=true is required')
+        place = self.locate(ctx, dc, host)
+        directory = place.directory or ''
+        meta = read_sr_meta(directory)
+        if meta is None:
+            raise sm_error(47, opterr='no LVHD SR on LUN %s' % dc.get('SCSIid'))
+        vdis = {}
+        for name in os.listdir(directory):
+            if name.endswith('.json') and name != 'sr.json':
+                with open(os.path.join(directory, name)) as f:
+                    vdis[name[:-5]] = json.load(f)
+        doomed = {u for u, m in vdis.items() if m.get('is_a_snapshot')}
+        new = {u: str(uuidlib.uuid4()) for u in vdis if u not in doomed}
+        for old_uuid in vdis:
+            for ext in ('.json', '.raw'):
+                path = os.path.join(directory, old_uuid + ext)
+                if old_uuid in doomed:
+                    if os.path.exists(path):
+                        os.unlink(path)
+                elif ext == '.raw' and os.path.exists(path):
+                    os.replace(path, os.path.join(directory, new[old_uuid] + ext))
+        for old_uuid, new_uuid in new.items():
+            m = vdis[old_uuid]
+            m['parent'] = new.get(m.get('parent', ''), '')
+            m['snapshot_of'] = new.get(m.get('snapshot_of', ''), '')
+            write_json(os.path.join(directory, new_uuid + '.json'), m)
+            os.unlink(os.path.join(directory, old_uuid + '.json'))
+        sr_uuid = str(uuidlib.uuid4())
+        write_json(os.path.join(directory, 'sr.json'),
+                   dict(meta, uuid=sr_uuid, type='lvmoiscsi'))
+        return sr_uuid
+
+
+#: Types a pool has only when their supplemental pack is installed.
+PACKS: dict[str, Backend] = {'relvmoiscsi': ReLvmoIscsiBackend()}
+
+
 BACKENDS: dict[str, Backend] = {b.type: b for b in (
     NfsBackend(), LvmBackend(), LvmoIscsiBackend(), LvmoHbaBackend(),
     IscsiBackend(), NetAppBackend(), EqualBackend())}
