@@ -77,6 +77,11 @@ def backend_ini(sim: Simulator, sr_type: str, section: str = "xs", **extra: Any)
         values.update(xensm_eql_target=eq["target"], xensm_eql_username=eq["username"],
                       xensm_eql_password=eq["password"],
                       xensm_eql_storagepool=eq["storagepool"])
+    elif sr_type == "solidfire":
+        sf = topo["solidfire"]
+        values.update(xensm_sf_mvip=sf["mvip"], xensm_sf_login=sf["login"],
+                      xensm_sf_password=sf["password"], xensm_sf_retry_count=1,
+                      xensm_sf_api_timeout=10)
     values.update(extra)
     lines = ["[%s]" % section] + ["%s = %s" % (k, v) for k, v in values.items()]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,259 @@
+"""The SolidFire back end against the XAPI and Element simulators on one fabric.
+
+One Element volume, one lvmoiscsi SR and one VDI per Cinder volume; array
+snapshots, clones (resigned with the relvmoiscsi pack, copied without it)
+and rollbacks; content checked byte for byte through the data path.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from tests.functional import base
+from xensm_driver import exception
+from xensm_driver import identity
+
+A = base.pattern("A", base.MiB)
+B = base.pattern("B", base.MiB)
+C = base.pattern("C", base.MiB)
+
+
+class SolidFireTestCase(base.DriverTestCase):
+    SR_TYPE = "solidfire"
+    PACKS: tuple[str, ...] = ("relvmoiscsi",)
+
+    def setUp(self) -> None:
+        self.SIM_KWARGS = {"solidfire": True, "supplemental_packs": self.PACKS}
+        super().setUp()
+        self.array = self.sim.solidfire.control
+        self.client = self.driver.backend.client
+
+    def snapshot_spec(self, vol: dict[str, Any]) -> dict[str, Any]:
+        return {"id": str(uuid.uuid4()), "volume_id": vol["id"], "volume": vol,
+                "volume_size": vol["size"]}
+
+    def array_volumes(self) -> list[tuple[str, str]]:
+        return sorted((v["name"], v["status"])
+                      for v in self.client.call("ListVolumes")["volumes"])
+
+    def world(self) -> dict[str, Any]:
+        """What a failed verb must leave as it found: LUNs, access, SRs, VDIs."""
+        storage = self.driver.backend.storage
+        srs = storage.pool.call("SR.get_all_records")
+        vdis = storage.pool.call("VDI.get_all_records")
+        groups = self.client.call("ListVolumeAccessGroups")["volumeAccessGroups"]
+        return {
+            "luns": self.array_volumes(),
+            "access": sorted(v for g in groups for v in g.get("volumes", [])),
+            "snapshots": sorted(s["name"] for s in self.client.list_snapshots()),
+            "srs": sorted(r["name_label"] for r in srs.values()),
+            "vdis": sorted((r["name_label"], r["uuid"]) for r in vdis.values()
+                           if r["managed"]),
+        }
+
+
+class TestSolidFireVerbs(SolidFireTestCase):
+
+    def test_snapshot_overwrite_revert_gives_the_old_bytes(self) -> None:
+        vol = self.create_volume()
+        self.write(vol, A)
+        snap = self.snapshot_of(vol)
+        self.write(vol, B)
+        self.driver.revert_to_snapshot(None, vol, snap)
+        self.assertEqual(A, self.read(vol, len(A)))
+        # Same VDI after the SR came back, found by its recorded uuid.
+        self.assertEqual(A, self.read({"provider_id": vol["provider_id"]}, len(A)))
+
+    def test_clone_of_snapshot_keeps_its_bytes_while_the_source_changes(self) -> None:
+        vol = self.create_volume()
+        self.write(vol, A)
+        snap = self.snapshot_of(vol)
+        self.write(vol, B)
+        clone = self.volume(size=2)
+        clone.update(self.driver.create_volume_from_snapshot(clone, snap))
+        self.write(vol, C)
+        self.assertEqual(A, self.read(clone, len(A)))
+        self.assertEqual(C, self.read(vol, len(C)))
+        vdi = self.driver.backend.storage.vdi_by_uuid(clone["provider_id"])
+        self.assertEqual((2 * base.GiB, "volume-%s" % clone["id"]),
+                         (vdi.virtual_size, vdi.name_label))
+        self.assertNotEqual(vol["provider_location"].split("/")[0],
+                            clone["provider_location"].split("/")[0])
+
+    def test_clone_of_volume(self) -> None:
+        vol = self.create_volume()
+        self.write(vol, A)
+        clone = self.volume()
+        clone.update(self.driver.create_cloned_volume(clone, vol))
+        self.write(vol, B)
+        self.assertEqual(A, self.read(clone, len(A)))
+
+    def test_extend_grows_lun_sr_and_vdi(self) -> None:
+        vol = self.create_volume()
+        self.write(vol, A)
+        self.driver.extend_volume(vol, 3)
+        vdi = self.driver.backend.storage.vdi_by_uuid(vol["provider_id"])
+        self.assertEqual(3 * base.GiB, vdi.virtual_size)
+        (sf_volume,) = [v for v in self.client.call("ListVolumes")["volumes"]
+                        if v["name"] == "xensm-%s" % vol["id"]]
+        self.assertGreaterEqual(sf_volume["totalSize"], 3 * base.GiB)
+        self.assertEqual(A, self.read(vol, len(A)))
+
+    def test_delete_keeps_lun_until_its_last_snapshot_goes(self) -> None:
+        vol = self.create_volume()
+        snap = self.snapshot_of(vol)
+        self.driver.delete_volume(vol)
+        self.assertEqual([("xensm-%s" % vol["id"], "deleted")], self.array_volumes())
+        self.assertNotIn("xensm-sf-volume-%s" % vol["id"], self.world()["srs"])
+        self.driver.delete_snapshot(snap)
+        self.assertEqual([], self.array_volumes())
+
+    def test_group_snapshot_is_one_array_group_snapshot(self) -> None:
+        vols = [self.create_volume(), self.create_volume()]
+        snaps = [self.snapshot_spec(v) for v in vols]
+        self.array.reset_calls()
+        model, updates = self.driver.create_group_snapshot(None, {"id": "gs1"}, snaps)
+        self.assertEqual(1, self.array.calls().get("CreateGroupSnapshot"))
+        self.assertNotIn("CreateSnapshot", self.array.calls())
+        self.assertEqual({s["id"] for s in snaps}, {u["id"] for u in updates})
+        # A member can be reverted to like any snapshot.
+        self.write(vols[0], B)
+        member = dict(snaps[0], provider_id=updates[0]["provider_id"]
+                      if updates[0]["id"] == snaps[0]["id"] else updates[1]["provider_id"])
+        self.driver.revert_to_snapshot(None, vols[0], member)
+        self.assertNotEqual(B, self.read(vols[0], len(B)))
+        self.driver.delete_group_snapshot(None, dict(model, id="gs1"), snaps)
+        self.assertEqual([], self.client.list_snapshots())
+
+    def test_stats_are_thin_from_cluster_capacity(self) -> None:
+        stats = self.driver.get_volume_stats(True)
+        self.assertTrue(stats["thin_provisioning_support"])
+        self.assertTrue(stats["consistent_group_snapshot_enabled"])
+        self.assertEqual("resign", stats["xensm_clone_strategy"])
+        self.assertGreater(stats["total_capacity_gb"], 0)
+        self.create_volume(size=4)
+        self.assertGreaterEqual(
+            self.driver.get_volume_stats(True)["provisioned_capacity_gb"], 4)
+
+    def test_connection_info_names_the_lun_sr_and_no_secret(self) -> None:
+        vol = self.create_volume()
+        data = self.driver.initialize_connection(vol, {})["data"]
+        self.assertEqual(("lvmoiscsi", vol["provider_id"]), (data["sr_type"], data["vdi_uuid"]))
+        self.assertTrue(data["SCSIid"].startswith("3"))
+        self.assertNotIn(self.sim.topology["solidfire"]["password"], repr(data))
+        self.assertNotIn("password", repr(data).lower())
+
+
+class TestSolidFireSafety(SolidFireTestCase):
+
+    def test_lost_create_answer_makes_no_second_volume(self) -> None:
+        vol = self.volume()
+        self.array.inject_fault("CreateVolume", drop_after=True)
+        vol.update(self.driver.create_volume(vol))
+        self.assertEqual([("xensm-%s" % vol["id"], "active")], self.array_volumes())
+        self.assertEqual(1, self.array.calls()["CreateVolume"])
+
+    def test_retried_create_reuses_the_array_volume(self) -> None:
+        vol = self.volume()
+        self.driver.create_volume(dict(vol))
+        self.driver.create_volume(dict(vol))
+        self.assertEqual([("xensm-%s" % vol["id"], "active")], self.array_volumes())
+
+    def test_out_of_band_deleted_volume_never_deletes_another(self) -> None:
+        gone, other = self.create_volume(), self.create_volume()
+        (sf_gone,) = [v for v in self.client.call("ListVolumes")["volumes"]
+                      if v["name"] == "xensm-%s" % gone["id"]]
+        self.client.call("DeleteVolume", volumeID=sf_gone["volumeID"])
+        self.client.call("PurgeDeletedVolume", volumeID=sf_gone["volumeID"])
+        self.driver.delete_volume(gone)
+        self.assertEqual([("xensm-%s" % other["id"], "active")], self.array_volumes())
+        self.assertEqual(A, (self.write(other, A), self.read(other, len(A)))[1])
+
+    def test_33rd_snapshot_is_refused_before_the_array_is_asked(self) -> None:
+        vol = self.create_volume()
+        for _ in range(32):
+            self.snapshot_of(vol)
+        self.array.reset_calls()
+        err = self.assertRaises(exception.UnsupportedOperation, self.driver.create_snapshot,
+                                self.snapshot_spec(vol))
+        self.assertIn("32 snapshots", str(err))
+        self.assertNotIn("CreateSnapshot", self.array.calls())
+
+    def test_attached_volume_is_not_reverted_or_deleted(self) -> None:
+        vol = self.create_volume()
+        snap = self.snapshot_of(vol)
+        pool = self.driver.pool
+        dom0 = [r for r, rec in pool.call("VM.get_all_records").items()
+                if rec["is_control_domain"]][0]
+        vdi = self.driver.backend.storage.vdi_by_uuid(vol["provider_id"])
+        vbd = pool.call("VBD.create", {
+            "VM": dom0, "VDI": vdi.ref, "userdevice": "autodetect", "bootable": False,
+            "mode": "RW", "type": "Disk", "empty": False, "unpluggable": True,
+            "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}})
+        pool.call("VBD.plug", vbd)
+        before = self.world()
+        self.assertRaises(exception.InUse, self.driver.revert_to_snapshot, None, vol, snap)
+        self.assertRaises(exception.InUse, self.driver.delete_volume, vol)
+        self.assertEqual(before, self.world())
+
+    def test_a_failure_at_any_step_leaves_no_lun_sr_or_vdi(self) -> None:
+        vol = self.create_volume()
+        self.write(vol, A)
+        snap = self.snapshot_of(vol)
+        verbs: dict[str, Callable[[], Any]] = {
+            "create_volume": lambda: self.driver.create_volume(self.volume()),
+            "create_volume_from_snapshot": lambda: self.driver.create_volume_from_snapshot(
+                self.volume(size=2), snap),
+            "create_cloned_volume": lambda: self.driver.create_cloned_volume(
+                self.volume(), vol),
+            "revert_to_snapshot": lambda: self.driver.revert_to_snapshot(None, vol, snap),
+        }
+        xapi = self.driver.pool.counter
+        for verb, run in verbs.items():
+            xapi.reset()
+            self.array.reset_calls()
+            run()
+            steps = [("xapi", m, n) for m, c in sorted(xapi.snapshot().items())
+                     for n in range(1, c + 1)]
+            steps += [("array", m, n) for m, c in sorted(self.array.calls().items())
+                      for n in range(1, c + 1)]
+            self.assertTrue(steps)
+            for side, method, nth in steps:
+                before = self.world()
+                if side == "xapi":
+                    self.control.inject_fault(method, error=["INTERNAL_ERROR", "injected"],
+                                              nth=nth)
+                else:
+                    self.array.inject_fault(method, error_name="xInvalidParameter", nth=nth)
+                self.assertRaises(exception.XensmError, run)
+                self.control.clear_faults()
+                self.array.clear_faults()
+                self.assertEqual(before, self.world(),
+                                 "%s: changed after %s %s #%d failed" % (verb, side, method,
+                                                                         nth))
+            # The volume still works after every failed attempt.
+            self.assertEqual(identity.volume(vol["id"]).name_label,
+                             self.driver.backend.storage.vdi_by_uuid(
+                                 vol["provider_id"]).name_label)
+
+
+class TestSolidFireWithoutResign(SolidFireTestCase):
+    PACKS = ()
+
+    def test_clone_copies_and_volume_from_snapshot_is_refused_with_the_fix(self) -> None:
+        self.assertEqual("copy", self.driver.get_volume_stats(True)["xensm_clone_strategy"])
+        vol = self.create_volume()
+        self.write(vol, A)
+        clone = self.volume()
+        clone.update(self.driver.create_cloned_volume(clone, vol))
+        self.assertEqual(A, self.read(clone, len(A)))
+        snap = self.snapshot_of(vol)
+        before = self.world()
+        self.array.reset_calls()
+        err = self.assertRaises(exception.UnsupportedOperation,
+                                self.driver.create_volume_from_snapshot, self.volume(), snap)
+        self.assertIn("ReLVHDoISCSISR", str(err))
+        self.assertNotIn("CloneVolume", self.array.calls())
+        self.assertEqual(before, self.world())

@@ -1,0 +1,475 @@
+"""SolidFire, VDI-per-LUN: one Element volume, one lvmoiscsi SR per volume.
+
+Snapshots, clones and reverts happen on the array, so they cost no copy and
+no VHD chain. The pool reaches the LUNs through one volume access group
+(an initiator may belong to only one), named after the pool.
+
+A clone of a LUN carries its source's SR identity and cannot be attached
+next to it. With CloudOps' ``relvmoiscsi`` pack on the pool, the clone is
+resigned and introduced (``xensm_clone_strategy = resign``); without it,
+a cloned volume is a fresh LUN with the source VDI copied in by XAPI
+(``copy``), and a volume cannot be made from a snapshot at all -- the
+refusal says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from typing import Any
+from typing import ClassVar
+
+from xensm_driver import exception
+from xensm_driver import identity
+from xensm_driver.arrays.solidfire import ElementClient
+from xensm_driver.backends import base
+from xensm_driver.backends.base import SnapshotSpec
+from xensm_driver.backends.base import VolumeSpec
+from xensm_driver.flows import common
+from xensm_driver.flows import solidfire as flows
+from xensm_driver.xapi.storage import VDI
+
+LOG = logging.getLogger(__name__)
+
+#: Room the LVHD SR needs on the LUN besides the VDI: its management volume,
+#: journals and the VHD's metadata (bitmaps are 1/512 of the disk).
+SR_OVERHEAD = 64 << 20
+MiB = 1 << 20
+
+
+class SolidFireBackend(base.Backend):
+    SR_TYPE: ClassVar[str] = "solidfire"
+    CAPABILITIES: ClassVar[frozenset[str]] = frozenset({
+        base.THIN, base.SNAPSHOT, base.CLONE, base.REVERT, base.EXTEND,
+        base.GROUP_SNAPSHOT, base.SNAPSHOT_OF_SNAPSHOT})
+    STORAGE_PROTOCOL: ClassVar[str] = "iSCSI"
+    RESIGNED_TEXT: ClassVar[str] = "successfully resigned"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.client: ElementClient = None  # type: ignore[assignment]
+        self.account_id = 0
+        self.vag_id = 0
+        self.svip = ""
+        self.master_ref = ""
+        self.clone_strategy = "copy"
+
+    # -- setup ----------------------------------------------------------------
+
+    def setup(self) -> None:
+        opts = self.options
+        opts.require("xensm_sf_mvip", "xensm_sf_login", "xensm_sf_password",
+                     reason="the solidfire back end manages volumes through the "
+                            "cluster's Element API")
+        self.client = ElementClient(
+            opts.xensm_sf_mvip, opts.xensm_sf_login, opts.xensm_sf_password,
+            verify=opts.xensm_sf_verify_tls, timeout=opts.xensm_sf_api_timeout,
+            retries=opts.xensm_sf_retry_count)
+        cluster = self.client.call("GetClusterInfo")["clusterInfo"]
+        self.svip = opts.xensm_sf_svip or cluster["svip"]
+        self.account_id = int(self.client.ensure_account(
+            "%s-%s" % (opts.xensm_sf_account_prefix, self.name))["accountID"])
+        self.master_ref = self.storage.master().ref
+        self.vag_id = self._ensure_access_group()
+        self.clone_strategy = "resign" if self._has_sm("relvmoiscsi") else "copy"
+
+    def _has_sm(self, sr_type: str) -> bool:
+        return bool(self.storage.pool.call(
+            "SM.get_all_records_where", 'field "type"="%s"' % sr_type))
+
+    def _ensure_access_group(self) -> int:
+        """The pool's volume access group, holding every host's IQN."""
+        pool_uuid = next(iter(self.storage.pool.call("pool.get_all_records").values()))["uuid"]
+        name = "xensm-%s" % pool_uuid
+        initiators = sorted(h.iscsi_iqn for h in self.storage.hosts() if h.iscsi_iqn)
+        groups = self.client.call("ListVolumeAccessGroups")["volumeAccessGroups"]
+        group = next((g for g in groups if g.get("name") == name), None)
+        try:
+            if group is None:
+                return int(self.client.call("CreateVolumeAccessGroup", name=name,
+                                            initiators=initiators)["volumeAccessGroupID"])
+            missing = sorted(set(initiators) - set(group.get("initiators") or []))
+            if missing:
+                self.client.call("AddInitiatorsToVolumeAccessGroup",
+                                 volumeAccessGroupID=group["volumeAccessGroupID"],
+                                 initiators=missing)
+        except exception.ArrayError as exc:
+            if exc.name in ("xExceededLimit", "xAlreadyInVolumeAccessGroup"):
+                raise exception.ConfigError(
+                    option="xensm_sr_type = solidfire in [%s]" % self.options.section,
+                    reason="a host of this pool is already in another volume access "
+                           "group of the cluster, and an initiator may be in only one "
+                           "(%s). Move it into %s or remove the other group."
+                           % (exc.name, name)) from None
+            raise
+        return int(group["volumeAccessGroupID"])
+
+    def check(self) -> None:
+        if not self._has_sm("lvmoiscsi"):
+            raise exception.XensmError(
+                "The pool has no lvmoiscsi SM plugin, which back end %s needs to "
+                "attach SolidFire LUNs." % self.name)
+        self.client.call("GetClusterCapacity")
+
+    def stats(self) -> dict[str, Any]:
+        cap = self.client.call("GetClusterCapacity")["clusterCapacity"]
+        gib = float(identity.GiB)
+        total = int(cap.get("maxUsedSpace") or 0)
+        used = int(cap.get("usedSpace") or 0)
+        provisioned = int(cap.get("provisionedSpace") or 0)
+        over = int(cap.get("maxOverProvisionableSpace") or 0)
+        return {
+            "pool_name": "solidfire-%s" % self.name,
+            "total_capacity_gb": round(total / gib, 2),
+            "free_capacity_gb": round(max(0, total - used) / gib, 2),
+            "allocated_capacity_gb": round(used / gib, 2),
+            "provisioned_capacity_gb": round(provisioned / gib, 2),
+            "max_over_subscription_ratio": round(over / total, 2) if total else 1.0,
+            "thin_provisioning_support": True,
+            "thick_provisioning_support": False,
+            "xensm_clone_strategy": self.clone_strategy,
+            "location_info": "xensm:solidfire:%s" % self.client.url,
+        }
+
+    # -- naming and lookups ---------------------------------------------------
+
+    @staticmethod
+    def array_name(volume_id: str) -> str:
+        return "xensm-%s" % volume_id
+
+    @staticmethod
+    def sr_name(volume_id: str) -> str:
+        return "xensm-sf-volume-%s" % volume_id
+
+    def array_attributes(self, volume_id: str) -> dict[str, str]:
+        return {identity.VOLUME_TAG: volume_id, "xensm-backend": self.name}
+
+    @staticmethod
+    def lun_size(size_bytes: int) -> int:
+        """LUN bytes for a volume: the VDI, its VHD bitmaps and the SR's own."""
+        raw = size_bytes + size_bytes // 512 + SR_OVERHEAD
+        return -(-raw // MiB) * MiB
+
+    def find_array_volume(self, volume_id: str, *, include_deleted: bool = False
+                          ) -> dict[str, Any] | None:
+        """The array volume of a Cinder volume, by name and tag, or None.
+
+        Never by ID alone: after an out-of-band delete a lookup by ID can
+        answer with the next volume (LP#1782373), and that one is not ours.
+        """
+        for volume in self.client.find_volumes_by_name(
+                self.array_name(volume_id), include_deleted=include_deleted,
+                account_id=self.account_id):
+            if (volume.get("attributes") or {}).get(identity.VOLUME_TAG) == volume_id:
+                return volume
+        return None
+
+    def find_lun_sr(self, volume_id: str) -> str | None:
+        """The ref of the volume's SR, or None. 1 call."""
+        found = self.storage.find_sr(name_label=self.sr_name(volume_id))
+        return found[0].ref if found else None
+
+    def lun_device_config(self, sf_volume: dict[str, Any]) -> dict[str, str]:
+        """lvmoiscsi device_config for the LUN (LUN 0 of the volume's target)."""
+        return {"target": self.svip, "port": "3260", "targetIQN": sf_volume["iqn"],
+                "SCSIid": "3" + str(sf_volume["scsiNAADeviceID"])}
+
+    def snapshots_of(self, volume_id: int) -> list[dict[str, Any]]:
+        return self.client.list_snapshots(volume_id)
+
+    # -- array side effects ---------------------------------------------------
+
+    def grant(self, array_volume_id: int) -> None:
+        try:
+            self.client.call("AddVolumesToVolumeAccessGroup",
+                             volumeAccessGroupID=self.vag_id, volumes=[array_volume_id])
+        except exception.ArrayError as exc:
+            if exc.name != "xAlreadyInVolumeAccessGroup":
+                raise
+
+    def revoke(self, array_volume_id: int) -> None:
+        try:
+            self.client.call("RemoveVolumesFromVolumeAccessGroup",
+                             volumeAccessGroupID=self.vag_id, volumes=[array_volume_id])
+        except exception.ArrayError as exc:
+            if exc.name not in ("xNotInVolumeAccessGroup", "xVolumeIDDoesNotExist"):
+                raise
+
+    def delete_array_volume(self, array_volume_id: int) -> None:
+        """DeleteVolume, and PurgeDeletedVolume unless snapshots remain."""
+        with contextlib.suppress(exception.ArrayNotFound):
+            self.client.call("DeleteVolume", volumeID=array_volume_id)
+        if self.snapshots_of(array_volume_id):
+            LOG.info("Array volume %s still has snapshots: deleted but not purged "
+                     "until its last snapshot goes.", array_volume_id)
+            return
+        with contextlib.suppress(exception.ArrayNotFound):
+            self.client.call("PurgeDeletedVolume", volumeID=array_volume_id)
+
+    def destroy_array_volume(self, array_volume_id: int) -> None:
+        """Undo a volume this flow made: revoke, delete, purge, quietly."""
+        try:
+            self.revoke(array_volume_id)
+            self.delete_array_volume(array_volume_id)
+        except exception.XensmError as exc:
+            LOG.error("Could not remove array volume %s while undoing: %s. It is "
+                      "tagged, so 'xensm reconcile' will report it.", array_volume_id, exc)
+
+    # -- XAPI side effects ----------------------------------------------------
+
+    def forget_lun_sr(self, sr_ref: str) -> None:
+        """Unplug the SR everywhere and drop its records; the LUN keeps its data."""
+        with contextlib.suppress(*common.GONE):
+            self.storage.forget_sr(sr_ref)
+
+    def introduce_lun_sr(self, volume_id: str, sf_volume: dict[str, Any]) -> str:
+        """Introduce the SR the LUN holds, plug it on every host, scan it."""
+        dc = self.lun_device_config(sf_volume)
+        xml = self.storage.probe_sr(self.master_ref, dc, "lvmoiscsi")
+        uuids = re.findall(r"<UUID>\s*([0-9a-f-]+)\s*</UUID>", xml)
+        if len(uuids) != 1:
+            raise exception.XensmError(
+                "LUN %s of array volume %s holds %d SRs, expected one."
+                % (dc["SCSIid"], sf_volume["volumeID"], len(uuids)))
+        sr_ref = self.storage.introduce_sr(
+            uuids[0], self.sr_name(volume_id), "lvmoiscsi", shared=True,
+            device_config=dc, hosts=self.storage.hosts())
+        try:
+            self.storage.scan_sr(sr_ref)
+        except exception.XensmError:
+            self.forget_lun_sr(sr_ref)
+            raise
+        return sr_ref
+
+    def tag_lun_vdi(self, ident: identity.Identity) -> VDI:
+        """Name and tag the one user VDI on the volume's SR (after an introduce)."""
+        sr_ref = self.find_lun_sr(ident.id)
+        vdis = [v for v in self.storage.sr_vdis(sr_ref or "") if v.managed
+                and not v.is_a_snapshot] if sr_ref else []
+        if len(vdis) != 1:
+            raise exception.XensmError(
+                "The SR of volume %s holds %d user VDIs, expected exactly one."
+                % (ident.id, len(vdis)))
+        vdi = vdis[0]
+        if vdi.name_label != ident.name_label or not ident.matches(vdi.other_config):
+            self.storage.set_vdi_identity(vdi.ref, ident.name_label,
+                                          ident.tags(vdi.other_config))
+            vdi = self.storage.get_vdi(vdi.ref)
+        return vdi
+
+    # -- verbs ----------------------------------------------------------------
+
+    def _volume_parts(self, volume: VolumeSpec, *, required: bool = True
+                      ) -> tuple[dict[str, Any] | None, str | None]:
+        sf_volume = self.find_array_volume(volume.id)
+        sr_ref = self.find_lun_sr(volume.id)
+        if required and (sf_volume is None or sr_ref is None):
+            raise exception.VolumeNotFound(volume_id=volume.id,
+                                           sr_uuid="(its own SolidFire LUN)")
+        return sf_volume, sr_ref
+
+    def create_volume(self, volume: VolumeSpec) -> dict[str, str]:
+        result = common.run(flows.create_volume(), backend=self, ident=volume.ident,
+                            size_bytes=volume.size_bytes)
+        return result["model_update"]
+
+    def delete_volume(self, volume: VolumeSpec) -> None:
+        sf_volume, sr_ref = self._volume_parts(volume, required=False)
+        if sr_ref is not None:
+            self._refuse_attached(volume, sr_ref)
+        common.run(flows.delete_volume(), backend=self, ident=volume.ident,
+                   sr_ref=sr_ref, sf_volume=sf_volume)
+
+    def extend_volume(self, volume: VolumeSpec, new_size_gb: int) -> None:
+        sf_volume, sr_ref = self._volume_parts(volume)
+        assert sf_volume is not None and sr_ref is not None
+        vdi = self.tag_lun_vdi(volume.ident)
+        new_size = new_size_gb * identity.GiB
+        if new_size < vdi.virtual_size:
+            raise exception.InvalidInput(
+                reason="volume %s cannot shrink to %d GiB" % (volume.id, new_size_gb))
+        common.run(flows.extend_volume(), backend=self, sf_volume=sf_volume,
+                   sr_ref=sr_ref, vdi=vdi, size_bytes=new_size)
+
+    def create_snapshot(self, snapshot: SnapshotSpec) -> dict[str, str]:
+        sf_volume = self.find_array_volume(snapshot.volume.id)
+        if sf_volume is None:
+            raise exception.VolumeNotFound(volume_id=snapshot.volume.id,
+                                           sr_uuid="(its own SolidFire LUN)")
+        name = self.array_name(snapshot.id)
+        existing = self.snapshots_of(sf_volume["volumeID"])
+        mine = [s for s in existing if s.get("name") == name]
+        if not mine:
+            limit = self.options.xensm_solidfire_snapshot_limit
+            if len(existing) >= limit:
+                raise self.refuse(
+                    "snapshot volume %s" % snapshot.volume.id,
+                    "it already has %d snapshots and a SolidFire volume holds at most "
+                    "%d (xensm_solidfire_snapshot_limit); delete an older snapshot "
+                    "first" % (len(existing), limit))
+            try:
+                self.client.call("CreateSnapshot", volumeID=sf_volume["volumeID"],
+                                 name=name,
+                                 attributes={identity.SNAPSHOT_TAG: snapshot.id})
+            except exception.ArrayConnectionError as exc:
+                if not exc.kwargs.get("sent"):
+                    raise
+            mine = [s for s in self.snapshots_of(sf_volume["volumeID"])
+                    if s.get("name") == name]
+            if not mine:
+                raise exception.ArrayError(
+                    array=self.client.array, method="CreateSnapshot", name="xNotCreated",
+                    detail="snapshot %s is not on the array" % name)
+        return {"provider_id": str(mine[0]["snapshotID"]),
+                "provider_location": "solidfire:%s/%s" % (sf_volume["volumeID"],
+                                                          mine[0]["snapshotID"])}
+
+    def find_array_snapshot(self, snapshot: SnapshotSpec
+                            ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """``(array volume, array snapshot)`` of a snapshot; either may be None."""
+        sf_volume = self.find_array_volume(snapshot.volume.id, include_deleted=True)
+        if sf_volume is None:
+            return None, None
+        name = self.array_name(snapshot.id)
+        for snap in self.snapshots_of(sf_volume["volumeID"]):
+            ours = snap.get("name") == name and (snap.get("attributes") or {}).get(
+                identity.SNAPSHOT_TAG) == snapshot.id
+            # A member of a group snapshot carries the group's name; it is
+            # known by the ID recorded when the group snapshot was made.
+            member = bool(snap.get("groupID")) and snapshot.provider_id == str(
+                snap["snapshotID"])
+            if ours or member:
+                return sf_volume, snap
+        return sf_volume, None
+
+    def delete_snapshot(self, snapshot: SnapshotSpec) -> None:
+        sf_volume, sf_snapshot = self.find_array_snapshot(snapshot)
+        if sf_snapshot is None:
+            LOG.warning("Snapshot %s is not on the array; treating the delete as done.",
+                        snapshot.id)
+            return
+        assert sf_volume is not None
+        with contextlib.suppress(exception.ArrayNotFound):
+            self.client.call("DeleteSnapshot", snapshotID=sf_snapshot["snapshotID"])
+        if sf_volume.get("status") == "deleted" and not self.snapshots_of(
+                sf_volume["volumeID"]):
+            # Its volume was deleted while this snapshot was still wanted.
+            with contextlib.suppress(exception.ArrayNotFound):
+                self.client.call("PurgeDeletedVolume", volumeID=sf_volume["volumeID"])
+
+    def create_volume_from_snapshot(self, volume: VolumeSpec,
+                                    snapshot: SnapshotSpec) -> dict[str, str]:
+        sf_volume, sf_snapshot = self.find_array_snapshot(snapshot)
+        if sf_volume is None or sf_snapshot is None:
+            raise exception.SnapshotNotFound(snapshot_id=snapshot.id,
+                                             sr_uuid="(SolidFire array)")
+        if self.clone_strategy != "resign":
+            raise self.refuse(
+                "create volume %s from snapshot %s" % (volume.id, snapshot.id),
+                "a LUN cloned from a snapshot carries its source's SR identity, and "
+                "this pool has no relvmoiscsi pack to resign it; install CloudOps' "
+                "ReLVHDoISCSISR supplemental pack on every host")
+        return self._clone(volume, sf_volume, sf_snapshot["snapshotID"])
+
+    def create_cloned_volume(self, volume: VolumeSpec, src: VolumeSpec) -> dict[str, str]:
+        sf_volume, sr_ref = self._volume_parts(src)
+        assert sf_volume is not None
+        if self.clone_strategy == "resign":
+            return self._clone(volume, sf_volume, None)
+        source_vdi = self.tag_lun_vdi(src.ident)
+        result = common.run(flows.clone_by_copy(), backend=self, ident=volume.ident,
+                            size_bytes=volume.size_bytes, source_vdi=source_vdi)
+        return result["model_update"]
+
+    def _clone(self, volume: VolumeSpec, source: dict[str, Any],
+               snapshot_id: int | None) -> dict[str, str]:
+        result = common.run(flows.clone_by_resign(), backend=self, ident=volume.ident,
+                            source_volume=source, source_snapshot_id=snapshot_id,
+                            size_bytes=volume.size_bytes)
+        return result["model_update"]
+
+    def revert_to_snapshot(self, volume: VolumeSpec, snapshot: SnapshotSpec) -> None:
+        sf_volume, sf_snapshot = self.find_array_snapshot(snapshot)
+        sr_ref = self.find_lun_sr(volume.id)
+        if sf_volume is None or sf_snapshot is None or sr_ref is None:
+            raise exception.SnapshotNotFound(snapshot_id=snapshot.id,
+                                             sr_uuid="(SolidFire array)")
+        self._refuse_attached(volume, sr_ref)
+        common.run(flows.revert_to_snapshot(), backend=self, ident=volume.ident,
+                   sr_ref=sr_ref, sf_volume=sf_volume, sf_snapshot=sf_snapshot)
+
+    def _refuse_attached(self, volume: VolumeSpec, sr_ref: str) -> None:
+        for vdi in self.storage.sr_vdis(sr_ref):
+            if any(self.storage.pool.call("VBD.get_currently_attached", vbd, obj=vbd)
+                   for vbd in vdi.vbds):
+                raise exception.InUse(
+                    kind="Volume", name=volume.id,
+                    reason="its VDI %s is attached to a VM; detach it first" % vdi.uuid)
+
+    # -- attach ---------------------------------------------------------------
+
+    def locate(self, volume: VolumeSpec) -> str:
+        return self.tag_lun_vdi(volume.ident).uuid
+
+    def connection_data(self, vdi_uuid: str) -> dict[str, Any]:
+        vdi = self.storage.vdi_by_uuid(vdi_uuid)
+        if vdi is None:
+            raise exception.NotFound(kind="VDI", name=vdi_uuid)
+        sr = self.storage.get_sr(vdi.sr)
+        dc = dict(self.storage.pbds(sr.ref)[0].device_config)
+        dc = {k: v for k, v in dc.items() if "secret" not in k and "password" not in k}
+        return dict(dc, sr_uuid=sr.uuid, vdi_uuid=vdi_uuid, sr_type="lvmoiscsi",
+                    name_label=sr.name_label,
+                    name_description="Cinder back end %s" % self.name,
+                    introduce_sr_keys=sorted(["sr_type", *dc]))
+
+    # -- groups ---------------------------------------------------------------
+
+    def create_group(self, group: Any) -> dict[str, str]:
+        return {"status": "available"}
+
+    def delete_group(self, group: Any, volumes: list[VolumeSpec]) -> tuple[Any, Any]:
+        updates = []
+        for volume in volumes:
+            self.delete_volume(volume)
+            updates.append({"id": volume.id, "status": "deleted"})
+        return {"status": "deleted"}, updates
+
+    def update_group(self, group: Any, add_volumes: Any, remove_volumes: Any) -> tuple:
+        return None, None, None
+
+    def create_group_snapshot(self, group_snapshot: Any,
+                              snapshots: list[SnapshotSpec]) -> tuple[Any, Any]:
+        """One write-order-consistent array group snapshot of every member."""
+        members: dict[int, SnapshotSpec] = {}
+        for snap in snapshots:
+            sf_volume = self.find_array_volume(snap.volume.id)
+            if sf_volume is None:
+                raise exception.VolumeNotFound(volume_id=snap.volume.id,
+                                               sr_uuid="(its own SolidFire LUN)")
+            members[int(sf_volume["volumeID"])] = snap
+        group_id = str(group_snapshot["id"] if isinstance(group_snapshot, dict)
+                       else group_snapshot.id)
+        result = self.client.call(
+            "CreateGroupSnapshot", volumes=sorted(members),
+            name=self.array_name(group_id),
+            attributes={identity.GROUP_SNAPSHOT_TAG: group_id})
+        updates = []
+        for member in result["members"]:
+            snap = members[int(member["volumeID"])]
+            updates.append({"id": snap.id, "status": "available",
+                            "provider_id": str(member["snapshotID"])})
+        return ({"status": "available",
+                 "provider_id": str(result["groupSnapshotID"])}, updates)
+
+    def delete_group_snapshot(self, group_snapshot: Any,
+                              snapshots: list[SnapshotSpec]) -> tuple[Any, Any]:
+        provider_id = (group_snapshot.get("provider_id") if isinstance(group_snapshot, dict)
+                       else getattr(group_snapshot, "provider_id", None))
+        if provider_id:
+            with contextlib.suppress(exception.ArrayNotFound):
+                self.client.call("DeleteGroupSnapshot", groupSnapshotID=int(provider_id),
+                                 saveMembers=False)
+        return ({"status": "deleted"},
+                [{"id": s.id, "status": "deleted"} for s in snapshots])

@@ -1,0 +1,396 @@
+"""Flows of the SolidFire back end: one array volume, one SR, one VDI per volume.
+
+A volume is an Element volume (a LUN) granted to the pool's volume access
+group, an ``lvmoiscsi`` SR on that LUN, and one VDI filling the SR. Each
+task makes one of those and undoes it in ``revert``; snapshots, clones and
+reverts happen on the array.
+
+Store keys: ``backend`` (a SolidFireBackend), ``ident``, and per flow the
+names below.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+from typing import Any
+
+from taskflow.patterns import linear_flow
+
+from xensm_driver import exception
+from xensm_driver import identity
+from xensm_driver.flows import common
+from xensm_driver.xapi.storage import VDI
+
+if TYPE_CHECKING:
+    from xensm_driver.backends.solidfire import SolidFireBackend
+
+LOG = logging.getLogger(__name__)
+
+_failed = common._failed
+
+
+# -- the array volume ---------------------------------------------------------
+
+class _ArrayVolumeMaker(common.XensmTask):
+    """Base of the tasks that make an array volume.
+
+    Such a task looks its volume up by name first and reuses one a previous
+    attempt made. Past that lookup, anything found by the name was made by
+    this attempt -- so if the task fails after asking the array to make it
+    (a lost answer, a failed wait), revert finds it by name and removes it.
+    """
+
+    default_provides = "sf_volume"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.asked = False
+
+    def revert(self, backend: SolidFireBackend, ident: identity.Identity, result: Any,
+               **kwargs: Any) -> None:
+        if _failed(result):
+            if not self.asked:
+                return
+            made = backend.find_array_volume(ident.id)
+            if made is None:
+                return
+            result = dict(made, _made_here=True)
+        if result.get("_made_here"):
+            backend.destroy_array_volume(result["volumeID"])
+
+
+class CreateArrayVolumeTask(_ArrayVolumeMaker):
+    """CreateVolume, found by name first so a retry never makes a second one.
+
+    A lost answer is not re-sent: the volume is looked up by name instead.
+    """
+
+    def execute(self, backend: SolidFireBackend, ident: identity.Identity,
+                size_bytes: int) -> dict[str, Any]:
+        existing = backend.find_array_volume(ident.id)
+        if existing is not None:
+            LOG.info("Array volume %s for %s already exists (a retried create); "
+                     "reusing it.", existing["volumeID"], ident.name_label)
+            return dict(existing, _made_here=False)
+        self.asked = True
+        try:
+            result = backend.client.call(
+                "CreateVolume", name=backend.array_name(ident.id),
+                accountID=backend.account_id, totalSize=backend.lun_size(size_bytes),
+                enable512e=True, attributes=backend.array_attributes(ident.id))
+            return dict(result["volume"], _made_here=True)
+        except exception.ArrayConnectionError as exc:
+            if not exc.kwargs.get("sent"):
+                raise
+            LOG.warning("CreateVolume for %s lost its answer; looking it up by name.",
+                        ident.name_label)
+        volume = backend.find_array_volume(ident.id)
+        if volume is None:
+            raise exception.ArrayError(
+                array=backend.client.array, method="CreateVolume", name="xNotCreated",
+                detail="volume %s is not on the array after CreateVolume"
+                       % backend.array_name(ident.id))
+        return dict(volume, _made_here=True)
+
+
+class CloneArrayVolumeTask(_ArrayVolumeMaker):
+    """CloneVolume (of a volume, or of one of its snapshots), waited for."""
+
+    def execute(self, backend: SolidFireBackend, ident: identity.Identity,
+                source_volume: dict[str, Any], source_snapshot_id: int | None,
+                size_bytes: int) -> dict[str, Any]:
+        existing = backend.find_array_volume(ident.id)
+        if existing is not None:
+            return dict(existing, _made_here=False)
+        params: dict[str, Any] = {
+            "volumeID": source_volume["volumeID"], "name": backend.array_name(ident.id),
+            "newAccountID": backend.account_id, "attributes": backend.array_attributes(ident.id)}
+        if source_snapshot_id is not None:
+            params["snapshotID"] = source_snapshot_id
+        lun_size = backend.lun_size(size_bytes)
+        if lun_size > int(source_volume["totalSize"]):
+            params["newSize"] = lun_size
+        self.asked = True
+        result = backend.client.call("CloneVolume", **params)
+        backend.client.wait_async(result["asyncHandle"],
+                                  timeout=backend.options.xensm_sf_clone_timeout)
+        volume = backend.client.get_volume_by_id(int(result["volumeID"]))
+        if volume is None:
+            raise exception.ArrayNotFound(
+                array=backend.client.array, method="CloneVolume",
+                name="xVolumeIDDoesNotExist",
+                detail="clone %s vanished after it finished" % result["volumeID"])
+        return dict(volume, _made_here=True)
+
+
+class GrantAccessTask(common.XensmTask):
+    """Add the volume to the pool's access group; revert removes it."""
+
+    def execute(self, backend: SolidFireBackend, sf_volume: dict[str, Any]) -> None:
+        backend.grant(sf_volume["volumeID"])
+
+    def revert(self, backend: SolidFireBackend, sf_volume: dict[str, Any], result: Any,
+               **kwargs: Any) -> None:
+        if _failed(result):
+            return
+        backend.revoke(sf_volume["volumeID"])
+
+
+# -- the SR on the LUN --------------------------------------------------------
+
+class CreateLunSrTask(common.XensmTask):
+    """SR.create of a fresh lvmoiscsi SR on the LUN; revert forgets it.
+
+    A retried create finds the SR it made before and reuses it.
+    """
+
+    default_provides = "sr_ref"
+
+    def execute(self, backend: SolidFireBackend, ident: identity.Identity,
+                sf_volume: dict[str, Any]) -> str:
+        existing = backend.find_lun_sr(ident.id)
+        if existing is not None:
+            return existing
+        return backend.storage.create_sr(
+            backend.master_ref, backend.lun_device_config(sf_volume), "lvmoiscsi",
+            backend.sr_name(ident.id), shared=True,
+            name_description="SolidFire volume %s of back end %s" % (
+                sf_volume["volumeID"], backend.name))
+
+    def revert(self, backend: SolidFireBackend, sf_volume: dict[str, Any], result: Any,
+               **kwargs: Any) -> None:
+        if _failed(result) or not sf_volume.get("_made_here"):
+            return
+        backend.forget_lun_sr(result)
+
+
+class ResignLunTask(common.XensmTask):
+    """Give a cloned LUN its own SR identity (the relvmoiscsi pack).
+
+    The pack always answers with a failure that says it resigned; any other
+    answer is an error. Nothing to revert: the LUN goes with its volume.
+    """
+
+    def execute(self, backend: SolidFireBackend, sf_volume: dict[str, Any]) -> None:
+        dc = dict(backend.lun_device_config(sf_volume), resign="true")
+        try:
+            backend.storage.create_sr(backend.master_ref, dc, "relvmoiscsi", "resign",
+                                      shared=True)
+        except exception.SRBackendFailure as exc:
+            if backend.RESIGNED_TEXT in exc.sm_text:
+                return
+            raise
+        raise exception.XensmError(
+            "Resigning the LUN of array volume %s did not answer as the "
+            "relvmoiscsi pack does; refusing to attach it." % sf_volume["volumeID"])
+
+
+class IntroduceLunSrTask(common.XensmTask):
+    """Probe the LUN for its SR and introduce it on every host; revert forgets it."""
+
+    default_provides = "sr_ref"
+
+    def execute(self, backend: SolidFireBackend, ident: identity.Identity,
+                sf_volume: dict[str, Any]) -> str:
+        return backend.introduce_lun_sr(ident.id, sf_volume)
+
+    def revert(self, backend: SolidFireBackend, result: Any, **kwargs: Any) -> None:
+        if _failed(result):
+            return
+        backend.forget_lun_sr(result)
+
+
+class ForgetLunSrTask(common.XensmTask):
+    """Detach the volume's SR and drop its records (the LUN keeps them).
+
+    Revert introduces it again, so a failed teardown or rollback leaves the
+    volume attached as it was.
+    """
+
+    def execute(self, backend: SolidFireBackend, sr_ref: str | None) -> bool:
+        if sr_ref is None:
+            return False
+        backend.forget_lun_sr(sr_ref)
+        return True
+
+    def revert(self, backend: SolidFireBackend, ident: identity.Identity,
+               sf_volume: dict[str, Any] | None, result: Any, **kwargs: Any) -> None:
+        if _failed(result) or not result or sf_volume is None:
+            return
+        backend.introduce_lun_sr(ident.id, sf_volume)
+        backend.tag_lun_vdi(ident)
+
+
+# -- the VDI ------------------------------------------------------------------
+
+class FillLunTask(common.XensmTask):
+    """The volume's VDI, named and tagged, filling the new SR; revert destroys it.
+
+    A retried create finds the VDI it made before and reuses it.
+    """
+
+    default_provides = "vdi_ref"
+
+    def execute(self, backend: SolidFireBackend, ident: identity.Identity, sr_ref: str,
+                size_bytes: int) -> str:
+        found = common.pick(backend.storage.find_vdis(sr_ref, ident.name_label), ident)
+        if found is not None:
+            return "reused:" + found.ref
+        return backend.storage.create_vdi(sr_ref, size_bytes, ident.name_label,
+                                          ident.tags())
+
+    def revert(self, backend: SolidFireBackend, result: Any, **kwargs: Any) -> None:
+        if _failed(result) or result.startswith("reused:"):
+            return
+        with contextlib.suppress(*common.GONE):
+            backend.storage.destroy_vdi(result)
+
+
+class ReadVdiTask(common.XensmTask):
+    """The record of the VDI just made or found. Provides ``vdi``."""
+
+    default_provides = "vdi"
+
+    def execute(self, backend: SolidFireBackend, vdi_ref: str) -> VDI:
+        return backend.storage.get_vdi(vdi_ref.removeprefix("reused:"))
+
+
+class ModelUpdateTask(common.XensmTask):
+    """Where the new volume lives, for Cinder. Provides ``model_update``.
+
+    Inside the flow, so a failure reading it still undoes the volume.
+    """
+
+    default_provides = "model_update"
+
+    def execute(self, backend: SolidFireBackend, vdi: VDI) -> dict[str, str]:
+        sr_uuid = backend.storage.pool.call("SR.get_uuid", vdi.sr, obj=vdi.sr)
+        return identity.model_update(sr_uuid, vdi.uuid)
+
+
+class AdoptLunVdiTask(common.XensmTask):
+    """Name and tag the one VDI found on an introduced SR. Provides ``vdi``.
+
+    Tags live in XAPI's database, not on the LUN, so every introduce needs
+    this. Nothing to revert: the SR is forgotten by the task that made it.
+    """
+
+    default_provides = "vdi"
+
+    def execute(self, backend: SolidFireBackend, ident: identity.Identity) -> VDI:
+        return backend.tag_lun_vdi(ident)
+
+
+class GrowVdiTask(common.XensmTask):
+    """Grow the VDI to the volume's size (after a larger clone or an extend)."""
+
+    def execute(self, backend: SolidFireBackend, vdi: VDI, size_bytes: int) -> None:
+        if size_bytes > vdi.virtual_size:
+            backend.storage.resize_vdi(vdi.ref, size_bytes)
+
+
+class CopyVdiTask(common.XensmTask):
+    """Copy the source VDI's content into the new one, inside XAPI."""
+
+    def execute(self, backend: SolidFireBackend, source_vdi: VDI, vdi: VDI) -> None:
+        backend.storage.copy_vdi_into(source_vdi.ref, vdi.ref,
+                                      timeout=backend.options.xenapi_task_timeout)
+
+
+# -- teardown and rollback ----------------------------------------------------
+
+class DeleteArrayVolumeTask(common.XensmTask):
+    """Revoke access and delete the array volume; purge it unless snapshots
+    of it are still wanted (purging would destroy them). Nothing to revert.
+    """
+
+    def execute(self, backend: SolidFireBackend, ident: identity.Identity,
+                sf_volume: dict[str, Any] | None) -> None:
+        if sf_volume is None:
+            LOG.warning("%s has no volume on the array; treating the delete as done.",
+                        ident.name_label)
+            return
+        backend.revoke(sf_volume["volumeID"])
+        backend.delete_array_volume(sf_volume["volumeID"])
+
+
+class RollbackTask(common.XensmTask):
+    """RollbackToSnapshot on the array. Runs with the SR forgotten."""
+
+    def execute(self, backend: SolidFireBackend, sf_volume: dict[str, Any],
+                sf_snapshot: dict[str, Any]) -> None:
+        backend.client.call("RollbackToSnapshot", volumeID=sf_volume["volumeID"],
+                            snapshotID=sf_snapshot["snapshotID"], saveCurrentState=False)
+
+
+class ResizeLunTask(common.XensmTask):
+    """Grow the array volume (ModifyVolume); the LUN cannot shrink back."""
+
+    def execute(self, backend: SolidFireBackend, sf_volume: dict[str, Any],
+                size_bytes: int) -> None:
+        lun_size = backend.lun_size(size_bytes)
+        if lun_size > int(sf_volume["totalSize"]):
+            backend.client.call("ModifyVolume", volumeID=sf_volume["volumeID"],
+                                totalSize=lun_size)
+
+
+class RefreshSrTask(common.XensmTask):
+    """Make XAPI see the grown LUN (SR.update)."""
+
+    def execute(self, backend: SolidFireBackend, sr_ref: str) -> None:
+        backend.storage.pool.call("SR.update", sr_ref, obj=sr_ref)
+
+
+# -- flows --------------------------------------------------------------------
+
+def create_volume() -> linear_flow.Flow:
+    """CreateArrayVolumeTask -> GrantAccessTask -> CreateLunSrTask ->
+    FillLunTask -> ReadVdiTask -> ModelUpdateTask. Store: ident, size_bytes."""
+    return linear_flow.Flow("sf_create_volume").add(
+        CreateArrayVolumeTask(), GrantAccessTask(), CreateLunSrTask(), FillLunTask(),
+        ReadVdiTask(), ModelUpdateTask())
+
+
+def clone_by_resign() -> linear_flow.Flow:
+    """CloneArrayVolumeTask -> GrantAccessTask -> ResignLunTask ->
+    IntroduceLunSrTask -> AdoptLunVdiTask -> GrowVdiTask -> ModelUpdateTask.
+    Store: ident, source_volume, source_snapshot_id, size_bytes."""
+    return linear_flow.Flow("sf_clone_by_resign").add(
+        CloneArrayVolumeTask(), GrantAccessTask(), ResignLunTask(), IntroduceLunSrTask(),
+        AdoptLunVdiTask(), GrowVdiTask(), ModelUpdateTask())
+
+
+def clone_by_copy() -> linear_flow.Flow:
+    """A fresh volume (as create_volume), then CopyVdiTask from the source's
+    attached VDI. Store: ident, size_bytes, source_vdi."""
+    return linear_flow.Flow("sf_clone_by_copy").add(
+        CreateArrayVolumeTask(), GrantAccessTask(), CreateLunSrTask(), FillLunTask(),
+        ReadVdiTask(), CopyVdiTask(), ModelUpdateTask())
+
+
+def delete_volume() -> linear_flow.Flow:
+    """ForgetLunSrTask (revert introduces it again) -> DeleteArrayVolumeTask.
+    Store: ident, sr_ref (or None), sf_volume (or None)."""
+    return linear_flow.Flow("sf_delete_volume").add(
+        ForgetLunSrTask(), DeleteArrayVolumeTask())
+
+
+def revert_to_snapshot() -> linear_flow.Flow:
+    """ForgetLunSrTask -> RollbackTask -> IntroduceLunSrTask -> AdoptLunVdiTask.
+
+    The SR is forgotten around the rollback (XAPI must not hold a view of
+    the LUN while the array rewrites it) and introduced again with the
+    identity the LUN holds. Store: ident, sr_ref, sf_volume, sf_snapshot.
+    """
+    return linear_flow.Flow("sf_revert_to_snapshot").add(
+        ForgetLunSrTask(), RollbackTask(),
+        IntroduceLunSrTask(provides="new_sr_ref"), AdoptLunVdiTask())
+
+
+def extend_volume() -> linear_flow.Flow:
+    """ResizeLunTask -> RefreshSrTask -> GrowVdiTask.
+    Store: sf_volume, sr_ref, vdi, size_bytes."""
+    return linear_flow.Flow("sf_extend_volume").add(
+        ResizeLunTask(), RefreshSrTask(), GrowVdiTask())
