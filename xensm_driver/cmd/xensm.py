@@ -1,0 +1,831 @@
+"""``xensm``: volumes on XenServer SRs without OpenStack.
+
+Loads the same back-end sections cinder-volume reads, runs the driver's
+verbs through :class:`xensm_driver.service.Manager` and keeps an inventory in
+SQL. Argument parsing and output only; the work is in ``service/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import IO
+from typing import Any
+
+from xensm_driver import exception
+from xensm_driver.service import config as service_config
+from xensm_driver.service import inventory as inventory_mod
+from xensm_driver.service.manager import Manager
+from xensm_driver.service.models import Record
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_NOT_FOUND = 4
+EXIT_REFUSED = 5
+EXIT_UNREACHABLE = 6
+EXIT_DRIFT = 7
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    done
+  1    the operation failed (XAPI or storage error; the object is marked error)
+  2    bad command line
+  3    configuration problem (config file, back-end section, option, inventory URL)
+  4    not found (no such volume, snapshot, group, VDI or file)
+  5    refused, nothing changed (has snapshots, attached, not supported, shrink, ...)
+  6    cannot reach or log in to XAPI
+  7    reconcile: inventory and storage disagree
+  130  interrupted
+"""
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit status for an error (see EXIT_CODES_HELP)."""
+    if isinstance(exc, exception.SRNotFound | exception.ConfigError
+                  | inventory_mod.InventoryError):
+        return EXIT_CONFIG
+    if isinstance(exc, exception.NotFound | FileNotFoundError):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, inventory_mod.Refused | exception.UnsupportedOperation
+                  | exception.InUse | exception.XapiInUse | exception.InvalidInput
+                  | exception.IdentityMismatch):
+        return EXIT_REFUSED
+    if isinstance(exc, exception.XapiConnectionError | exception.AuthenticationFailed):
+        return EXIT_UNREACHABLE
+    return EXIT_FAILED
+
+
+# -- output -------------------------------------------------------------------
+
+GiB = 1 << 30
+MiB = 1 << 20
+
+
+class Output:
+    """Where results go: a human table or JSON on stdout, reasons on stderr."""
+
+    def __init__(self, stdout: IO[str], stderr: IO[str], as_json: bool) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+        self.json = as_json
+
+    def emit(self, data: Any, human: Callable[[], list[str]]) -> None:
+        if self.json:
+            self.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        else:
+            lines = human()
+            if lines:
+                self.stdout.write("\n".join(lines) + "\n")
+        self.stdout.flush()
+
+    def error(self, exc: BaseException, code: int) -> None:
+        text = one_line(exc)
+        self.stderr.write("xensm: error: %s\n" % text)
+        self.stderr.flush()
+        if self.json:
+            self.stdout.write(json.dumps({"error": {"type": type(exc).__name__,
+                                                    "message": text, "exit_code": code}},
+                                         indent=2, sort_keys=True) + "\n")
+            self.stdout.flush()
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> list[str]:
+    cells = [[str(h) for h in headers]] + [["-" if c in (None, "") else str(c) for c in r]
+                                           for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in cells]
+
+
+def fields(pairs: Sequence[tuple[str, Any]]) -> list[str]:
+    width = max(len(k) for k, _ in pairs)
+    return ["%s  %s" % (k.ljust(width), "-" if v in (None, "") else v) for k, v in pairs]
+
+
+def size_text(size_gb: int | float | None) -> str:
+    return "-" if size_gb is None else "%s GiB" % size_gb
+
+
+def bytes_text(n: int) -> str:
+    if n >= GiB:
+        return "%.1f GiB" % (n / GiB)
+    if n >= MiB:
+        return "%.1f MiB" % (n / MiB)
+    return "%d bytes" % n
+
+
+def when(record: Any, attr: str = "created_at") -> str:
+    value = getattr(record, attr)
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def parse_bytes(text: str) -> int:
+    """``4096``, ``4K``, ``4MiB``, ``1G`` -> bytes (binary units)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    raw = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = raw, ""
+    if raw and raw[-1] in units:
+        number, unit = raw[:-1], raw[-1]
+    try:
+        value = int(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a size (e.g. 4096, 4M, 1G)" % text) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("a size cannot be negative")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def source_text(vol: Any) -> str:
+    if vol.source_snapshot_id:
+        return "snapshot %s" % vol.source_snapshot_id
+    if vol.source_volume_id:
+        return "volume %s" % vol.source_volume_id
+    return "-"
+
+
+def status_text(obj: Record) -> str:
+    if inventory_mod.interrupted(obj):
+        return "%s (interrupted)" % obj.status
+    return obj.status
+
+
+def volume_lines(vol: Any, snapshots: int | None = None) -> list[str]:
+    pairs = [("id", vol.id), ("name", vol.name), ("size", size_text(vol.size_gb)),
+             ("status", status_text(vol)), ("backend", vol.backend),
+             ("vdi", vol.provider_id), ("provider_location", vol.provider_location),
+             ("source", source_text(vol)), ("group", vol.group_id),
+             ("created", when(vol)), ("updated", when(vol, "updated_at"))]
+    if vol.deleted_at:
+        pairs.append(("deleted", when(vol, "deleted_at")))
+    if vol.status_reason:
+        pairs.append(("reason", vol.status_reason))
+    if vol.owner:
+        pairs.append(("owner", vol.owner))
+    if snapshots is not None:
+        pairs.append(("snapshots", snapshots))
+    return fields(pairs)
+
+
+def snapshot_lines(snap: Any) -> list[str]:
+    pairs = [("id", snap.id), ("name", snap.name), ("volume", snap.volume_id),
+             ("volume_size", size_text(snap.volume_size_gb)), ("status", status_text(snap)),
+             ("backend", snap.backend), ("vdi", snap.provider_id),
+             ("provider_location", snap.provider_location),
+             ("group_snapshot", snap.group_snapshot_id), ("created", when(snap))]
+    if snap.deleted_at:
+        pairs.append(("deleted", when(snap, "deleted_at")))
+    if snap.status_reason:
+        pairs.append(("reason", snap.status_reason))
+    return fields(pairs)
+
+
+def volume_table(vols: Sequence[Any]) -> list[str]:
+    if not vols:
+        return ["No volumes."]
+    return table([(v.id, v.name, size_text(v.size_gb), status_text(v), v.backend,
+                   source_text(v)) for v in vols],
+                 ("ID", "NAME", "SIZE", "STATUS", "BACKEND", "SOURCE"))
+
+
+def snapshot_table(snaps: Sequence[Any]) -> list[str]:
+    if not snaps:
+        return ["No snapshots."]
+    return table([(s.id, s.name, s.volume_id, size_text(s.volume_size_gb), status_text(s),
+                   when(s)) for s in snaps],
+                 ("ID", "NAME", "VOLUME", "SIZE", "STATUS", "CREATED"))
+
+
+def tree_lines(node: dict[str, Any]) -> list[str]:
+    def label(n: dict[str, Any]) -> str:
+        rec = n["record"]
+        name = rec.name or "-"
+        if n["kind"] == "volume":
+            return "volume %s  %s  %s  %s" % (name, rec.id, size_text(rec.size_gb),
+                                              status_text(rec))
+        return "snapshot %s  %s  %s  %s" % (name, rec.id, when(rec), status_text(rec))
+
+    lines = [label(node)]
+
+    def walk(children: list[dict[str, Any]], prefix: str) -> None:
+        for i, child in enumerate(children):
+            last = i == len(children) - 1
+            lines.append(prefix + ("└── " if last else "├── ") + label(child))
+            walk(child["children"], prefix + ("    " if last else "│   "))
+
+    walk(node["children"], "")
+    return lines
+
+
+def tree_dict(node: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": node["kind"], **node["record"].to_dict(),
+            "children": [tree_dict(c) for c in node["children"]]}
+
+
+class Progress:
+    """A one-line progress bar on a terminal, redrawn at most ten times a second."""
+
+    def __init__(self, stream: IO[str], verb: str) -> None:
+        self.stream = stream
+        self.verb = verb
+        self.last = 0.0
+        self.started = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < 0.1:
+            return
+        self.last = now
+        width = 30
+        filled = width * done // total if total else width
+        rate = done / max(now - self.started, 1e-6)
+        self.stream.write("\r%s [%s%s] %3d%%  %s of %s  %s/s " % (
+            self.verb, "#" * filled, "." * (width - filled),
+            100 * done // total if total else 100, bytes_text(done), bytes_text(total),
+            bytes_text(int(rate))))
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+# -- commands -----------------------------------------------------------------
+
+Handler = Callable[[Manager, argparse.Namespace, Output], int]
+
+
+def cmd_check(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    names = [mgr.backend_name(args.backend)] if args.backend or len(mgr.backends) <= 1 \
+        else list(mgr.backends)
+    reports: list[dict[str, Any]] = []
+    worst = EXIT_OK
+    for name in names:
+        try:
+            reports.append(mgr.check(name))
+        except exception.XensmError as exc:
+            code = exit_code(exc)
+            worst = worst or code
+            reports.append({"backend": name, "ok": False, "error": one_line(exc),
+                            "exit_code": code})
+
+    def human() -> list[str]:
+        lines: list[str] = []
+        for rep in reports:
+            if not rep["ok"]:
+                lines += ["Back end %s: FAILED" % rep["backend"], "  %s" % rep["error"]]
+                continue
+            caps = rep["capabilities"]
+            can = [c for c, yes in caps.items() if yes]
+            cannot = [c for c, yes in caps.items() if not yes]
+            sr = rep["sr"] or {}
+            lines.append("Back end %s: OK" % rep["backend"])
+            lines += ["  " + line for line in fields([
+                ("XAPI", "%s as %s (%d hosts: %s)" % (
+                    rep["xapi_url"], rep["xapi_username"], len(rep["hosts"]),
+                    ", ".join(rep["hosts"]))),
+                ("SR", "%s %r (%s, %s)" % (sr.get("uuid"), sr.get("name_label"),
+                                           rep["sr_type"],
+                                           "shared" if sr.get("shared") else "local")),
+                ("protocol", rep["storage_protocol"]),
+                ("capacity", "%s GiB total, %s GiB free, %s GiB provisioned" % (
+                    rep["total_capacity_gb"], rep["free_capacity_gb"],
+                    rep["provisioned_capacity_gb"])),
+                ("can", ", ".join(can) or "-"),
+                ("cannot", ", ".join(cannot) or "-"),
+                ("inventory", rep["inventory"]),
+            ])]
+            if "group_snapshot" in cannot:
+                lines.append("  (groups are snapshotted volume by volume, not "
+                             "write-order consistently)")
+        return lines
+
+    out.emit(reports if len(reports) > 1 else reports[0], human)
+    return worst
+
+
+def cmd_stats(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    names = [mgr.backend_name(args.backend)] if args.backend or len(mgr.backends) <= 1 \
+        else list(mgr.backends)
+    all_stats = [mgr.stats(name) for name in names]
+
+    def human() -> list[str]:
+        lines: list[str] = []
+        for stats in all_stats:
+            inv = stats.get("inventory", {})
+            flat = [(k, v) for k, v in sorted(stats.items()) if k != "inventory"]
+            flat.append(("inventory", "%d volumes (%d GiB), %d snapshots" % (
+                inv["volumes"], inv["volume_gb"], inv["snapshots"])))
+            if lines:
+                lines.append("")
+            lines += fields([(k, ", ".join(map(str, v)) if isinstance(v, list) else v)
+                             for k, v in flat])
+        return lines
+
+    out.emit(all_stats if len(all_stats) > 1 else all_stats[0], human)
+    return EXIT_OK
+
+
+def cmd_volume_create(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    if not (args.size or args.snapshot or args.source_volume):
+        raise exception.InvalidInput(reason="give --size (GiB), --snapshot or --source-volume")
+    vol = mgr.create_volume(args.size, name=args.name or "", backend=args.backend,
+                            snapshot=args.snapshot, source_volume=args.source_volume)
+    out.emit(vol.to_dict(), lambda: volume_lines(vol))
+    return EXIT_OK
+
+
+def cmd_volume_list(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    vols = mgr.inventory.volumes(backend=args.backend, include_gone=args.all)
+    out.emit([v.to_dict() for v in vols], lambda: volume_table(vols))
+    return EXIT_OK
+
+
+def cmd_volume_show(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    vol = mgr.volume(args.volume, include_gone=True)
+    snaps = mgr.inventory.snapshots(volume_id=vol.id)
+    data = dict(vol.to_dict(), snapshots=[s.id for s in snaps])
+    out.emit(data, lambda: volume_lines(vol, len(snaps)))
+    return EXIT_OK
+
+
+def cmd_volume_delete(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    vol = mgr.delete_volume(args.volume, cascade=args.cascade)
+    out.emit(vol.to_dict(), lambda: ["Deleted volume %s." % vol.id])
+    return EXIT_OK
+
+
+def cmd_volume_extend(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    vol = mgr.extend_volume(args.volume, args.size)
+    out.emit(vol.to_dict(), lambda: ["Extended volume %s to %s." % (vol.id,
+                                                                     size_text(vol.size_gb))])
+    return EXIT_OK
+
+
+def cmd_volume_clone(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    vol = mgr.clone_volume(args.volume, name=args.name or "", size_gb=args.size)
+    out.emit(vol.to_dict(), lambda: volume_lines(vol))
+    return EXIT_OK
+
+
+def cmd_volume_revert(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    vol, snap = mgr.revert_volume(args.volume, args.snapshot)
+    out.emit({"volume": vol.to_dict(), "snapshot": snap.to_dict()},
+             lambda: ["Reverted volume %s to snapshot %s (%s, %s)." % (
+                 vol.id, snap.id, snap.name or "unnamed", when(snap))])
+    return EXIT_OK
+
+
+def cmd_volume_manage(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    vol = mgr.manage_volume(vdi_uuid=args.vdi_uuid, vdi_name=args.vdi_name,
+                            name=args.name or "", backend=args.backend)
+    out.emit(vol.to_dict(), lambda: volume_lines(vol))
+    return EXIT_OK
+
+
+def cmd_volume_manageable(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    entries = mgr.manageable(args.backend)
+
+    def human() -> list[str]:
+        if not entries:
+            return ["No VDIs on the SR."]
+        return table([(e["reference"]["source-id"], e["extra_info"].get("name_label"),
+                       size_text(e["size"]), "yes" if e["safe_to_manage"] else "no",
+                       e["reason_not_safe"]) for e in entries],
+                     ("VDI", "NAME_LABEL", "SIZE", "MANAGEABLE", "WHY_NOT"))
+
+    out.emit(entries, human)
+    return EXIT_OK
+
+
+def cmd_volume_unmanage(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    vol = mgr.unmanage_volume(args.volume)
+    out.emit(vol.to_dict(), lambda: [
+        "Unmanaged volume %s; VDI %s stays on the SR, untagged." % (vol.id, vol.provider_id)])
+    return EXIT_OK
+
+
+def _progress(out: Output, verb: str, enabled: bool) -> Progress | None:
+    if not enabled or out.json:
+        return None
+    if not (hasattr(out.stdout, "isatty") and out.stdout.isatty()):
+        return None
+    return Progress(out.stderr, verb)
+
+
+def cmd_volume_upload(mgr: Manager, args: argparse.Namespace, out: Output,
+                      stdin: IO[bytes] | None = None) -> int:
+    started = time.monotonic()
+    if args.file == "-":
+        source = stdin if stdin is not None else sys.stdin.buffer
+        size = args.size
+        if size is None:
+            try:
+                st = os.fstat(source.fileno())
+                size = st.st_size - source.tell() if stat.S_ISREG(st.st_mode) else None
+            except (OSError, ValueError, AttributeError):
+                size = None
+        if size is None:
+            raise exception.InvalidInput(
+                reason="reading from a pipe: give --size (XAPI needs the length up front)")
+        done = mgr.upload(args.volume, source, size,
+                          progress=_progress(out, "upload", not args.no_progress))
+    else:
+        with open(args.file, "rb") as source_file:
+            size = args.size if args.size is not None else os.fstat(source_file.fileno()).st_size
+            done = mgr.upload(args.volume, source_file, size,
+                              progress=_progress(out, "upload", not args.no_progress))
+    seconds = time.monotonic() - started
+    vol = mgr.volume(args.volume)
+    out.emit({"volume": vol.id, "bytes": done, "seconds": round(seconds, 3)},
+             lambda: ["Uploaded %s into volume %s in %.1f s." % (bytes_text(done), vol.id,
+                                                                  seconds)])
+    return EXIT_OK
+
+
+def cmd_volume_download(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    started = time.monotonic()
+    if args.file == "-":
+        if hasattr(out.stdout, "isatty") and out.stdout.isatty():
+            raise exception.InvalidInput(
+                reason="refusing to write raw volume data to a terminal; give a FILE or "
+                       "redirect stdout")
+        sink = getattr(out.stdout, "buffer", None)
+        if sink is None:
+            raise exception.InvalidInput(reason="stdout takes no binary data here")
+        out.stdout.flush()
+        done = mgr.download(args.volume, sink, length=args.length)
+        sink.flush()
+        return EXIT_OK
+    partial = args.file + ".part"
+    try:
+        with open(partial, "wb") as sink_file:
+            done = mgr.download(args.volume, sink_file, length=args.length,
+                                progress=_progress(out, "download", not args.no_progress))
+        os.replace(partial, args.file)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    seconds = time.monotonic() - started
+    vol = mgr.volume(args.volume)
+    out.emit({"volume": vol.id, "bytes": done, "file": args.file,
+              "seconds": round(seconds, 3)},
+             lambda: ["Downloaded %s of volume %s to %s in %.1f s." % (
+                 bytes_text(done), vol.id, args.file, seconds)])
+    return EXIT_OK
+
+
+def cmd_snapshot_create(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    snap = mgr.create_snapshot(args.volume, name=args.name or "")
+    out.emit(snap.to_dict(), lambda: snapshot_lines(snap))
+    return EXIT_OK
+
+
+def cmd_snapshot_list(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    volume_id = mgr.volume(args.volume, include_gone=True).id if args.volume else None
+    snaps = mgr.inventory.snapshots(volume_id=volume_id, backend=args.backend,
+                                    include_gone=args.all)
+    out.emit([s.to_dict() for s in snaps], lambda: snapshot_table(snaps))
+    return EXIT_OK
+
+
+def cmd_snapshot_show(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    snap = mgr.snapshot(args.snapshot, include_gone=True)
+    clones = mgr.inventory.volumes_from_snapshot(snap.id)
+    data = dict(snap.to_dict(), volumes_made_from_it=[v.id for v in clones])
+    out.emit(data, lambda: snapshot_lines(snap) + fields([
+        ("volumes_from_it", ", ".join(v.id for v in clones))]))
+    return EXIT_OK
+
+
+def cmd_snapshot_delete(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    snap = mgr.delete_snapshot(args.snapshot)
+    out.emit(snap.to_dict(), lambda: ["Deleted snapshot %s." % snap.id])
+    return EXIT_OK
+
+
+def cmd_snapshot_tree(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    vol = mgr.volume(args.volume, include_gone=True)
+    node = mgr.inventory.tree(vol.id, include_gone=args.all)
+    lineage = mgr.inventory.lineage(vol.id)
+
+    def human() -> list[str]:
+        lines = []
+        if lineage:
+            parts = ["%s %s" % ("snapshot" if hasattr(r, "volume_id") else "volume",
+                                getattr(r, "name", "") or r.id) for r in lineage]
+            lines.append("made from " + " <- ".join(parts))
+        return lines + tree_lines(node)
+
+    out.emit(dict(tree_dict(node), lineage=[r.id for r in lineage]), human)
+    return EXIT_OK
+
+
+def cmd_group_create(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    group = mgr.create_group(args.name, args.volume or [], backend=args.backend)
+    members = mgr.inventory.volumes(group_id=group.id)
+    out.emit(dict(group.to_dict(), volumes=[v.id for v in members]),
+             lambda: ["Created group %s (%s) with %d volume(s)." % (
+                 group.id, group.name, len(members))])
+    return EXIT_OK
+
+
+def cmd_group_list(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    groups = mgr.inventory.groups(backend=args.backend, include_gone=args.all)
+    rows = [(g, mgr.inventory.volumes(group_id=g.id)) for g in groups]
+
+    def human() -> list[str]:
+        if not rows:
+            return ["No groups."]
+        return table([(g.id, g.name, status_text(g), g.backend, len(vols))
+                      for g, vols in rows], ("ID", "NAME", "STATUS", "BACKEND", "VOLUMES"))
+
+    out.emit([dict(g.to_dict(), volumes=[v.id for v in vols]) for g, vols in rows], human)
+    return EXIT_OK
+
+
+def cmd_group_show(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    group = mgr.group(args.group, include_gone=True)
+    vols = mgr.inventory.volumes(group_id=group.id, include_gone=True)
+    gsnaps = mgr.inventory.group_snapshots(group.id, include_gone=True)
+    snaps = {g.id: mgr.inventory.snapshots(group_snapshot_id=g.id, include_gone=True)
+             for g in gsnaps}
+    data = dict(group.to_dict(), volumes=[v.to_dict() for v in vols],
+                group_snapshots=[dict(g.to_dict(), snapshots=[s.id for s in snaps[g.id]])
+                                 for g in gsnaps])
+
+    def human() -> list[str]:
+        lines = fields([("id", group.id), ("name", group.name),
+                        ("status", status_text(group)), ("backend", group.backend),
+                        ("created", when(group))])
+        lines += ["", "Volumes:"] + ["  " + line for line in volume_table(vols)]
+        lines += ["", "Group snapshots:"]
+        if not gsnaps:
+            lines.append("  none")
+        for g in gsnaps:
+            lines.append("  %s  %s  %s  %s  (%d snapshots)" % (
+                g.id, g.name or "-", status_text(g), when(g), len(snaps[g.id])))
+        return lines
+
+    out.emit(data, human)
+    return EXIT_OK
+
+
+def cmd_group_snapshot(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    gsnap, snaps = mgr.snapshot_group(args.group, name=args.name or "")
+    out.emit(dict(gsnap.to_dict(), snapshots=[s.to_dict() for s in snaps]),
+             lambda: ["Group snapshot %s of group %s: %d snapshot(s)." % (
+                 gsnap.id, gsnap.group_id, len(snaps))] + snapshot_table(snaps))
+    return EXIT_OK
+
+
+def cmd_group_delete(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    group = mgr.delete_group(args.group, delete_volumes=args.delete_volumes,
+                             cascade=args.cascade)
+    out.emit(group.to_dict(), lambda: ["Deleted group %s." % group.id])
+    return EXIT_OK
+
+
+def cmd_reconcile(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    names = [mgr.backend_name(args.backend)] if args.backend or len(mgr.backends) <= 1 \
+        else list(mgr.backends)
+    reports = [mgr.reconcile(name, delete_orphans=args.delete_orphans) for name in names]
+    unresolved = [f for r in reports for f in r.discrepancies
+                  if not (f.action_taken or "").startswith("deleted")]
+
+    def human() -> list[str]:
+        lines: list[str] = []
+        for rep in reports:
+            lines.append("Back end %s, SR %s: %d records and %d VDIs checked." % (
+                rep.backend, rep.sr_uuid, rep.checked_records, rep.checked_vdis))
+            if not rep.findings:
+                lines.append("Inventory and SR agree.")
+            for f in rep.findings:
+                lines.append("%s  %s %s: %s" % (f.kind, f.object, f.id, f.detail))
+                lines.append("    %s" % (f.action_taken or "-> " + f.action))
+        return lines
+
+    out.emit([r.to_dict() for r in reports] if len(reports) > 1 else reports[0].to_dict(),
+             human)
+    return EXIT_DRIFT if unresolved else EXIT_OK
+
+
+# -- parser -------------------------------------------------------------------
+
+def _common() -> argparse.ArgumentParser:
+    """Options accepted before or after the subcommand."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config-file", action="append", metavar="PATH",
+                        default=argparse.SUPPRESS,
+                        help="ini file with the back-end sections (repeatable; default: "
+                             "xensm.conf in ~/.xensm, ~, /etc/xensm or /etc)")
+    common.add_argument("--backend", metavar="NAME", default=argparse.SUPPRESS,
+                        help="back-end section to use (default: the only one)")
+    common.add_argument("--db-url", metavar="URL", default=argparse.SUPPRESS,
+                        help="SQLAlchemy URL of the inventory (default: [xensm] db_url, "
+                             "else SQLite in $XDG_STATE_HOME/xensm/)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print JSON for scripts instead of tables")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="log every XAPI call and flow step to stderr")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="xensm", parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Volumes, snapshots and groups on XenServer / XCP-ng SRs through the "
+                    "xensm Cinder driver, without OpenStack. Start with 'xensm check'.",
+        epilog=EXIT_CODES_HELP)
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def leaf(group: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = group.add_parser(
+            name, parents=[common], help=help_text, description=help_text,
+            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES_HELP)
+        p.set_defaults(handler=handler)
+        return p
+
+    leaf(top, "check", cmd_check,
+         "connect, validate the SR and print what the back end can do")
+    leaf(top, "stats", cmd_stats, "capacity and provisioning figures, and inventory counts")
+    p = leaf(top, "reconcile", cmd_reconcile,
+             "compare the inventory with the tagged VDIs on the SR; report both ways")
+    p.add_argument("--delete-orphans", action="store_true",
+                   help="destroy tagged VDIs that no live record claims (nothing else)")
+
+    volume = top.add_parser("volume", help="volumes").add_subparsers(
+        dest="verb", metavar="VERB", required=True)
+    p = leaf(volume, "create", cmd_volume_create, "create a volume (empty, or from a "
+                                                  "snapshot or another volume)")
+    p.add_argument("--size", type=positive_int, help="size in GiB")
+    p.add_argument("--name", help="a name to refer to it by")
+    p.add_argument("--snapshot", metavar="SNAPSHOT", help="make it from this snapshot")
+    p.add_argument("--source-volume", metavar="VOLUME", help="make it a clone of this volume")
+    p = leaf(volume, "list", cmd_volume_list, "list volumes")
+    p.add_argument("--all", action="store_true", help="include deleted and unmanaged ones")
+    p = leaf(volume, "show", cmd_volume_show, "show one volume")
+    p.add_argument("volume", metavar="VOLUME", help="id, name or unique id prefix")
+    p = leaf(volume, "delete", cmd_volume_delete, "delete a volume and its VDI")
+    p.add_argument("volume", metavar="VOLUME")
+    p.add_argument("--cascade", action="store_true", help="delete its snapshots first")
+    p = leaf(volume, "extend", cmd_volume_extend, "grow a volume")
+    p.add_argument("volume", metavar="VOLUME")
+    p.add_argument("size", type=positive_int, metavar="SIZE_GB", help="new size in GiB")
+    p = leaf(volume, "clone", cmd_volume_clone, "a new volume with the content of VOLUME")
+    p.add_argument("volume", metavar="VOLUME")
+    p.add_argument("--name")
+    p.add_argument("--size", type=positive_int, help="size in GiB (default: the source's)")
+    p = leaf(volume, "revert", cmd_volume_revert,
+             "put back the content a snapshot holds (default: the latest)")
+    p.add_argument("volume", metavar="VOLUME")
+    p.add_argument("--snapshot", metavar="SNAPSHOT")
+    p = leaf(volume, "manage", cmd_volume_manage, "adopt an existing VDI on the SR")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--vdi-uuid", metavar="UUID")
+    which.add_argument("--vdi-name", metavar="NAME_LABEL")
+    p.add_argument("--name")
+    leaf(volume, "manageable", cmd_volume_manageable,
+         "list the SR's VDIs and whether each could be managed")
+    p = leaf(volume, "unmanage", cmd_volume_unmanage,
+             "forget a volume; its VDI stays on the SR, untagged")
+    p.add_argument("volume", metavar="VOLUME")
+    p = leaf(volume, "upload", cmd_volume_upload,
+             "write a raw image (FILE, or - for stdin) at the start of the volume")
+    p.add_argument("volume", metavar="VOLUME")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--size", type=parse_bytes,
+                   help="bytes to send (needed when reading a pipe)")
+    p.add_argument("--no-progress", action="store_true")
+    p = leaf(volume, "download", cmd_volume_download,
+             "read the volume's raw content into FILE (or - for stdout)")
+    p.add_argument("volume", metavar="VOLUME")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--length", type=parse_bytes,
+                   help="only the first LENGTH bytes (e.g. 4M; default: the whole volume)")
+    p.add_argument("--no-progress", action="store_true")
+
+    snapshot = top.add_parser("snapshot", help="snapshots").add_subparsers(
+        dest="verb", metavar="VERB", required=True)
+    p = leaf(snapshot, "create", cmd_snapshot_create, "snapshot a volume")
+    p.add_argument("volume", metavar="VOLUME")
+    p.add_argument("--name")
+    p = leaf(snapshot, "list", cmd_snapshot_list, "list snapshots")
+    p.add_argument("--volume", metavar="VOLUME", help="only this volume's")
+    p.add_argument("--all", action="store_true", help="include deleted ones")
+    p = leaf(snapshot, "show", cmd_snapshot_show, "show one snapshot")
+    p.add_argument("snapshot", metavar="SNAPSHOT")
+    p = leaf(snapshot, "delete", cmd_snapshot_delete, "delete a snapshot")
+    p.add_argument("snapshot", metavar="SNAPSHOT")
+    p = leaf(snapshot, "tree", cmd_snapshot_tree,
+             "a volume's snapshots and the volumes made from them, as a tree")
+    p.add_argument("volume", metavar="VOLUME")
+    p.add_argument("--all", action="store_true", help="include deleted objects")
+
+    group = top.add_parser("group", help="groups of volumes").add_subparsers(
+        dest="verb", metavar="VERB", required=True)
+    p = leaf(group, "create", cmd_group_create, "group volumes of one back end")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--volume", action="append", metavar="VOLUME", help="a member (repeatable)")
+    p = leaf(group, "list", cmd_group_list, "list groups")
+    p.add_argument("--all", action="store_true", help="include deleted ones")
+    p = leaf(group, "show", cmd_group_show, "show a group, its volumes and group snapshots")
+    p.add_argument("group", metavar="GROUP")
+    p = leaf(group, "snapshot", cmd_group_snapshot, "snapshot every volume of a group")
+    p.add_argument("group", metavar="GROUP")
+    p.add_argument("--name")
+    p = leaf(group, "delete", cmd_group_delete, "delete a group")
+    p.add_argument("group", metavar="GROUP")
+    p.add_argument("--delete-volumes", action="store_true",
+                   help="delete its volumes too (else a group with volumes is refused)")
+    p.add_argument("--cascade", action="store_true",
+                   help="with --delete-volumes: delete their snapshots first")
+    return parser
+
+
+def _setup_logging(stderr: IO[str], debug: bool) -> Callable[[], None]:
+    """Warnings from the driver on stderr (everything with --debug); returns an undo."""
+    handler = logging.StreamHandler(stderr)
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s" if debug
+        else "xensm: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    quiet = logging.getLogger("taskflow")     # a failed task is reported once, by us
+    saved = (root.level, quiet.level)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    quiet.setLevel(logging.DEBUG if debug else logging.CRITICAL)
+
+    def undo() -> None:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        quiet.setLevel(saved[1])
+
+    return undo
+
+
+def run(argv: Sequence[str], stdout: IO[str], stderr: IO[str],
+        stdin: IO[bytes] | None = None) -> int:
+    """Run one xensm command; returns its exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exc:      # argparse has printed usage or help
+        return int(exc.code or 0)
+    for name, default in (("config_file", None), ("backend", None), ("db_url", None),
+                          ("json", False), ("debug", False)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    out = Output(stdout, stderr, args.json)
+    undo_logging = _setup_logging(stderr, args.debug)
+    mgr: Manager | None = None
+    try:
+        files = args.config_file or service_config.default_files()
+        mgr = Manager(files, db_url=args.db_url)
+        if args.handler is cmd_volume_upload:
+            return cmd_volume_upload(mgr, args, out, stdin)
+        code: int = args.handler(mgr, args, out)
+        return code
+    except KeyboardInterrupt:
+        stderr.write("xensm: interrupted\n")
+        return EXIT_INTERRUPTED
+    except (exception.XensmError, OSError) as exc:
+        code = exit_code(exc)
+        out.error(exc, code)
+        return code
+    finally:
+        if mgr is not None:
+            mgr.close()
+        undo_logging()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(sys.argv[1:] if argv is None else argv, sys.stdout, sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,635 @@
+"""The standalone volume manager: the driver's verbs, recorded in the inventory.
+
+:class:`Manager` loads back ends by ini section (the same sections
+cinder-volume reads), builds :class:`~xensm_driver.driver.XenAPISMDriver`
+for each on first use, and runs its verbs on plain dicts, recording each in
+the :class:`~xensm_driver.service.inventory.Inventory`:
+
+* a new object is recorded ``creating`` (with the process that makes it)
+  before the driver is called, and ``available`` with the driver's model
+  update after; a failure marks it ``error`` with the reason;
+* a verb on an existing object first claims it (``deleting``, ``extending``,
+  ...), refusing if its status does not allow the verb; a refusal by the
+  driver (nothing was changed on storage) puts the old status back, any other
+  failure marks it ``error`` (``error_deleting``, ``error_extending``);
+* requests that would do damage are refused before any call, with the reason:
+  delete of a volume that still has snapshots (unless ``cascade``), a revert
+  to another volume's snapshot, a shrink, and so on.
+
+The driver stays the only authority over storage; :meth:`Manager.reconcile`
+compares what the inventory says with what the SR holds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import IO
+from typing import Any
+
+from xensm_driver import config
+from xensm_driver import driver as driver_mod
+from xensm_driver import exception
+from xensm_driver import identity
+from xensm_driver.backends import base
+from xensm_driver.service import config as service_config
+from xensm_driver.service import reconcile as reconcile_mod
+from xensm_driver.service.inventory import BUSY
+from xensm_driver.service.inventory import Inventory
+from xensm_driver.service.inventory import NotInInventory
+from xensm_driver.service.inventory import Refused
+from xensm_driver.service.inventory import effective_status
+from xensm_driver.service.inventory import new_id
+from xensm_driver.service.inventory import this_owner
+from xensm_driver.service.models import Group
+from xensm_driver.service.models import GroupSnapshot
+from xensm_driver.service.models import Record
+from xensm_driver.service.models import Snapshot
+from xensm_driver.service.models import Volume
+from xensm_driver.service.models import utcnow
+from xensm_driver.xapi import transfer
+
+LOG = logging.getLogger(__name__)
+
+#: Driver errors that mean "refused, nothing on storage changed": the
+#: object keeps the status it had.
+REFUSALS: tuple[type[BaseException], ...] = (
+    exception.UnsupportedOperation, exception.InUse, exception.InvalidInput,
+    exception.XapiInUse, Refused)
+
+#: Statuses from which each verb may start. An interrupted verb (its
+#: process died) reads as ``error``.
+DELETABLE = frozenset({"available", "error", "error_deleting", "error_extending"})
+AVAILABLE = frozenset({"available"})
+EXTENDABLE = frozenset({"available", "error_extending"})
+UNMANAGEABLE = frozenset({"available", "error"})
+UPLOADABLE = frozenset({"available", "error"})
+
+
+def reason(exc: BaseException) -> str:
+    """One line saying why a verb failed (kept with an ``error`` record)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return (text or type(exc).__name__)[:1000]
+
+
+def volume_dict(vol: Volume) -> dict[str, Any]:
+    """The Cinder-style volume the driver's verbs take."""
+    return {"id": vol.id, "size": vol.size_gb, "provider_id": vol.provider_id,
+            "provider_location": vol.provider_location, "display_name": vol.name}
+
+
+def snapshot_dict(snap: Snapshot, vol: Volume) -> dict[str, Any]:
+    return {"id": snap.id, "volume_id": vol.id, "volume": volume_dict(vol),
+            "volume_size": snap.volume_size_gb, "provider_id": snap.provider_id,
+            "provider_location": snap.provider_location, "display_name": snap.name}
+
+
+@dataclasses.dataclass
+class BackendInfo:
+    """A back-end section and, once set up, its driver."""
+
+    name: str
+    configuration: config.Configuration
+    driver: driver_mod.XenAPISMDriver | None = None
+
+
+class Manager:
+    """Volumes, snapshots and groups on the back ends of one ini file."""
+
+    def __init__(self, config_files: list[str], db_url: str | None = None) -> None:
+        self.conf = service_config.load(config_files)
+        sections = service_config.backend_sections(self.conf)
+        self.backends: dict[str, BackendInfo] = {
+            name: BackendInfo(name, config.Configuration([], name, self.conf))
+            for name in sections}
+        self.inventory = Inventory(db_url or service_config.db_url(self.conf))
+
+    def close(self) -> None:
+        for info in self.backends.values():
+            if info.driver is not None:
+                info.driver.close()
+                info.driver = None
+        self.inventory.close()
+
+    def __enter__(self) -> Manager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- back ends ------------------------------------------------------------
+
+    def backend_name(self, name: str | None = None) -> str:
+        """The back end ``name`` (checked), or the only one configured."""
+        if name:
+            if name not in self.backends:
+                raise exception.ConfigError(
+                    option="--backend %s" % name,
+                    reason="no such back-end section; configured: %s"
+                           % (", ".join(self.backends) or "none"))
+            return name
+        if len(self.backends) == 1:
+            return next(iter(self.backends))
+        if not self.backends:
+            raise exception.ConfigError(
+                option="--config-file",
+                reason="no back-end section (a section setting xensm_sr_type)")
+        raise exception.ConfigError(
+            option="--backend",
+            reason="several back ends are configured (%s); name one"
+                   % ", ".join(self.backends))
+
+    def driver(self, name: str | None = None) -> driver_mod.XenAPISMDriver:
+        """The set-up driver of a back end (logs in and finds its SR once)."""
+        info = self.backends[self.backend_name(name)]
+        if info.driver is None:
+            drv = driver_mod.XenAPISMDriver(configuration=info.configuration)
+            try:
+                drv.do_setup(None)
+            except BaseException:
+                drv.close()
+                raise
+            info.driver = drv
+            self.inventory.record_backend(info.name, drv.backend.SR_TYPE,
+                                          getattr(drv.backend, "sr_uuid", None))
+        return info.driver
+
+    def check(self, name: str | None = None) -> dict[str, Any]:
+        """Connect, validate the SR and report what the back end can do."""
+        drv = self.driver(name)
+        drv.check_for_setup_error()
+        backend = drv.backend
+        options = drv.options
+        assert options is not None
+        stats = drv.get_volume_stats(refresh=True)
+        capabilities = {cap: backend.can(cap) for cap in (
+            base.THIN, base.SNAPSHOT, base.CLONE, base.REVERT, base.EXTEND,
+            base.ONLINE_EXTEND, base.MANAGE, base.GROUP_SNAPSHOT,
+            base.SNAPSHOT_OF_SNAPSHOT)}
+        storage = backend.storage
+        sr = getattr(backend, "sr", None)
+        return {
+            "backend": backend.name,
+            "section": options.section,
+            "sr_type": backend.SR_TYPE,
+            "xapi_url": options.xenapi_connection_url,
+            "xapi_username": options.xenapi_connection_username,
+            "hosts": [h.name_label for h in storage.hosts()],
+            "sr": None if sr is None else {
+                "uuid": sr.uuid, "name_label": sr.name_label, "type": sr.type,
+                "shared": sr.shared},
+            "storage_protocol": backend.STORAGE_PROTOCOL,
+            "capabilities": capabilities,
+            "total_capacity_gb": stats.get("total_capacity_gb"),
+            "free_capacity_gb": stats.get("free_capacity_gb"),
+            "provisioned_capacity_gb": stats.get("provisioned_capacity_gb"),
+            "inventory": self.inventory.display_url,
+            "ok": True,
+        }
+
+    def stats(self, name: str | None = None) -> dict[str, Any]:
+        """The driver's volume stats and the inventory's counts."""
+        backend = self.backend_name(name)
+        stats = dict(self.driver(backend).get_volume_stats(refresh=True))
+        stats["inventory"] = self.inventory.counts(backend)
+        return stats
+
+    # -- recording helpers ----------------------------------------------------
+
+    def _create(self, record: Volume | Snapshot,
+                call: Callable[[], dict[str, Any] | None], busy: str = "creating") -> Any:
+        record.status, record.owner = busy, this_owner()
+        self.inventory.add(record)
+        cls = type(record)
+        try:
+            update = call() or {}
+        except BaseException as exc:
+            self.inventory.update(cls, record.id, status="error", owner=None,
+                                  status_reason=reason(exc))
+            raise
+        return self.inventory.update(
+            cls, record.id, status="available", owner=None, status_reason=None,
+            provider_id=update.get("provider_id", record.provider_id),
+            provider_location=update.get("provider_location", record.provider_location))
+
+    def _act(self, cls: type[Record], obj_id: str, busy: str, allowed: frozenset[str],
+             call: Callable[[Any], Any], *, fail: str = "error", done: str = "available",
+             **done_fields: Any) -> Any:
+        before = self.inventory.claim(cls, obj_id, busy, allowed)
+        try:
+            result = call(before)
+        except REFUSALS:
+            self.inventory.update(cls, obj_id, status=effective_status(before), owner=None)
+            raise
+        except BaseException as exc:
+            self.inventory.update(cls, obj_id, status=fail, owner=None,
+                                  status_reason=reason(exc))
+            raise
+        if done in ("deleted", "unmanaged"):
+            done_fields["deleted_at"] = utcnow()
+        self.inventory.update(cls, obj_id, status=done, owner=None, status_reason=None,
+                              **done_fields)
+        return result
+
+    # -- lookups --------------------------------------------------------------
+
+    def volume(self, ref: str, include_gone: bool = False) -> Volume:
+        return self.inventory.resolve(Volume, ref, include_gone=include_gone)
+
+    def snapshot(self, ref: str, include_gone: bool = False) -> Snapshot:
+        return self.inventory.resolve(Snapshot, ref, include_gone=include_gone)
+
+    def group(self, ref: str, include_gone: bool = False) -> Group:
+        return self.inventory.resolve(Group, ref, include_gone=include_gone)
+
+    @staticmethod
+    def _require_status(obj: Record, allowed: frozenset[str], kind: str, doing: str) -> None:
+        status = effective_status(obj)
+        if status not in allowed:
+            raise Refused(reason="%s %s is %s; %s needs it %s" % (
+                kind, getattr(obj, "id", "?"), status, doing, " or ".join(sorted(allowed))))
+
+    # -- volumes --------------------------------------------------------------
+
+    def create_volume(self, size_gb: int | None, name: str = "", backend: str | None = None,
+                      snapshot: str | None = None, source_volume: str | None = None) -> Volume:
+        """A new volume: empty, from a snapshot, or a clone of a volume."""
+        if snapshot and source_volume:
+            raise exception.InvalidInput(reason="give a snapshot or a source volume, not both")
+        if snapshot:
+            snap = self.snapshot(snapshot)
+            return self._from_snapshot(snap, size_gb, name)
+        if source_volume:
+            return self.clone_volume(source_volume, name=name, size_gb=size_gb)
+        if not size_gb or size_gb < 1:
+            raise exception.InvalidInput(reason="a volume needs a size of at least 1 GiB")
+        backend = self.backend_name(backend)
+        drv = self.driver(backend)
+        vol = Volume(id=new_id(), backend=backend, name=name, size_gb=int(size_gb))
+        return self._create(vol, lambda: drv.create_volume(volume_dict(vol)))
+
+    def _from_snapshot(self, snap: Snapshot, size_gb: int | None, name: str) -> Volume:
+        self._require_status(snap, AVAILABLE, "snapshot", "making a volume from it")
+        size = size_gb or snap.volume_size_gb
+        if size < snap.volume_size_gb:
+            raise Refused(reason="snapshot %s is %d GiB; a volume made from it cannot be "
+                                 "smaller (asked %d GiB)" % (snap.id, snap.volume_size_gb, size))
+        source = self.inventory.get(Volume, snap.volume_id)
+        drv = self.driver(snap.backend)
+        vol = Volume(id=new_id(), backend=snap.backend, name=name, size_gb=size,
+                     source_snapshot_id=snap.id)
+        return self._create(vol, lambda: drv.create_volume_from_snapshot(
+            volume_dict(vol), snapshot_dict(snap, source)))
+
+    def clone_volume(self, source: str, name: str = "", size_gb: int | None = None) -> Volume:
+        src = self.volume(source)
+        self._require_status(src, AVAILABLE, "volume", "cloning it")
+        size = size_gb or src.size_gb
+        if size < src.size_gb:
+            raise Refused(reason="volume %s is %d GiB; its clone cannot be smaller "
+                                 "(asked %d GiB)" % (src.id, src.size_gb, size))
+        drv = self.driver(src.backend)
+        vol = Volume(id=new_id(), backend=src.backend, name=name, size_gb=size,
+                     source_volume_id=src.id)
+        return self._create(vol, lambda: drv.create_cloned_volume(
+            volume_dict(vol), volume_dict(src)))
+
+    def delete_volume(self, ref: str, cascade: bool = False) -> Volume:
+        """Delete a volume; with ``cascade``, its snapshots first."""
+        vol = self.volume(ref)
+        snaps = self.inventory.dependents(vol.id)["snapshots"]
+        if snaps and not cascade:
+            raise Refused(reason="volume %s has %d snapshot(s) (%s); delete them first or "
+                                 "use --cascade" % (vol.id, len(snaps),
+                                                    ", ".join(s.id for s in snaps)))
+        self._require_status(vol, DELETABLE, "volume", "delete")
+        for snap in snaps:
+            self.delete_snapshot(snap.id)
+        drv = self.driver(vol.backend)
+        self._act(Volume, vol.id, "deleting", DELETABLE,
+                  lambda v: drv.delete_volume(volume_dict(v)),
+                  fail="error_deleting", done="deleted")
+        return self.inventory.get(Volume, vol.id)
+
+    def extend_volume(self, ref: str, new_size_gb: int) -> Volume:
+        vol = self.volume(ref)
+        if new_size_gb <= vol.size_gb:
+            raise Refused(reason="volume %s is %d GiB; extend needs a larger size "
+                                 "(volumes never shrink)" % (vol.id, vol.size_gb))
+        drv = self.driver(vol.backend)
+        self._act(Volume, vol.id, "extending", EXTENDABLE,
+                  lambda v: drv.extend_volume(volume_dict(v), new_size_gb),
+                  fail="error_extending", size_gb=int(new_size_gb))
+        return self.inventory.get(Volume, vol.id)
+
+    def revert_volume(self, ref: str, snapshot: str | None = None) -> tuple[Volume, Snapshot]:
+        """Put the volume's content back to a snapshot (default: its latest)."""
+        vol = self.volume(ref)
+        if snapshot:
+            snap = self.snapshot(snapshot)
+            if snap.volume_id != vol.id:
+                raise Refused(reason="snapshot %s belongs to volume %s, not to %s" % (
+                    snap.id, snap.volume_id, vol.id))
+        else:
+            live = [s for s in self.inventory.snapshots(volume_id=vol.id)
+                    if s.status == "available"]
+            if not live:
+                raise Refused(reason="volume %s has no available snapshot to revert to"
+                              % vol.id)
+            snap = live[-1]
+        self._require_status(snap, AVAILABLE, "snapshot", "reverting to it")
+        drv = self.driver(vol.backend)
+        self._act(Volume, vol.id, "reverting", AVAILABLE,
+                  lambda v: drv.revert_to_snapshot(None, volume_dict(v), snapshot_dict(snap, v)))
+        return self.inventory.get(Volume, vol.id), snap
+
+    def manage_volume(self, *, vdi_uuid: str | None = None, vdi_name: str | None = None,
+                      name: str = "", backend: str | None = None) -> Volume:
+        """Adopt an existing VDI on the back end's SR as a new volume."""
+        if bool(vdi_uuid) == bool(vdi_name):
+            raise exception.InvalidInput(reason="name the VDI by uuid or by name label")
+        existing_ref = {"source-id": vdi_uuid} if vdi_uuid else {"source-name": vdi_name}
+        backend = self.backend_name(backend)
+        drv = self.driver(backend)
+        vol = Volume(id=new_id(), backend=backend, name=name, size_gb=0)
+        # Sizing also vets the VDI: a refusal here records nothing.
+        vol.size_gb = drv.manage_existing_get_size(volume_dict(vol), existing_ref)
+        return self._create(vol, lambda: drv.manage_existing(volume_dict(vol), existing_ref),
+                            busy="managing")
+
+    def unmanage_volume(self, ref: str) -> Volume:
+        """Forget a volume; its VDI and data stay on the SR, untagged."""
+        vol = self.volume(ref)
+        snaps = self.inventory.dependents(vol.id)["snapshots"]
+        if snaps:
+            raise Refused(reason="volume %s has %d snapshot(s); delete them before "
+                                 "unmanaging it" % (vol.id, len(snaps)))
+        drv = self.driver(vol.backend)
+        self._act(Volume, vol.id, "unmanaging", UNMANAGEABLE,
+                  lambda v: drv.unmanage(volume_dict(v)), done="unmanaged")
+        return self.inventory.get(Volume, vol.id)
+
+    def manageable(self, backend: str | None = None) -> list[dict[str, Any]]:
+        """The SR's VDIs that could become volumes (Cinder's manageable list)."""
+        backend = self.backend_name(backend)
+        known = [volume_dict(v) for v in self.inventory.volumes(backend=backend)]
+        return self.driver(backend).get_manageable_volumes(
+            known, None, 0, 0, ["reference"], ["asc"])
+
+    # -- data -----------------------------------------------------------------
+
+    def _vdi_uuid(self, vol: Volume) -> str:
+        spec = driver_mod.volume_spec(volume_dict(vol))
+        vdi_uuid = driver_mod.vdi_uuid_of(spec)
+        if not vdi_uuid:
+            raise Refused(reason="volume %s has no VDI recorded (status %s)"
+                                 % (vol.id, vol.status))
+        return vdi_uuid
+
+    def upload(self, ref: str, source: IO[bytes], size: int,
+               progress: transfer.Progress | None = None) -> int:
+        """Write ``size`` bytes of ``source`` at the start of the volume."""
+        vol = self.volume(ref)
+        if size > vol.size_gb * identity.GiB:
+            raise Refused(reason="%d bytes do not fit in volume %s (%d GiB)"
+                                 % (size, vol.id, vol.size_gb))
+        vdi_uuid = self._vdi_uuid(vol)
+        drv = self.driver(vol.backend)
+        assert drv.pool is not None
+        pool = drv.pool
+        result: int = self._act(
+            Volume, vol.id, "uploading", UPLOADABLE,
+            lambda v: transfer.upload(pool, vdi_uuid, source, size=size, progress=progress))
+        return result
+
+    def download(self, ref: str, sink: IO[bytes], length: int | None = None,
+                 progress: transfer.Progress | None = None) -> int:
+        """Read the volume's content (or its first ``length`` bytes) into ``sink``.
+
+        Reading changes nothing, so the volume is not claimed; it must not be
+        in the middle of a verb that changes its content.
+        """
+        vol = self.volume(ref)
+        if vol.status in BUSY and effective_status(vol) in BUSY:
+            raise Refused(reason="volume %s is %s (process %s); wait for it"
+                                 % (vol.id, vol.status, vol.owner))
+        vdi_uuid = self._vdi_uuid(vol)
+        drv = self.driver(vol.backend)
+        assert drv.pool is not None
+        vdi = drv.backend.storage.vdi_by_uuid(vdi_uuid)
+        if vdi is None:
+            raise exception.VolumeNotFound(volume_id=vol.id,
+                                           sr_uuid=getattr(drv.backend, "sr_uuid", "?"))
+        return transfer.download(drv.pool, vdi_uuid, sink, size=vdi.virtual_size,
+                                 length=length, progress=progress)
+
+    # -- snapshots ------------------------------------------------------------
+
+    def create_snapshot(self, volume: str, name: str = "",
+                        group_snapshot_id: str | None = None) -> Snapshot:
+        vol = self.volume(volume)
+        self._require_status(vol, AVAILABLE, "volume", "a snapshot")
+        drv = self.driver(vol.backend)
+        snap = Snapshot(id=new_id(), backend=vol.backend, volume_id=vol.id, name=name,
+                        volume_size_gb=vol.size_gb, group_snapshot_id=group_snapshot_id)
+        return self._create(snap, lambda: drv.create_snapshot(snapshot_dict(snap, vol)))
+
+    def delete_snapshot(self, ref: str) -> Snapshot:
+        snap = self.snapshot(ref)
+        vol = self.inventory.get(Volume, snap.volume_id)
+        drv = self.driver(snap.backend)
+        self._act(Snapshot, snap.id, "deleting", DELETABLE,
+                  lambda s: drv.delete_snapshot(snapshot_dict(s, vol)),
+                  fail="error_deleting", done="deleted")
+        return self.inventory.get(Snapshot, snap.id)
+
+    # -- groups ---------------------------------------------------------------
+
+    def create_group(self, name: str, volumes: list[str],
+                     backend: str | None = None) -> Group:
+        """A group of volumes of one back end, for snapshotting them together."""
+        members = [self.volume(ref) for ref in volumes]
+        backends = {v.backend for v in members}
+        if len(backends) > 1:
+            raise Refused(reason="a group's volumes must share one back end; these are "
+                                 "on %s" % ", ".join(sorted(backends)))
+        backend = self.backend_name(backend or (members[0].backend if members else None))
+        for vol in members:
+            if vol.backend != backend:
+                raise Refused(reason="volume %s is on back end %s, not %s"
+                                     % (vol.id, vol.backend, backend))
+            if vol.group_id:
+                raise Refused(reason="volume %s is already in group %s"
+                                     % (vol.id, vol.group_id))
+        drv = self.driver(backend)
+        group = Group(id=new_id(), backend=backend, name=name, status="creating",
+                      owner=this_owner())
+        self.inventory.add(group)
+        try:
+            try:
+                drv.create_group(None, {"id": group.id, "name": name})
+            except NotImplementedError:
+                LOG.debug("Back end %s has no consistent groups; group %s is generic",
+                          backend, group.id)
+            for vol in members:
+                self.inventory.update(Volume, vol.id, group_id=group.id)
+        except BaseException as exc:
+            self.inventory.update(Group, group.id, status="error", owner=None,
+                                  status_reason=reason(exc))
+            raise
+        return self.inventory.update(Group, group.id, status="available", owner=None)
+
+    def snapshot_group(self, ref: str, name: str = "") -> tuple[GroupSnapshot, list[Snapshot]]:
+        """Snapshot every member: consistently where the back end can, else one by one.
+
+        Member by member (Cinder's generic groups), a failure deletes the
+        member snapshots already made, so a group snapshot is whole or absent.
+        """
+        group = self.group(ref)
+        self._require_status(group, AVAILABLE, "group", "a group snapshot")
+        members = self.inventory.volumes(group_id=group.id)
+        if not members:
+            raise Refused(reason="group %s has no volumes" % group.id)
+        for vol in members:
+            self._require_status(vol, AVAILABLE, "volume", "a group snapshot")
+        drv = self.driver(group.backend)
+        gsnap = GroupSnapshot(id=new_id(), backend=group.backend, group_id=group.id,
+                              name=name, status="creating", owner=this_owner())
+        self.inventory.add(gsnap)
+        try:
+            snaps = self._consistent_group_snapshot(drv, gsnap, members, name)
+            if snaps is None:
+                snaps = self._generic_group_snapshot(gsnap, members, name)
+        except BaseException as exc:
+            self.inventory.update(GroupSnapshot, gsnap.id, status="error", owner=None,
+                                  status_reason=reason(exc))
+            raise
+        gsnap = self.inventory.update(GroupSnapshot, gsnap.id, status="available", owner=None)
+        return gsnap, snaps
+
+    def _consistent_group_snapshot(self, drv: driver_mod.XenAPISMDriver, gsnap: GroupSnapshot,
+                                   members: list[Volume], name: str) -> list[Snapshot] | None:
+        """Cinder's create_group_snapshot contract; None when the back end has none."""
+        if not drv.backend.can(base.GROUP_SNAPSHOT):
+            return None
+        snaps = [Snapshot(id=new_id(), backend=vol.backend, volume_id=vol.id,
+                          name=name or "", volume_size_gb=vol.size_gb,
+                          group_snapshot_id=gsnap.id, status="creating", owner=this_owner())
+                 for vol in members]
+        for snap in snaps:
+            self.inventory.add(snap)
+        by_volume = {v.id: v for v in members}
+        try:
+            _model, updates = drv.create_group_snapshot(
+                None, {"id": gsnap.id, "group_id": gsnap.group_id, "name": name},
+                [snapshot_dict(s, by_volume[s.volume_id]) for s in snaps])
+        except BaseException as exc:
+            for snap in snaps:
+                self.inventory.update(Snapshot, snap.id, status="error", owner=None,
+                                      status_reason=reason(exc))
+            raise
+        updates_by_id = {str(u.get("id")): u for u in updates or []}
+        done = []
+        for snap in snaps:
+            update = updates_by_id.get(snap.id, {})
+            done.append(self.inventory.update(
+                Snapshot, snap.id, status=update.get("status", "available"), owner=None,
+                provider_id=update.get("provider_id"),
+                provider_location=update.get("provider_location")))
+        return done
+
+    def _generic_group_snapshot(self, gsnap: GroupSnapshot, members: list[Volume],
+                                name: str) -> list[Snapshot]:
+        made: list[Snapshot] = []
+        try:
+            for vol in members:
+                made.append(self.create_snapshot(vol.id, name=name,
+                                                 group_snapshot_id=gsnap.id))
+        except BaseException:
+            for snap in reversed(made):
+                try:
+                    self.delete_snapshot(snap.id)
+                except exception.XensmError as exc:
+                    LOG.error("Could not delete snapshot %s of failed group snapshot %s: "
+                              "%s; 'xensm reconcile' reports it", snap.id, gsnap.id, exc)
+            raise
+        return made
+
+    def delete_group(self, ref: str, delete_volumes: bool = False,
+                     cascade: bool = False) -> Group:
+        """Delete a group; its volumes too with ``delete_volumes``, else refuse."""
+        group = self.group(ref)
+        members = self.inventory.volumes(group_id=group.id)
+        if members and not delete_volumes:
+            raise Refused(reason="group %s has %d volume(s) (%s); use --delete-volumes" % (
+                group.id, len(members), ", ".join(v.id for v in members)))
+        for vol in members:
+            snaps = self.inventory.dependents(vol.id)["snapshots"]
+            if snaps and not cascade:
+                raise Refused(reason="volume %s of group %s has %d snapshot(s); use "
+                                     "--cascade" % (vol.id, group.id, len(snaps)))
+        drv = self.driver(group.backend)
+
+        def delete(g: Group) -> None:
+            try:
+                drv.delete_group(None, {"id": g.id, "name": g.name},
+                                 [volume_dict(v) for v in members])
+            except NotImplementedError:
+                pass            # generic group: the volumes are deleted one by one
+            for vol in members:
+                self.delete_volume(vol.id, cascade=cascade)
+            for gsnap in self.inventory.group_snapshots(g.id):
+                self.inventory.update(GroupSnapshot, gsnap.id, status="deleted",
+                                      deleted_at=utcnow())
+
+        self._act(Group, group.id, "deleting", DELETABLE, delete, fail="error_deleting",
+                  done="deleted")
+        return self.inventory.get(Group, group.id)
+
+    # -- reconcile ------------------------------------------------------------
+
+    def reconcile(self, backend: str | None = None,
+                  delete_orphans: bool = False) -> reconcile_mod.Report:
+        """Compare inventory and SR; with ``delete_orphans``, destroy tagged orphan VDIs."""
+        name = self.backend_name(backend)
+        drv = self.driver(name)
+        sr_ref = getattr(drv.backend, "sr_ref", None)
+        if sr_ref is None:
+            raise exception.UnsupportedOperation(
+                backend="%s (%s)" % (name, drv.backend.SR_TYPE), operation="reconcile",
+                reason="its volumes are not on one SR")
+        vdis = drv.backend.storage.sr_vdis(sr_ref)
+        records: list[Record] = [*self.inventory.volumes(backend=name, include_gone=True),
+                                 *self.inventory.snapshots(backend=name, include_gone=True)]
+        report = reconcile_mod.compare(name, getattr(drv.backend, "sr_uuid", ""),
+                                       records, vdis)
+        if delete_orphans:
+            for finding in report.findings:
+                if finding.kind == reconcile_mod.ORPHAN_VDI:
+                    self._delete_orphan(drv, finding)
+        return report
+
+    def _delete_orphan(self, drv: driver_mod.XenAPISMDriver,
+                       finding: reconcile_mod.Finding) -> None:
+        cls: type[Volume] | type[Snapshot] = Volume if finding.object == "volume" else Snapshot
+        record: Volume | Snapshot | None
+        try:
+            record = self.inventory.get(cls, finding.id)
+        except NotInInventory:
+            record = None
+        if (record is not None and record.status not in ("deleted", "unmanaged")
+                and record.provider_id in (None, finding.vdi_uuid)):
+            finding.action_taken = "kept: it is now recorded as %s" % record.status
+            return
+        try:
+            if finding.object == "volume":
+                drv.delete_volume({"id": finding.id, "size": 0,
+                                   "provider_id": finding.vdi_uuid})
+            else:
+                drv.delete_snapshot({"id": finding.id, "volume_id": "", "volume_size": 0,
+                                     "provider_id": finding.vdi_uuid})
+        except exception.XensmError as exc:
+            finding.action_taken = "not deleted: %s" % reason(exc)
+            return
+        finding.action_taken = "deleted VDI %s" % finding.vdi_uuid

@@ -1,0 +1,139 @@
+"""The inventory's tables: back ends, volumes, snapshots, groups, and their hierarchy.
+
+One row per object, never removed: a deleted object keeps its row with
+``status = 'deleted'`` and ``deleted_at`` set, so the hierarchy (a clone's
+source snapshot, a snapshot's volume) stays whole and ``reconcile`` can tell
+"deleted here" from "never known".
+
+While a verb runs, the object's ``status`` is the verb's busy state
+(``creating``, ``deleting``, ...) and ``owner`` names the process doing it
+(``host:pid``), so a record left behind by a killed process can be told from
+one still being worked on.
+
+``xensm_schema`` holds the schema version (see ``inventory.MIGRATIONS``).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from sqlalchemy import DateTime
+from sqlalchemy import ForeignKey
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+
+#: The schema this code writes. Bump it and add a step to
+#: ``inventory.MIGRATIONS`` when a table changes.
+SCHEMA_VERSION = 1
+
+ID = String(36)
+
+
+def utcnow() -> datetime.datetime:
+    """Now, in UTC, without tzinfo (SQLite keeps no zone; every row is UTC)."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Record:
+    """Columns every volume-like object has, and a plain-dict view."""
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), default="", index=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    status_reason: Mapped[str | None] = mapped_column(String(1024), default=None)
+    owner: Mapped[str | None] = mapped_column(String(255), default=None)
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow,
+                                                          onupdate=utcnow)
+    deleted_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        table = getattr(self, "__table__")  # noqa: B009 - set by the declarative base
+        out: dict[str, Any] = {}
+        for column in table.columns:
+            value = getattr(self, column.key)
+            if isinstance(value, datetime.datetime):
+                value = value.strftime("%Y-%m-%dT%H:%M:%SZ")
+            out[column.key] = value
+        return out
+
+
+class SchemaVersion(Base):
+    __tablename__ = "xensm_schema"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Backend(Base):
+    """A back-end section of the ini file, as last loaded."""
+
+    __tablename__ = "backends"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sr_type: Mapped[str] = mapped_column(String(32))
+    sr_uuid: Mapped[str | None] = mapped_column(String(36), default=None)
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow,
+                                                          onupdate=utcnow)
+
+
+class Group(Record, Base):
+    """A generic group of volumes (Cinder's groups): members are volumes.group_id."""
+
+    __tablename__ = "groups"
+
+    backend: Mapped[str] = mapped_column(ForeignKey("backends.name"), index=True)
+
+
+class GroupSnapshot(Record, Base):
+    """A snapshot of every member of a group; its snapshots point here."""
+
+    __tablename__ = "group_snapshots"
+
+    backend: Mapped[str] = mapped_column(ForeignKey("backends.name"), index=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("groups.id"), index=True)
+
+
+class Volume(Record, Base):
+    __tablename__ = "volumes"
+
+    backend: Mapped[str] = mapped_column(ForeignKey("backends.name"), index=True)
+    size_gb: Mapped[int] = mapped_column(Integer)
+    provider_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    provider_location: Mapped[str | None] = mapped_column(String(255), default=None)
+    #: Where the volume came from: a clone of a volume, or made from a snapshot.
+    source_volume_id: Mapped[str | None] = mapped_column(
+        ForeignKey("volumes.id"), default=None, index=True)
+    source_snapshot_id: Mapped[str | None] = mapped_column(
+        ForeignKey("snapshots.id", use_alter=True, name="fk_volumes_source_snapshot"),
+        default=None, index=True)
+    group_id: Mapped[str | None] = mapped_column(ForeignKey("groups.id"), default=None,
+                                                 index=True)
+
+
+class Snapshot(Record, Base):
+    __tablename__ = "snapshots"
+
+    backend: Mapped[str] = mapped_column(ForeignKey("backends.name"), index=True)
+    volume_id: Mapped[str] = mapped_column(ForeignKey("volumes.id"), index=True)
+    volume_size_gb: Mapped[int] = mapped_column(Integer)
+    provider_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    provider_location: Mapped[str | None] = mapped_column(String(255), default=None)
+    group_snapshot_id: Mapped[str | None] = mapped_column(
+        ForeignKey("group_snapshots.id"), default=None, index=True)
+
+
+#: Object kinds by the name the CLI and messages use.
+KINDS: dict[str, type[Record]] = {
+    "volume": Volume, "snapshot": Snapshot, "group": Group, "group snapshot": GroupSnapshot,
+}

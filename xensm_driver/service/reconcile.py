@@ -1,0 +1,186 @@
+"""Inventory against storage: what each says that the other does not.
+
+The SR's VDIs carry their identity in ``other_config`` (``xensm-volume-id``,
+``xensm-snapshot-id``; see :mod:`xensm_driver.identity`). :func:`compare`
+matches them with the inventory's records of one back end and reports:
+
+``orphan_vdi``
+    A tagged VDI with no live record (never recorded, or recorded as deleted:
+    a delete whose answer was lost). ``--delete-orphans`` destroys these, and
+    only these, through the driver, which checks the tag again first.
+``missing_vdi``
+    A live record whose VDI is not on the SR.
+``interrupted``
+    A record left busy (``creating``, ``deleting``, ...) by a process that
+    died; whether its VDI exists is in the detail.
+``error_with_vdi``
+    A record marked ``error`` whose VDI is on the SR (storage kept; the
+    data may be usable).
+``provider_mismatch``
+    The record's provider id is not the VDI that carries its tag.
+``duplicate_vdi``
+    Several VDIs carry the same tag and none is the recorded one. (When one
+    is, the others are reported as ``orphan_vdi``.)
+``in_progress``
+    A verb running right now in a live process; not a discrepancy.
+
+Nothing here changes anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import Any
+
+from xensm_driver import identity
+from xensm_driver.service import inventory
+from xensm_driver.xapi.storage import VDI
+
+ORPHAN_VDI = "orphan_vdi"
+MISSING_VDI = "missing_vdi"
+INTERRUPTED = "interrupted"
+ERROR_WITH_VDI = "error_with_vdi"
+PROVIDER_MISMATCH = "provider_mismatch"
+DUPLICATE_VDI = "duplicate_vdi"
+IN_PROGRESS = "in_progress"
+
+#: Findings that are not discrepancies.
+INFORMATIONAL = frozenset({IN_PROGRESS})
+
+_TAGS = (("volume", identity.VOLUME_TAG), ("snapshot", identity.SNAPSHOT_TAG))
+
+
+@dataclasses.dataclass
+class Finding:
+    kind: str
+    object: str               # "volume" or "snapshot"
+    id: str
+    vdi_uuid: str | None
+    status: str | None        # the record's status; None when there is no record
+    detail: str
+    action: str               # what the operator can do about it
+    action_taken: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Report:
+    backend: str
+    sr_uuid: str
+    checked_records: int
+    checked_vdis: int
+    findings: list[Finding]
+
+    @property
+    def discrepancies(self) -> list[Finding]:
+        return [f for f in self.findings if f.kind not in INFORMATIONAL]
+
+    @property
+    def clean(self) -> bool:
+        return not self.discrepancies
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "sr_uuid": self.sr_uuid,
+                "checked_records": self.checked_records, "checked_vdis": self.checked_vdis,
+                "clean": self.clean, "findings": [f.to_dict() for f in self.findings]}
+
+
+def tagged(vdis: Iterable[VDI]) -> dict[tuple[str, str], list[VDI]]:
+    """The SR's user-visible VDIs by ``(kind, id)`` of the tag they carry."""
+    out: dict[tuple[str, str], list[VDI]] = {}
+    for vdi in vdis:
+        if not vdi.managed:
+            continue              # hidden VHD base copies keep their parent's tags
+        for kind, key in _TAGS:
+            tag = vdi.other_config.get(key)
+            if tag:
+                out.setdefault((kind, tag), []).append(vdi)
+    return out
+
+
+def compare(backend: str, sr_uuid: str, records: Sequence[Any],
+            vdis: Sequence[VDI]) -> Report:
+    """Match ``records`` (volumes and snapshots of ``backend``) with the SR's VDIs."""
+    on_sr = tagged(vdis)
+    findings: list[Finding] = []
+    seen: set[tuple[str, str]] = set()
+    for record in records:
+        kind = "snapshot" if hasattr(record, "volume_id") else "volume"
+        key = (kind, record.id)
+        seen.add(key)
+        found = on_sr.get(key, [])
+        findings.extend(_judge(kind, record, found))
+    for (kind, obj_id), found in sorted(on_sr.items()):
+        if (kind, obj_id) in seen:
+            continue
+        for vdi in found:
+            findings.append(Finding(
+                ORPHAN_VDI, kind, obj_id, vdi.uuid, None,
+                "VDI %s (%s) is tagged as %s %s, which the inventory never recorded"
+                % (vdi.uuid, vdi.name_label, kind, obj_id),
+                "'xensm volume manage --vdi-uuid %s' to keep it, or 'xensm reconcile "
+                "--delete-orphans' to destroy it" % vdi.uuid if kind == "volume" else
+                "'xensm reconcile --delete-orphans' to destroy it"))
+    findings.sort(key=lambda f: (f.kind, f.object, f.id, f.vdi_uuid or ""))
+    return Report(backend, sr_uuid, len(records), len(vdis), findings)
+
+
+def _judge(kind: str, record: Any, found: list[VDI]) -> list[Finding]:
+    status = record.status
+    uuids = ", ".join(v.uuid for v in found)
+    where = "VDI %s is on the SR" % uuids if found else "no VDI on the SR"
+    one = found[0].uuid if len(found) == 1 else None
+
+    def finding(what: str, detail: str, action: str, vdi: str | None = one) -> Finding:
+        return Finding(what, kind, record.id, vdi, status, detail, action)
+
+    if status in inventory.GONE:
+        return [finding(ORPHAN_VDI, "VDI %s (%s) still carries the tag of %s %s, which is "
+                                    "recorded as %s" % (v.uuid, v.name_label, kind,
+                                                        record.id, status),
+                        "'xensm reconcile --delete-orphans' to destroy it", v.uuid)
+                for v in found]
+    if status in inventory.BUSY:
+        alive = inventory.owner_alive(record.owner)
+        if alive is False:
+            return [finding(INTERRUPTED, "recorded as %s by process %s, which is gone; %s"
+                                         % (status, record.owner, where),
+                            "'xensm %s delete %s' to remove it" % (kind, record.id))]
+        return [finding(IN_PROGRESS, "%s by process %s%s; %s" % (
+            status, record.owner, "" if alive else " on another host", where),
+            "wait for it")]
+    if status.startswith("error"):
+        if found:
+            return [finding(ERROR_WITH_VDI, "recorded as %s (%s); %s" % (
+                status, record.status_reason or "no reason kept", where),
+                "'xensm %s delete %s' to remove both" % (kind, record.id))]
+        return []
+    # A live record.
+    if not found:
+        return [finding(MISSING_VDI, "recorded as %s with VDI %s, but no VDI on the SR "
+                                     "carries its tag" % (status, record.provider_id),
+                        "'xensm %s delete %s' to drop the record" % (kind, record.id),
+                        record.provider_id)]
+    if len(found) > 1:
+        recorded = [v for v in found if v.uuid == record.provider_id]
+        if not recorded:
+            return [finding(DUPLICATE_VDI, "%d VDIs carry its tag (%s), none of them the "
+                                           "recorded VDI %s" % (len(found), uuids,
+                                                                record.provider_id),
+                            "check which VDI holds the data; reconcile deletes none of "
+                            "them", None)]
+        return [finding(ORPHAN_VDI, "VDI %s (%s) is a duplicate: it carries the tag of %s "
+                                    "%s, which is recorded on VDI %s" % (
+                                        v.uuid, v.name_label, kind, record.id,
+                                        record.provider_id),
+                        "'xensm reconcile --delete-orphans' to destroy it", v.uuid)
+                for v in found if v.uuid != record.provider_id]
+    if record.provider_id and record.provider_id != found[0].uuid:
+        return [finding(PROVIDER_MISMATCH, "recorded VDI %s, but its tag is on VDI %s"
+                                           % (record.provider_id, found[0].uuid),
+                        "check which VDI holds the data")]
+    return []
