@@ -23,12 +23,17 @@ from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver import interface
 from xensm_driver.backends import base
+from xensm_driver.xapi import transfer
 from xensm_driver.xapi.session import SessionPool
 from xensm_driver.xapi.storage import Storage
 
 LOG = logging.getLogger(__name__)
 
 VERSION = "1.0.0"
+
+#: Stats Cinder keeps per back end, not per pool.
+_BACKEND_LEVEL = frozenset({"volume_backend_name", "vendor_name", "driver_version",
+                            "storage_protocol", "pools"})
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -132,6 +137,12 @@ class XenAPISMDriver(interface.VolumeDriver):
             "xensm_capabilities": sorted(backend.CAPABILITIES),
         }
         stats.update(backend.stats())
+        stats.setdefault("pool_name", backend.name)
+        # Cinder's scheduler reads pool figures only from "pools": without
+        # it, it ignores pool_name and names the one pool after the back end.
+        # The SR is the one pool; it carries every capability (the
+        # CapabilitiesFilter matches a pool's), the top level stays for others.
+        stats["pools"] = [{k: v for k, v in stats.items() if k not in _BACKEND_LEVEL}]
         self._stats = stats
 
     # -- volumes --------------------------------------------------------------
@@ -173,15 +184,63 @@ class XenAPISMDriver(interface.VolumeDriver):
 
     def initialize_connection(self, volume: Any, connector: dict[str, Any],
                               initiator_data: Any = None) -> dict[str, Any]:
-        spec = volume_spec(volume)
-        vdi_uuid = vdi_uuid_of(spec) or self.backend.locate(spec)
         return {"driver_volume_type": "xensm",
-                "data": self.backend.connection_data(vdi_uuid)}
+                "data": self.backend.connection_data(self._vdi_uuid(volume))}
 
     def terminate_connection(self, volume: Any, connector: dict[str, Any] | None,
                              **kwargs: Any) -> None:
         # The consumer (a XenServer host) detaches its VBD; the SR stays.
         return None
+
+    # -- images ---------------------------------------------------------------
+    # Cinder's generic image copy attaches the volume to the cinder-volume
+    # host with os-brick, which cannot attach an SR; the data path moves the
+    # bytes through XAPI instead, streamed, never staged on disk.
+
+    def copy_image_to_volume(self, context: Any, volume: Any, image_service: Any,
+                             image_id: Any, disable_sparse: bool = False) -> None:
+        meta = image_service.show(context, image_id)
+        spec = volume_spec(volume)
+        self._require_raw(meta.get("disk_format"), "copy image %s to volume %s"
+                          % (image_id, spec.id))
+        size = int(meta.get("size") or 0)
+        if size > spec.size_bytes:
+            raise exception.InvalidInput(
+                reason="image %s holds %d bytes, more than volume %s (%d GiB)"
+                       % (image_id, size, spec.id, spec.size_gb))
+        backend = self.backend
+        transfer.upload(backend.storage.pool, self._vdi_uuid(volume),
+                        image_service.download(context, image_id), size=size,
+                        timeout=backend.options.xenapi_task_timeout)
+
+    def copy_volume_to_image(self, context: Any, volume: Any, image_service: Any,
+                             image_meta: Any) -> Any:
+        spec = volume_spec(volume)
+        self._require_raw(image_meta.get("disk_format"), "copy volume %s to image %s"
+                          % (spec.id, image_meta.get("id")))
+        backend = self.backend
+        vdi_uuid = self._vdi_uuid(volume)
+        vdi = backend.storage.vdi_by_uuid(vdi_uuid)
+        if vdi is None:
+            raise exception.VolumeNotFound(volume_id=spec.id, sr_uuid="(any)")
+        chunks = transfer.export_chunks(backend.storage.pool, vdi_uuid,
+                                        size=vdi.virtual_size,
+                                        timeout=backend.options.xenapi_task_timeout)
+        meta = {"disk_format": "raw", "container_format": image_meta.get(
+            "container_format") or "bare"}
+        return image_service.update(context, image_meta["id"], meta, chunks)
+
+    def _require_raw(self, disk_format: str | None, operation: str) -> None:
+        if disk_format != "raw":
+            raise exception.UnsupportedOperation(
+                backend=self.backend.name, operation=operation,
+                reason="the image format is %s; only raw images move through XAPI's "
+                       "raw data path (convert it, e.g. qemu-img convert -O raw)"
+                       % disk_format)
+
+    def _vdi_uuid(self, volume: Any) -> str:
+        spec = volume_spec(volume)
+        return vdi_uuid_of(spec) or self.backend.locate(spec)
 
     # -- manage ---------------------------------------------------------------
 

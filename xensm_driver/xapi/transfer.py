@@ -140,12 +140,28 @@ def download(pool: SessionPool, vdi: str, sink: IO[bytes] | Callable[[bytes], An
              timeout: float = 3600.0) -> int:
     """Stream the VDI's content (``size`` bytes, its virtual size) to ``sink``.
 
-    ``sink`` is a binary file or a callable taking each chunk. With
-    ``length``, only the first ``length`` bytes are read: XAPI's export has
-    no ranges, so the connection is closed early and the export task
-    cancelled. Returns the byte count; a short stream raises TransferError.
+    ``sink`` is a binary file or a callable taking each chunk; see
+    :func:`export_chunks` for ``length``. Returns the byte count.
     """
     write = sink.write if hasattr(sink, "write") else sink
+    done = 0
+    for chunk in export_chunks(pool, vdi, size=size, length=length, progress=progress,
+                               timeout=timeout):
+        write(chunk)
+        done += len(chunk)
+    return done
+
+
+def export_chunks(pool: SessionPool, vdi: str, *, size: int, length: int | None = None,
+                  progress: Progress | None = None,
+                  timeout: float = 3600.0) -> Iterator[bytes]:
+    """The VDI's content as chunks, pulled by the caller (for Glance uploads).
+
+    With ``length``, only the first ``length`` bytes: XAPI's export has no
+    ranges, so the connection is closed early and the export task
+    cancelled, as it is when the caller stops iterating. A short stream
+    raises TransferError; the task's outcome is checked at the end.
+    """
     wanted = size if length is None else min(length, size)
     done = 0
     task = _new_task(pool, "xensm download from %s" % vdi)
@@ -160,8 +176,8 @@ def download(pool: SessionPool, vdi: str, sink: IO[bytes] | Callable[[bytes], An
                     _check_response(response, "from", vdi)
                     for chunk in response.iter_content(CHUNK):
                         chunk = chunk[:wanted - done]
-                        write(chunk)
                         done += len(chunk)
+                        yield chunk
                         if progress:
                             progress(done, wanted)
                         if done >= wanted:
@@ -180,7 +196,6 @@ def download(pool: SessionPool, vdi: str, sink: IO[bytes] | Callable[[bytes], An
         _abandon(pool, task)        # we stopped reading: the export is cancelled
     else:
         pool.wait_task(task, "export_raw_vdi", obj=vdi, timeout=timeout)
-    return done
 
 
 def _new_task(pool: SessionPool, label: str) -> str:
