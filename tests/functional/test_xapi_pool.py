@@ -250,3 +250,26 @@ class TestDataPath(base.SimTestCase):
                                 lambda chunk: None, size=8 * base.MiB)
         self.assertNotIn("session_id", str(err))
         self.assertEqual([], pool.call("task.get_all"))
+
+
+class TestStorageCalls(base.SimTestCase):
+
+    def test_a_vbd_that_vanished_is_not_attached(self):
+        # A transfer's temporary VBD can disappear between reading a VDI
+        # record and asking about its VBDs (the reference's VDI_IN_USE races).
+        pool = self.pool()
+        storage = Storage(pool)
+        sr = self.nfs_sr(storage)
+        vdi_ref = storage.create_vdi(sr, 8 * base.MiB, "v", {})
+        dom0 = [r for r, rec in pool.call("VM.get_all_records").items()
+                if rec["is_control_domain"]][0]
+        vbd = pool.call("VBD.create", {
+            "VM": dom0, "VDI": vdi_ref, "userdevice": "autodetect", "bootable": False,
+            "mode": "RW", "type": "Disk", "empty": False, "unpluggable": True,
+            "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}})
+        pool.call("VBD.plug", vbd)
+        vdi = storage.get_vdi(vdi_ref)
+        self.assertTrue(storage.any_attached(vdi.vbds))
+        pool.call("VBD.unplug", vbd)
+        pool.call("VBD.destroy", vbd)
+        self.assertFalse(storage.any_attached(vdi.vbds))    # stale list, no error

@@ -161,8 +161,7 @@ class SRBackend(base.Backend):
 
     def attached(self, vdi: VDI) -> bool:
         """Whether any VBD of the VDI is attached. 1 call per VBD."""
-        return any(self.storage.pool.call("VBD.get_currently_attached", vbd, obj=vbd)
-                   for vbd in vdi.vbds)
+        return self.storage.any_attached(vdi.vbds)
 
     def resize_online(self, vdi: VDI) -> bool:
         return self.can(base.ONLINE_EXTEND) and self.attached(vdi)

@@ -401,8 +401,7 @@ class SolidFireBackend(base.Backend):
 
     def _refuse_attached(self, volume: VolumeSpec, sr_ref: str) -> None:
         for vdi in self.storage.sr_vdis(sr_ref):
-            if any(self.storage.pool.call("VBD.get_currently_attached", vbd, obj=vbd)
-                   for vbd in vdi.vbds):
+            if self.storage.any_attached(vdi.vbds):
                 raise exception.InUse(
                     kind="Volume", name=volume.id,
                     reason="its VDI %s is attached to a VM; detach it first" % vdi.uuid)

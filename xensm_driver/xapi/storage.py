@@ -345,6 +345,20 @@ class Storage:
                                  'field "SR"=%s' % _quote(sr_ref), obj=sr_ref)
         return [VDI.from_xapi(r, rec) for r, rec in records.items()]
 
+    def any_attached(self, vbds: tuple[str, ...]) -> bool:
+        """Whether any of these VBDs is attached. 1 call per VBD.
+
+        A VBD that vanished since the VDI record was read (a transfer's
+        temporary VBD, a VM just shut down) is not attached.
+        """
+        for vbd in vbds:
+            try:
+                if self.pool.call("VBD.get_currently_attached", vbd, obj=vbd):
+                    return True
+            except exception.HandleInvalid:
+                continue
+        return False
+
     def base_copies(self, sr_ref: str) -> list[VDI]:
         """The SR's hidden VHD base copies (managed=false). 1 call.
 
