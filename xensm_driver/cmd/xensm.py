@@ -8,6 +8,7 @@ SQL. Argument parsing and output only; the work is in ``service/``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -640,7 +641,8 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument("--config-file", action="append", metavar="PATH",
                         default=argparse.SUPPRESS,
                         help="ini file with the back-end sections (repeatable; default: "
-                             "xensm.conf in ~/.xensm, ~, /etc/xensm or /etc)")
+                             "$XENSM_CONFIG_FILE, else xensm.conf in ~/.xensm, ~, "
+                             "/etc/xensm or /etc)")
     common.add_argument("--backend", metavar="NAME", default=argparse.SUPPRESS,
                         help="back-end section to use (default: the only one)")
     common.add_argument("--db-url", metavar="URL", default=argparse.SUPPRESS,
@@ -788,12 +790,18 @@ def _setup_logging(stderr: IO[str], debug: bool) -> Callable[[], None]:
     return undo
 
 
+def _env_files() -> list[str]:
+    value = os.environ.get("XENSM_CONFIG_FILE", "")
+    return [path for path in value.split(os.pathsep) if path]
+
+
 def run(argv: Sequence[str], stdout: IO[str], stderr: IO[str],
         stdin: IO[bytes] | None = None) -> int:
     """Run one xensm command; returns its exit status."""
     parser = build_parser()
     try:
-        args = parser.parse_args(list(argv))
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            args = parser.parse_args(list(argv))
     except SystemExit as exc:      # argparse has printed usage or help
         return int(exc.code or 0)
     for name, default in (("config_file", None), ("backend", None), ("db_url", None),
@@ -804,7 +812,7 @@ def run(argv: Sequence[str], stdout: IO[str], stderr: IO[str],
     undo_logging = _setup_logging(stderr, args.debug)
     mgr: Manager | None = None
     try:
-        files = args.config_file or service_config.default_files()
+        files = (args.config_file or _env_files() or service_config.default_files())
         mgr = Manager(files, db_url=args.db_url)
         if args.handler is cmd_volume_upload:
             return cmd_volume_upload(mgr, args, out, stdin)

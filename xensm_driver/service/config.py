@@ -63,7 +63,7 @@ def default_files() -> list[str]:
 
 
 def backend_sections(conf: cfg.ConfigOpts) -> list[str]:
-    """The back-end sections, in file order."""
+    """The back-end sections: ``enabled_backends`` in its order, else by name."""
     enabled = conf.enabled_backends
     if enabled:
         sections = set(conf.list_all_sections())
@@ -74,7 +74,7 @@ def backend_sections(conf: cfg.ConfigOpts) -> list[str]:
                 reason="no section named %s" % ", ".join(missing))
         return list(enabled)
     found = []
-    for section in conf.list_all_sections():
+    for section in sorted(conf.list_all_sections()):
         if section in NOT_BACKENDS:
             continue
         configuration = config.Configuration([], section, conf)

@@ -34,8 +34,11 @@ ID = String(36)
 
 
 def utcnow() -> datetime.datetime:
-    """Now, in UTC, without tzinfo (SQLite keeps no zone; every row is UTC)."""
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
+    """Now, in UTC, without tzinfo (SQLite keeps no zone; every row is UTC).
+
+    Microseconds are kept: records are listed in creation order.
+    """
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
