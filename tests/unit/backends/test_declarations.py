@@ -8,6 +8,7 @@ from xensm_driver import exception
 from xensm_driver import opts
 from xensm_driver.backends import base
 from xensm_driver.backends import sm
+from xensm_driver.xapi import storage
 
 
 def registered() -> dict[str, type[base.Backend]]:
@@ -72,3 +73,28 @@ class TestDeclarations(testtools.TestCase):
         for cls in (sm.LVMBackend, sm.LVMoISCSIBackend, sm.LVMoHBABackend):
             self.assertNotIn(base.THIN, cls.CAPABILITIES)
             self.assertIn(base.VHD_CHAIN, cls.CAPABILITIES)
+
+
+class TestCopyGuards(testtools.TestCase):
+
+    def backend(self, cls: type) -> sm.SRBackend:
+        backend = cls.__new__(cls)
+        backend.options = type("O", (), {"backend_name": "b",
+                                         "xensm_snapshot_chain_limit": 28})()
+        return backend
+
+    def vdi(self, **fields: object) -> storage.VDI:
+        rec = {"uuid": "u1", "is_a_snapshot": True, "sm_config": {}}
+        rec.update(fields)
+        return storage.VDI.from_xapi("OpaqueRef:1", rec)
+
+    def test_equallogic_refuses_to_snapshot_a_snapshot_and_says_what_to_do(self):
+        err = self.assertRaises(exception.UnsupportedOperation,
+                                self.backend(sm.EqualLogicBackend).check_copy_allowed,
+                                self.vdi(), "snapshot")
+        self.assertIn("clone it to a volume first", str(err))
+        # Cloning a snapshot is what EqualLogic can do.
+        self.backend(sm.EqualLogicBackend).check_copy_allowed(self.vdi(), "clone")
+
+    def test_netapp_snapshots_a_snapshot(self):
+        self.backend(sm.NetAppBackend).check_copy_allowed(self.vdi(), "snapshot")
