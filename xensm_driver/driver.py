@@ -14,9 +14,10 @@ In ``cinder.conf``::
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
+
+from oslo_log import log as logging
 
 from xensm_driver import config
 from xensm_driver import exception

@@ -15,8 +15,9 @@ host=..., cluster_name=..., is_vol_db_empty=..., active_backend_id=...)``
 
 from __future__ import annotations
 
-import logging
 from typing import Any
+
+from oslo_log import log as logging
 
 from xensm_driver import config
 

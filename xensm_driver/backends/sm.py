@@ -8,9 +8,10 @@ taskflow flow from ``xensm_driver.flows``.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 from typing import ClassVar
+
+from oslo_log import log as logging
 
 from xensm_driver import exception
 from xensm_driver import identity

@@ -15,10 +15,11 @@ refusal says so.
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 from typing import Any
 from typing import ClassVar
+
+from oslo_log import log as logging
 
 from xensm_driver import exception
 from xensm_driver import identity

@@ -13,10 +13,10 @@ options) and the verb's inputs from the flow's store; they provide nouns
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 from typing import Any
 
+from oslo_log import log as logging
 from taskflow import engines
 from taskflow import task
 from taskflow.types import failure

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import TYPE_CHECKING
 from typing import Any
 
+from oslo_log import log as logging
 from taskflow.patterns import linear_flow
 
 from xensm_driver import exception

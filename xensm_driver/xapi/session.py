@@ -24,7 +24,6 @@ import collections
 import contextlib
 import errno
 import http.client
-import logging
 import re
 import select
 import socket
@@ -37,6 +36,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import XenAPI
+from oslo_log import log as logging
 
 from xensm_driver import exception
 from xensm_driver.xapi import errors

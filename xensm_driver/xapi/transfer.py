@@ -14,7 +14,6 @@ the VDI's virtual size.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import stat
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import IO
 from typing import Any
 
 import requests
+from oslo_log import log as logging
 
 from xensm_driver import exception
 from xensm_driver.xapi.session import SessionPool
