@@ -291,6 +291,7 @@ def cmd_check(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
             worst = worst or code
             reports.append({"backend": name, "ok": False, "error": one_line(exc),
                             "exit_code": code})
+            out.stderr.write("xensm: error: back end %s: %s\n" % (name, one_line(exc)))
 
     def human() -> list[str]:
         lines: list[str] = []
@@ -630,7 +631,12 @@ def cmd_reconcile(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
 
     out.emit([r.to_dict() for r in reports] if len(reports) > 1 else reports[0].to_dict(),
              human)
-    return EXIT_DRIFT if unresolved else EXIT_OK
+    if unresolved:
+        out.stderr.write("xensm: reconcile: %d discrepancies between the inventory and the "
+                         "SR (%s)\n" % (len(unresolved), ", ".join(sorted(
+                             {f.kind for f in unresolved}))))
+        return EXIT_DRIFT
+    return EXIT_OK
 
 
 # -- parser -------------------------------------------------------------------
@@ -770,7 +776,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(stderr: IO[str], debug: bool) -> Callable[[], None]:
-    """Warnings from the driver on stderr (everything with --debug); returns an undo."""
+    """Errors from the driver on stderr (everything with --debug); returns an undo.
+
+    Errors only: they say what a failed undo left behind. Warnings ("no VDI;
+    treating the delete as done") would drown the one line that says why a
+    command failed.
+    """
     handler = logging.StreamHandler(stderr)
     handler.setFormatter(logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s" if debug
@@ -779,7 +790,7 @@ def _setup_logging(stderr: IO[str], debug: bool) -> Callable[[], None]:
     quiet = logging.getLogger("taskflow")     # a failed task is reported once, by us
     saved = (root.level, quiet.level)
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    root.setLevel(logging.DEBUG if debug else logging.ERROR)
     quiet.setLevel(logging.DEBUG if debug else logging.CRITICAL)
 
     def undo() -> None:

@@ -304,13 +304,29 @@ class Manager:
                                  "use --cascade" % (vol.id, len(snaps),
                                                     ", ".join(s.id for s in snaps)))
         self._require_status(vol, DELETABLE, "volume", "delete")
+        drv = self.driver(vol.backend)
+        if snaps:
+            # Refuse now what the volume's delete would refuse after its
+            # snapshots were gone.
+            self._check_detached(drv, vol)
         for snap in snaps:
             self.delete_snapshot(snap.id)
-        drv = self.driver(vol.backend)
         self._act(Volume, vol.id, "deleting", DELETABLE,
                   lambda v: drv.delete_volume(volume_dict(v)),
                   fail="error_deleting", done="deleted")
         return self.inventory.get(Volume, vol.id)
+
+    @staticmethod
+    def _check_detached(drv: driver_mod.XenAPISMDriver, vol: Volume) -> None:
+        """Refuse (InUse) if the volume's VDI is attached to a VM. 1-2 calls."""
+        backend = drv.backend
+        if not (vol.provider_id and hasattr(backend, "attached")):
+            return
+        vdi = backend.storage.vdi_by_uuid(vol.provider_id)
+        if vdi is not None and backend.attached(vdi):
+            raise exception.InUse(kind="Volume", name=vol.id,
+                                  reason="its VDI %s is attached to a VM; detach it first"
+                                         % vdi.uuid)
 
     def extend_volume(self, ref: str, new_size_gb: int) -> Volume:
         vol = self.volume(ref)
@@ -547,7 +563,9 @@ class Manager:
                 made.append(self.create_snapshot(vol.id, name=name,
                                                  group_snapshot_id=gsnap.id))
         except BaseException:
-            for snap in reversed(made):
+            # Every member snapshot of this group snapshot goes, the failed
+            # one (recorded as error, nothing on the SR) included.
+            for snap in reversed(self.inventory.snapshots(group_snapshot_id=gsnap.id)):
                 try:
                     self.delete_snapshot(snap.id)
                 except exception.XensmError as exc:
