@@ -117,48 +117,38 @@ class FindVdiTask(XensmTask):
         return vdi
 
 
-class CreateVdiTask(XensmTask):
-    """VDI.create, named and tagged in the one call; revert destroys it."""
+class _MakeVdiTask(XensmTask):
+    """A task whose one side effect is a new VDI; revert destroys it."""
 
     default_provides = "vdi_ref"
+
+    def revert(self, backend: SRBackend, result: Any, **kwargs: Any) -> None:
+        if _failed(result):
+            return
+        destroy_quietly(backend, result)
+
+
+class CreateVdiTask(_MakeVdiTask):
+    """VDI.create, named and tagged in the one call."""
 
     def execute(self, backend: SRBackend, ident: identity.Identity,
                 size_bytes: int) -> str:
         return backend.storage.create_vdi(backend.sr_ref, size_bytes,
                                           ident.name_label, ident.tags())
 
-    def revert(self, backend: SRBackend, result: Any, **kwargs: Any) -> None:
-        if _failed(result):
-            return
-        destroy_quietly(backend, result)
 
-
-class SnapshotVdiTask(XensmTask):
-    """VDI.snapshot of ``vdi``; revert destroys the snapshot."""
-
-    default_provides = "vdi_ref"
+class SnapshotVdiTask(_MakeVdiTask):
+    """VDI.snapshot of ``vdi``."""
 
     def execute(self, backend: SRBackend, vdi: VDI) -> str:
         return backend.storage.snapshot_vdi(vdi.ref)
 
-    def revert(self, backend: SRBackend, result: Any, **kwargs: Any) -> None:
-        if _failed(result):
-            return
-        destroy_quietly(backend, result)
 
-
-class CloneVdiTask(XensmTask):
-    """VDI.clone of ``vdi`` (a writable copy); revert destroys the clone."""
-
-    default_provides = "vdi_ref"
+class CloneVdiTask(_MakeVdiTask):
+    """VDI.clone of ``vdi`` (a writable copy)."""
 
     def execute(self, backend: SRBackend, vdi: VDI) -> str:
         return backend.storage.clone_vdi(vdi.ref)
-
-    def revert(self, backend: SRBackend, result: Any, **kwargs: Any) -> None:
-        if _failed(result):
-            return
-        destroy_quietly(backend, result)
 
 
 class TagVdiTask(XensmTask):

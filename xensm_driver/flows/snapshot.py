@@ -14,21 +14,14 @@ from xensm_driver.flows import common
 
 
 def create_snapshot() -> linear_flow.Flow:
-    """create_snapshot: FindVdiTask(source volume) -> CheckCopyAllowedTask ->
-    SnapshotVdiTask -> TagVdiTask -> IdentifyVdiTask.
+    """create_snapshot: FindSourceVdiTask(the volume) -> CheckSnapshotAllowedTask
+    -> SnapshotVdiTask -> TagVdiTask -> IdentifyVdiTask.
 
-    Store: ``source_ident``/``source_provider_id`` (the volume; found as
-    ``source_vdi``) and
+    Store: ``source_ident``/``source_provider_id`` (the volume) and
     ``ident`` (the snapshot). 5 calls (6 when the volume already has a VHD
     parent and the chain depth must be read).
     """
-    return linear_flow.Flow("create_snapshot").add(
-        common.FindVdiTask(ident_key="source_ident", provider_key="source_provider_id",
-                           name="FindSourceVdiTask", provides="source_vdi"),
-        common.CheckCopyAllowedTask(operation="snapshot", rebind={"vdi": "source_vdi"}),
-        common.SnapshotVdiTask(rebind={"vdi": "source_vdi"}),
-        common.TagVdiTask(),
-        common.IdentifyVdiTask())
+    return _copy_flow("create_snapshot", "snapshot", common.SnapshotVdiTask)
 
 
 def delete_snapshot() -> linear_flow.Flow:
@@ -39,17 +32,24 @@ def delete_snapshot() -> linear_flow.Flow:
 
 def clone_to_volume() -> linear_flow.Flow:
     """create_volume_from_snapshot / create_cloned_volume:
-    FindVdiTask(source) -> CheckCopyAllowedTask -> CloneVdiTask -> TagVdiTask
+    FindSourceVdiTask -> CheckCloneAllowedTask -> CloneVdiTask -> TagVdiTask
     -> IdentifyVdiTask -> ResizeVdiTask (only when the new volume is larger).
 
     Store: ``source_ident``/``source_provider_id``, ``ident`` (the new
-    volume), ``new_size_bytes``. 5 calls, 6 with a resize.
+    volume), ``new_size_bytes``. 5 calls, 6 with a resize or a VHD parent.
     """
-    return linear_flow.Flow("clone_to_volume").add(
+    return _copy_flow("clone_to_volume", "clone", common.CloneVdiTask).add(
+        common.ResizeVdiTask())
+
+
+def _copy_flow(name: str, operation: str,
+               copy_task: type[common.XensmTask]) -> linear_flow.Flow:
+    """Find the source (as ``source_vdi``), check the SR allows the copy,
+    make it, give it its identity, resolve it."""
+    return linear_flow.Flow(name).add(
         common.FindVdiTask(ident_key="source_ident", provider_key="source_provider_id",
                            name="FindSourceVdiTask", provides="source_vdi"),
-        common.CheckCopyAllowedTask(operation="clone", rebind={"vdi": "source_vdi"}),
-        common.CloneVdiTask(rebind={"vdi": "source_vdi"}),
+        common.CheckCopyAllowedTask(operation=operation, rebind={"vdi": "source_vdi"}),
+        copy_task(rebind={"vdi": "source_vdi"}),
         common.TagVdiTask(),
-        common.IdentifyVdiTask(),
-        common.ResizeVdiTask())
+        common.IdentifyVdiTask())

@@ -116,8 +116,7 @@ def upload(pool: SessionPool, vdi: str, source: IO[bytes] | Iterable[bytes], *,
     task = _new_task(pool, "xensm upload into %s" % vdi)
     try:
         with pool.session() as sess:
-            params = {"session_id": pool.session_ref(sess), "vdi": vdi, "format": "raw",
-                      "task_id": task}
+            params = _query(pool, sess, vdi, task)
             try:
                 response = requests.put(
                     pool.url + "/import_raw_vdi", params=params, data=body,
@@ -167,8 +166,7 @@ def export_chunks(pool: SessionPool, vdi: str, *, size: int, length: int | None 
     task = _new_task(pool, "xensm download from %s" % vdi)
     try:
         with pool.session() as sess:
-            params = {"session_id": pool.session_ref(sess), "vdi": vdi, "format": "raw",
-                      "task_id": task}
+            params = _query(pool, sess, vdi, task)
             try:
                 with requests.get(pool.url + "/export_raw_vdi", params=params, stream=True,
                                   verify=pool.tls_verify,
@@ -196,6 +194,12 @@ def export_chunks(pool: SessionPool, vdi: str, *, size: int, length: int | None 
         _abandon(pool, task)        # we stopped reading: the export is cancelled
     else:
         pool.wait_task(task, "export_raw_vdi", obj=vdi, timeout=timeout)
+
+
+def _query(pool: SessionPool, sess: Any, vdi: str, task: str) -> dict[str, str]:
+    """The data path's query: XAPI authenticates it by the session ref."""
+    return {"session_id": pool.session_ref(sess), "vdi": vdi, "format": "raw",
+            "task_id": task}
 
 
 def _new_task(pool: SessionPool, label: str) -> str:
