@@ -118,6 +118,10 @@ def fields(pairs: Sequence[tuple[str, Any]]) -> list[str]:
     return ["%s  %s" % (k.ljust(width), "-" if v in (None, "") else v) for k, v in pairs]
 
 
+def plural(n: int, noun: str) -> str:
+    return "%d %s%s" % (n, noun, "" if n == 1 else "s")
+
+
 def size_text(size_gb: int | float | None) -> str:
     return "-" if size_gb is None else "%s GiB" % size_gb
 
@@ -620,8 +624,9 @@ def cmd_reconcile(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
     def human() -> list[str]:
         lines: list[str] = []
         for rep in reports:
-            lines.append("Back end %s, SR %s: %d records and %d VDIs checked." % (
-                rep.backend, rep.sr_uuid, rep.checked_records, rep.checked_vdis))
+            lines.append("Back end %s, SR %s: %s and %s checked." % (
+                rep.backend, rep.sr_uuid, plural(rep.checked_records, "record"),
+                plural(rep.checked_vdis, "VDI")))
             if not rep.findings:
                 lines.append("Inventory and SR agree.")
             for f in rep.findings:
@@ -632,9 +637,9 @@ def cmd_reconcile(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
     out.emit([r.to_dict() for r in reports] if len(reports) > 1 else reports[0].to_dict(),
              human)
     if unresolved:
-        out.stderr.write("xensm: reconcile: %d discrepancies between the inventory and the "
-                         "SR (%s)\n" % (len(unresolved), ", ".join(sorted(
-                             {f.kind for f in unresolved}))))
+        out.stderr.write("xensm: reconcile: the inventory and the SR disagree on %s (%s)\n"
+                         % (plural(len(unresolved), "object"),
+                            ", ".join(sorted({f.kind for f in unresolved}))))
         return EXIT_DRIFT
     return EXIT_OK
 
@@ -666,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xensm", parents=[common],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Volumes, snapshots and groups on XenServer / XCP-ng SRs through the "
+        description="Volumes, snapshots and groups on XenServer / XCP-ng SRs through the\n"
                     "xensm Cinder driver, without OpenStack. Start with 'xensm check'.",
         epilog=EXIT_CODES_HELP)
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -724,18 +729,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("volume", metavar="VOLUME")
     p = leaf(volume, "upload", cmd_volume_upload,
              "write a raw image (FILE, or - for stdin) at the start of the volume")
-    p.add_argument("volume", metavar="VOLUME")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("volume", metavar="VOLUME", help="id, name or unique id prefix")
+    p.add_argument("file", metavar="FILE", help="a raw image, or - for stdin")
     p.add_argument("--size", type=parse_bytes,
-                   help="bytes to send (needed when reading a pipe)")
-    p.add_argument("--no-progress", action="store_true")
+                   help="bytes to send, e.g. 64M (needed when reading a pipe)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none unless stdout is a terminal)")
     p = leaf(volume, "download", cmd_volume_download,
              "read the volume's raw content into FILE (or - for stdout)")
-    p.add_argument("volume", metavar="VOLUME")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("volume", metavar="VOLUME", help="id, name or unique id prefix")
+    p.add_argument("file", metavar="FILE", help="where to write, or - for stdout")
     p.add_argument("--length", type=parse_bytes,
                    help="only the first LENGTH bytes (e.g. 4M; default: the whole volume)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none unless stdout is a terminal)")
 
     snapshot = top.add_parser("snapshot", help="snapshots").add_subparsers(
         dest="verb", metavar="VERB", required=True)
