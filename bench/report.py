@@ -1,0 +1,149 @@
+"""Tables of a results dict, as reStructuredText simple tables.
+
+The same text is printed by ``python -m bench`` and pasted into README.rst
+("Performance"); ``python -m bench.report [results.json]`` prints it again
+from a saved run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bench import floor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in r]
+                                           for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    rule = "  ".join("=" * w for w in widths)
+
+    def line(r: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+
+    return "\n".join([rule, line(cells[0]), rule, *(line(r) for r in cells[1:]), rule])
+
+
+def calls_table(res: dict[str, Any]) -> str:
+    backends = list(res["calls"])
+    rows = []
+    for verb in floor.VERBS:
+        first = res["calls"][backends[0]][verb]
+        old = res["calls"].get("nfs", {}).get(verb, {}).get("old_driver")
+        rows.append([verb, *(res["calls"][b][verb]["driver"] for b in backends),
+                     first["floor"], "-" if old is None else old])
+    return table(["verb", *backends, "floor", "old NFS driver"], rows)
+
+
+def throughput_table(res: dict[str, Any]) -> str:
+    rows = []
+    for r in res["throughput"]["rows"]:
+        d, f = r["driver"], r["floor"]
+        rows.append([r["latency_ms"], r["concurrency"], r["driver_pool_size"],
+                     d["ops_per_s"], f["ops_per_s"], r["ratio"], d["calls_per_op"],
+                     f["calls_per_op"], d["client_cpu_ms_per_op"],
+                     f["client_cpu_ms_per_op"]])
+    return table(["latency ms", "callers", "pool", "driver ops/s", "floor ops/s",
+                  "driver/floor", "driver calls/op", "floor calls/op",
+                  "driver CPU ms/op", "floor CPU ms/op"], rows)
+
+
+def scale_table(res: dict[str, Any]) -> str:
+    def cell(p: dict[str, Any]) -> str:
+        return "%d / %.2f" % (p["calls"], p["ms"])
+
+    keys = ["get_volume_stats", "create_volume", "delete_volume", "update_provider_info",
+            "floor_get_volume_stats", "floor_create_volume", "floor_delete_volume"]
+    rows = []
+    for p in res["scale"]["points"]:
+        rows.append([p["vdis_on_sr"], *(cell(p[k]) for k in keys)])
+    verdict = res["scale"]["verdict"]
+
+    def says(k: str) -> str:
+        v = verdict[k]
+        if v["flat"]:
+            return "flat"
+        if not v["calls_flat"]:
+            return "calls GROW"
+        return "time x%s" % v["time_ratio"]
+
+    rows.append(["largest/smallest", *(says(k) for k in keys)])
+    return table(["VDIs on SR", "stats", "create", "delete", "update_provider_info",
+                  "floor stats", "floor create", "floor delete"], rows)
+
+
+def memory_table(res: dict[str, Any]) -> str:
+    m = res["memory"]
+    rows = [[mode, m[mode]["ops"], m[mode]["rss_after_setup_mib"], m[mode]["rss_end_mib"],
+             m[mode]["peak_rss_mib"]] for mode in ("driver", "floor")]
+    return table(["process", "ops", "RSS after setup MiB", "RSS at end MiB",
+                  "peak RSS MiB"], rows)
+
+
+def overhead_table(res: dict[str, Any]) -> str:
+    o = res["overhead"]
+    rows = [[verb, o["driver_ms"][verb], o["plain_loop_ms"][verb],
+             "%d%%" % round(o["taskflow_share"][verb] * 100)] for verb in o["driver_ms"]]
+    return table(["verb (XAPI stubbed)", "driver ms", "same tasks, plain loop ms",
+                  "taskflow engine share"], rows)
+
+
+def render(res: dict[str, Any]) -> str:
+    meta = res["meta"]
+    tp = res["throughput"]
+    sc = res["scale"]
+    parts = [
+        "XAPI requests per verb (counted by the simulator; floor = fewest any client "
+        "needs, see bench/floor.py)",
+        "",
+        calls_table(res),
+        "",
+        "revert_to_snapshot runs VDI.copy as an XAPI task (bounded by "
+        "xenapi_task_timeout), so its count includes 1 or more task.get_status polls.",
+        "",
+        "Throughput, mixed workload (%s) on %s, best of %d runs of %ss each; "
+        "driver/floor > 1 means the driver is faster"
+        % (tp["cycle"], tp["sr_type"], tp["repeats"], tp["seconds_per_run"]),
+        "",
+        throughput_table(res),
+        "",
+        "Scale on one %s SR: XAPI requests / median ms of %d runs (update_provider_info "
+        "gets every volume on the SR, none with a provider_id)" % (sc["sr_type"],
+                                                                   sc["repeats"]),
+        "",
+        scale_table(res),
+        "",
+        "Memory: a child process running the mixed workload, %d callers x %d cycles"
+        % (res["memory"]["concurrency"], res["memory"]["cycles_per_caller"]),
+        "",
+        memory_table(res),
+        "",
+        "Driver overhead outside XAPI (median of %d; one XAPI round trip to the "
+        "simulator at 0 ms: %s ms)" % (res["overhead"]["repeats"],
+                                        res["overhead"]["xapi_round_trip_ms"]),
+        "",
+        overhead_table(res),
+        "",
+        "%s, %s, git %s, %s CPUs, Python %s; bench ran %.0f s"
+        % (meta["command"], meta["date"], meta["git"], meta["cpus"], meta["python"],
+           meta["seconds"]),
+    ]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    path = args[0] if args else os.path.join(HERE, "results.json")
+    with open(path) as f:
+        print(render(json.load(f)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
