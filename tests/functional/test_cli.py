@@ -288,6 +288,26 @@ class DataCommandsTest(CliTestCase):
         self.assertEqual(base.GiB, self.j("volume", "download", "v", path)["bytes"])
         self.assertEqual(base.GiB, os.path.getsize(path))
 
+    def test_a_progress_bar_only_on_a_terminal(self) -> None:
+        self.j("volume", "create", "--size", "1", "--name", "v")
+        path = self.file("a.img", A)
+
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        for stdout, shown in ((io.StringIO(), False), (Terminal(), True)):
+            err = io.StringIO()
+            code = xensm.run(["--config-file", self.conf, "volume", "upload", "v", path],
+                             stdout, err)
+            self.assertEqual(0, code, err.getvalue())
+            self.assertEqual(shown, "upload [" in err.getvalue(), err.getvalue())
+            self.assertIn("Uploaded 3.0 MiB", stdout.getvalue())
+        err = io.StringIO()
+        xensm.run(["--config-file", self.conf, "volume", "upload", "v", path,
+                   "--no-progress"], Terminal(), err)
+        self.assertEqual("", err.getvalue())
+
     def test_upload_from_a_pipe_needs_a_size(self) -> None:
         self.j("volume", "create", "--size", "1", "--name", "v")
         result = self.xensm("volume", "upload", "v", "-", stdin=io.BytesIO(A),
@@ -367,6 +387,8 @@ class ConfigurationTest(CliTestCase):
             xenapi_retry_count=0, xenapi_connect_timeout=1), name="closed.conf")
         self.xensm("volume", "create", "--size", "1", conf=closed,
                    expect=xensm.EXIT_UNREACHABLE)
+        # The inventory alone needs no XAPI.
+        self.assertEqual("No volumes.\n", self.xensm("volume", "list", conf=closed).out)
 
 
 class GroupCommandsTest(CliTestCase):

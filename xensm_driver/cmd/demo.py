@@ -159,7 +159,7 @@ class Demo:
     def expect_content(self, volume: str, data: bytes, what: str) -> None:
         """Download the volume's first bytes and compare them with ``data``."""
         name = "%s-%d.img" % (volume, self.checks)
-        self.xensm("volume", "download", volume, name, "--length", str(len(data)))
+        self.xensm("volume", "download", volume, name, "--length", _size(len(data), "M"))
         with open(os.path.join(self.workdir, name), "rb") as f:
             got = f.read()
         self.checks += 1
@@ -211,8 +211,8 @@ class Demo:
         self.xensm("volume", "list")
 
 
-def _size(n: int) -> str:
-    return "%d MiB" % (n // MiB) if n % MiB == 0 else "%d bytes" % n
+def _size(n: int, mib: str = " MiB") -> str:
+    return "%d%s" % (n // MiB, mib) if n % MiB == 0 else "%d" % n
 
 
 def start_simulator(password: str) -> tuple[subprocess.Popen[str], str, dict[str, Any]]:

@@ -259,16 +259,18 @@ class Inventory:
             obj = sess.get(cls, ref)
             if obj is not None:
                 return obj
-            live = sa.true() if include_gone else cls.status.not_in(GONE)
-            named = list(sess.scalars(sa.select(cls).where(
-                cls.name == ref, live)))
-            if len(named) == 1:
-                return named[0]
-            if len(named) > 1:
-                raise NotInInventory(
-                    "%d %ss are named %r (%s); use the id" % (
-                        len(named), _kind(cls), ref, ", ".join(o.id for o in named)))
-            if len(ref) >= 4:
+            # Live objects first; deleted ones only when asked and nothing live matches.
+            for live in ([cls.status.not_in(GONE)]
+                         + ([cls.status.in_(GONE)] if include_gone else [])):
+                named = list(sess.scalars(sa.select(cls).where(cls.name == ref, live)))
+                if len(named) == 1:
+                    return named[0]
+                if len(named) > 1:
+                    raise NotInInventory(
+                        "%d %ss are named %r (%s); use the id" % (
+                            len(named), _kind(cls), ref, ", ".join(o.id for o in named)))
+                if len(ref) < 4:
+                    continue
                 prefixed = list(sess.scalars(sa.select(cls).where(
                     cls.id.startswith(ref, autoescape=True), live)))
                 if len(prefixed) == 1:

@@ -167,6 +167,11 @@ class RecordsTest(InventoryTestCase):
         self.assertEqual(1, len(self.inv.volumes()))
         self.assertEqual(2, len(self.inv.volumes(include_gone=True)))
         self.assertEqual(gone.id, self.inv.resolve(Volume, gone.id).id)  # an id always works
+        self.assertNotEqual(gone.id, self.inv.resolve(Volume, "old", include_gone=True).id)
+        only_gone = self.volume("older", status="deleted")
+        self.assertRaises(inv.NotInInventory, self.inv.resolve, Volume, "older")
+        self.assertEqual(only_gone.id,
+                         self.inv.resolve(Volume, "older", include_gone=True).id)
 
     def test_claim_moves_to_the_busy_state_and_names_this_process(self) -> None:
         vol = self.volume()
