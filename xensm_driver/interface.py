@@ -109,6 +109,28 @@ class VolumeDriver:
     def secure_file_operations_enabled(self) -> bool:
         return False
 
+    def snapshot_revert_use_temp_snapshot(self) -> bool:
+        # cinder-volume asks before every revert. A revert copies the
+        # snapshot over the volume, so a copy that fails half way would lose
+        # data: let Cinder keep a backup snapshot meanwhile (BaseVD's answer).
+        return True
+
+    @classmethod
+    def clean_volume_file_locks(cls, volume_id: str) -> None:
+        # cinder-volume calls this after a volume is deleted. The driver
+        # takes no file locks of its own (XAPI serialises SR operations).
+        return None
+
+    @classmethod
+    def clean_snapshot_file_locks(cls, snapshot_id: str) -> None:
+        # As clean_volume_file_locks, after a snapshot is deleted.
+        return None
+
+    def accept_transfer(self, context: Any, volume: Any, new_user: str,
+                        new_project: str) -> dict[str, Any] | None:
+        # A volume transferred to another project stays the same VDI.
+        return None
+
     # -- VolumeDriverCore -----------------------------------------------------
 
     def do_setup(self, context: Any) -> None:
