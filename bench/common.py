@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import statistics
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -20,16 +21,18 @@ if TYPE_CHECKING:
 
 GiB = identity.GiB
 
-#: The SM-native back ends, in table order. SolidFire joins when its module
-#: and entry point exist (see :func:`backends`).
+#: The SM-native back ends, in table order.
 SM_BACKENDS = ("nfs", "lvm", "lvmoiscsi", "lvmohba", "netapp", "equal")
+#: Every back end the bench knows how to configure; those without an
+#: installed entry point are left out (see :func:`backends`).
+ALL_BACKENDS = SM_BACKENDS + ("solidfire",)
 
 
 @dataclasses.dataclass
 class Settings:
     """How much to measure. The defaults are the full run (``tox -e bench``)."""
 
-    backends: tuple[str, ...] = SM_BACKENDS
+    backends: tuple[str, ...] = ALL_BACKENDS
     concurrency: tuple[int, ...] = (1, 4, 16)
     latencies_ms: tuple[float, ...] = (0.0, 5.0)
     #: Seconds each throughput run keeps starting new cycles.
@@ -80,21 +83,59 @@ class SimAddress:
     password: str
 
 
-def make_driver(sim: SimProcess | SimAddress, sr_type: str, section: str,
-                **extra: Any) -> driver_mod.XenAPISMDriver:
+def nfs_ini(sim: SimProcess | SimAddress, section: str, **extra: Any) -> str:
+    """The ini ``tests.functional.base.backend_ini`` writes for an nfs back
+    end, without importing the tests (and their test libraries) -- for the
+    memory child, whose size must be the driver's alone. A test checks that
+    the two agree.
+    """
+    values: dict[str, Any] = {
+        "volume_driver": "xensm_driver.driver.XenAPISMDriver",
+        "volume_backend_name": section,
+        "xenapi_connection_url": sim.url,
+        "xenapi_connection_username": "root",
+        "xenapi_connection_password": sim.password,
+        "xenapi_retry_backoff": 0.01,
+        "xensm_sr_type": "nfs",
+        "xensm_nfs_server": sim.topology["nfs"]["server"],
+        "xensm_nfs_serverpath": sim.topology["nfs"]["serverpath"],
+    }
+    values.update(extra)
+    lines = ["[%s]" % section] + ["%s = %s" % (k, v) for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def make_driver(sim: SimProcess | SimAddress, sr_type: str, section: str, *,
+                light: bool = False, **extra: Any) -> driver_mod.XenAPISMDriver:
     """A set-up driver for ``sr_type`` on the simulator, as the tests build it.
 
     The ini comes from ``tests.functional.base`` (it needs only the
     simulator's ``url`` and ``topology``), so the bench runs the driver
-    exactly as the functional tests do. Imported here, not at the top: a
+    exactly as the functional tests do; ``light`` (nfs only) writes the same
+    ini without importing the tests. Imported here, not at the top: a
     process that only runs the floor client (the memory baseline) must not
     load the driver.
     """
-    from tests.functional import base as test_base
+    from oslo_config import cfg
+
+    from xensm_driver import config
     from xensm_driver import driver as driver_mod
 
-    ini = test_base.backend_ini(cast(Any, sim), sr_type, section, **extra)
-    drv = driver_mod.XenAPISMDriver(configuration=test_base.configuration(ini, section))
+    if light:
+        if sr_type != "nfs":
+            raise ValueError("light drivers are nfs only")
+        ini = nfs_ini(sim, section, **extra)
+    else:
+        from tests.functional import base as test_base
+
+        ini = test_base.backend_ini(cast(Any, sim), sr_type, section, **extra)
+    # As tests.functional.base.configuration reads it.
+    with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
+        f.write(ini)
+        f.flush()
+        conf = cfg.ConfigOpts()
+        conf([], default_config_files=[f.name])
+    drv = driver_mod.XenAPISMDriver(configuration=config.Configuration([], section, conf))
     drv.do_setup(None)
     drv.check_for_setup_error()
     return drv

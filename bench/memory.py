@@ -4,8 +4,9 @@ The parent starts ``python -m bench.memory`` once per mode: ``driver``
 (one driver shared by the callers, as cinder-volume runs it) and ``floor``
 (the bare SDK, one session per caller, the same cycles). The child reports
 its own peak resident set (``VmHWM``), imports and all, and its
-resident set after setup and one warm-up cycle per caller and at the end,
-so growth during the workload shows apart from the imports.
+resident set after setup and one warm-up cycle per caller, half-way and at
+the end, so growth during the workload shows apart from the imports, and a
+leak apart from both.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def child(mode: str, url: str, topology: dict[str, Any], password: str,
     closers: list[Any] = []
     if mode == "driver":
         drv = make_driver(SimAddress(url=url, topology=topology, password=password),
-                          "nfs", SECTION)
+                          "nfs", SECTION, light=True)
         closers.append(drv.close)
         calls = [functools.partial(workload.driver_cycle, drv)] * concurrency
     elif mode == "floor":
@@ -72,9 +73,14 @@ def child(mode: str, url: str, topology: dict[str, Any], password: str,
     try:
         workload.run_callers(calls, cycles_each=1)
         after_setup = _rss_bytes()
-        run = workload.run_callers(calls, cycles_each=cycles)
-        return {"mode": mode, "concurrency": concurrency, "ops": run["ops"],
+        # Two halves: a leak shows as growth from the middle to the end.
+        first = workload.run_callers(calls, cycles_each=cycles // 2)
+        middle = _rss_bytes()
+        second = workload.run_callers(calls, cycles_each=cycles - cycles // 2)
+        return {"mode": mode, "concurrency": concurrency,
+                "ops": first["ops"] + second["ops"],
                 "rss_after_setup_mib": round(after_setup / MiB, 1),
+                "rss_half_mib": round(middle / MiB, 1),
                 "rss_end_mib": round(_rss_bytes() / MiB, 1),
                 "peak_rss_mib": round(_peak_bytes() / MiB, 1)}
     finally:

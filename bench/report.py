@@ -32,12 +32,17 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def calls_table(res: dict[str, Any]) -> str:
     backends = list(res["calls"])
+
+    def cell(entry: dict[str, Any]) -> str:
+        if "array" in entry:
+            return "%d + %d array" % (entry["driver"], entry["array"])
+        return str(entry["driver"])
+
     rows = []
     for verb in floor.VERBS:
-        first = res["calls"][backends[0]][verb]
         old = res["calls"].get("nfs", {}).get(verb, {}).get("old_driver")
-        rows.append([verb, *(res["calls"][b][verb]["driver"] for b in backends),
-                     first["floor"], "-" if old is None else old])
+        rows.append([verb, *(cell(res["calls"][b][verb]) for b in backends),
+                     floor.FLOOR[verb], "-" if old is None else old])
     return table(["verb", *backends, "floor", "old NFS driver"], rows)
 
 
@@ -80,10 +85,10 @@ def scale_table(res: dict[str, Any]) -> str:
 
 def memory_table(res: dict[str, Any]) -> str:
     m = res["memory"]
-    rows = [[mode, m[mode]["ops"], m[mode]["rss_after_setup_mib"], m[mode]["rss_end_mib"],
-             m[mode]["peak_rss_mib"]] for mode in ("driver", "floor")]
-    return table(["process", "ops", "RSS after setup MiB", "RSS at end MiB",
-                  "peak RSS MiB"], rows)
+    rows = [[mode, m[mode]["ops"], m[mode]["rss_after_setup_mib"], m[mode]["rss_half_mib"],
+             m[mode]["rss_end_mib"], m[mode]["peak_rss_mib"]] for mode in ("driver", "floor")]
+    return table(["process", "ops", "RSS after setup MiB", "RSS half-way MiB",
+                  "RSS at end MiB", "peak RSS MiB"], rows)
 
 
 def overhead_table(res: dict[str, Any]) -> str:
@@ -105,7 +110,9 @@ def render(res: dict[str, Any]) -> str:
         calls_table(res),
         "",
         "revert_to_snapshot runs VDI.copy as an XAPI task (bounded by "
-        "xenapi_task_timeout), so its count includes 1 or more task.get_status polls.",
+        "xenapi_task_timeout), so its count includes 1 or more task.get_status polls. "
+        "The floor is for SM-native SRs; SolidFire (one LUN and one SR per volume) "
+        "adds its Element API requests (\"+ n array\").",
         "",
         "Throughput, mixed workload (%s) on %s, best of %d runs of %ss each; "
         "driver/floor > 1 means the driver is faster"

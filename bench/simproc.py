@@ -24,8 +24,12 @@ PASSWORD = "s3cr3t-Pa55"
 class SimProcess:
     """A running ``xensm-sim --port 0``: its URL, topology and control plane."""
 
-    def __init__(self, pool_hosts: int = 2, password: str = PASSWORD) -> None:
+    def __init__(self, pool_hosts: int = 2, password: str = PASSWORD,
+                 solidfire: bool = False) -> None:
         self.pool_hosts = pool_hosts
+        #: Also run the SolidFire Element simulator (and the relvmoiscsi
+        #: pack its clones need).
+        self.solidfire = solidfire
         self.password = password
         self.url = ""
         self.topology: dict[str, Any] = {}
@@ -39,7 +43,9 @@ class SimProcess:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "xensm_driver.cmd.sim", "--port", "0",
              "--pool-hosts", str(self.pool_hosts), "--password", self.password,
-             "--auth-failure-delay", "0.01", "--print-topology"],
+             "--auth-failure-delay", "0.01", "--print-topology",
+             *(["--solidfire", "--supplemental-pack", "relvmoiscsi"]
+               if self.solidfire else [])],
             stdout=subprocess.PIPE, stderr=self._stderr, text=True,
             env=dict(os.environ, PYTHONUNBUFFERED="1"))
         assert self._proc.stdout is not None

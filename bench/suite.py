@@ -38,11 +38,12 @@ def run(settings: Settings, command: str = "python -m bench",
         log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure everything ``settings`` asks for; return the results dict."""
     say = log or (lambda message: None)
+    started = datetime.datetime.now(datetime.UTC)
     start = time.perf_counter()
     timings: dict[str, float] = {}
     results: dict[str, Any] = {}
     chosen = backends(settings.backends)
-    with SimProcess() as sim:
+    with SimProcess(solidfire="solidfire" in chosen) as sim:
         parts: list[tuple[str, Callable[[], Any]]] = [
             ("calls", lambda: calls.measure(sim, chosen)),
             ("overhead", lambda: overhead.measure(sim, settings)),
@@ -58,7 +59,7 @@ def run(settings: Settings, command: str = "python -m bench",
             say("bench: %s done in %.1f s" % (name, timings[name]))
     results["meta"] = {
         "command": command,
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "git": _git(),
         "python": platform.python_version(),
         "platform": platform.platform(),

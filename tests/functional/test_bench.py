@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from typing import Any
+from typing import cast
 
 import testtools
 
@@ -20,6 +21,9 @@ from bench import suite
 from bench import workload
 from bench.common import SM_BACKENDS
 from bench.common import Settings
+from bench.common import SimAddress
+from bench.common import nfs_ini
+from tests.functional import base
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -81,6 +85,15 @@ class TestBenchQuick(testtools.TestCase):
                 self.assertEqual(floor.OLD_DRIVER[verb] if sr_type == "nfs" else None,
                                  verbs[verb]["old_driver"])
 
+    def test_solidfire_counts_xapi_and_array_requests(self) -> None:
+        if "solidfire" not in self.results["meta"]["backends"]:
+            self.skipTest("no solidfire back end installed")
+        for verb, entry in self.results["calls"]["solidfire"].items():
+            self.assertIsNone(entry["floor"], verb)     # the SM floor does not apply
+            self.assertEqual(entry["array"], sum(entry["array_methods"].values()), verb)
+            self.assertNotIn("session.login_with_password", entry["driver_methods"], verb)
+        self.assertGreater(self.results["calls"]["solidfire"]["create_volume"]["array"], 0)
+
     def test_throughput_compares_like_with_like(self) -> None:
         (row,) = self.results["throughput"]["rows"]
         self.assertEqual((0.0, 1), (row["latency_ms"], row["concurrency"]))
@@ -117,6 +130,16 @@ class TestBenchQuick(testtools.TestCase):
         over = self.results["overhead"]
         self.assertEqual(set(over["driver_ms"]), set(over["plain_loop_ms"]))
         self.assertGreater(over["xapi_round_trip_ms"], 0)
+
+
+class TestBenchDriverConfig(testtools.TestCase):
+
+    def test_light_nfs_ini_is_the_tests_ini(self) -> None:
+        sim = SimAddress(url="http://127.0.0.1:1", password=base.PASSWORD,
+                         topology={"nfs": {"server": "127.0.0.10", "serverpath": "/x"}})
+        self.assertEqual(base.backend_ini(cast(Any, sim), "nfs", "s",
+                                          xenapi_connection_pool_size=3),
+                         nfs_ini(sim, "s", xenapi_connection_pool_size=3))
 
 
 class TestCommittedResults(testtools.TestCase):
