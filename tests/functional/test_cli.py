@@ -2,7 +2,7 @@
 
 Commands run in-process through ``xensm.run`` (the same code path as the
 console script, minus interpreter start-up); the tests that need a real
-process (a SIGKILL, the demo) are in test_cli_process.py.
+process (a SIGKILL, the demo) are in test_cli_kill.py and test_cli_demo.py.
 """
 
 from __future__ import annotations

@@ -218,7 +218,8 @@ def _size(n: int, mib: str = " MiB") -> str:
 def start_simulator(password: str) -> tuple[subprocess.Popen[str], str, dict[str, Any]]:
     """``xensm-sim --port 0`` in its own process; returns it, its URL and topology."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "xensm_driver.cmd.sim", "--port", "0", "--password", password,
+        # "--password=": a generated password may start with "-".
+        [sys.executable, "-m", "xensm_driver.cmd.sim", "--port", "0", "--password=" + password,
          "--auth-failure-delay", "0.1", "--print-topology"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
