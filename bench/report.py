@@ -72,11 +72,12 @@ def scale_table(res: dict[str, Any]) -> str:
 
     def says(k: str) -> str:
         v = verdict[k]
-        if v["flat"]:
-            return "flat"
+        per = " per volume" if v["time_compared"] == "per_volume_us" else ""
         if not v["calls_flat"]:
             return "calls GROW"
-        return "time x%s" % v["time_ratio"]
+        if v["flat"]:
+            return "flat" + per
+        return "time x%s%s" % (v["time_ratio"], per)
 
     rows.append(["largest/smallest", *(says(k) for k in keys)])
     return table(["VDIs on SR", "stats", "create", "delete", "update_provider_info",
@@ -115,7 +116,10 @@ def render(res: dict[str, Any]) -> str:
         "adds its Element API requests (\"+ n array\").",
         "",
         "Throughput, mixed workload (%s) on %s, best of %d runs of %ss each; "
-        "driver/floor > 1 means the driver is faster"
+        "driver/floor > 1 means the driver is faster. The driver is one instance "
+        "shared by the callers with a pool of 'pool' XAPI sessions; the floor "
+        "gives every caller its own session. CPU is the bench process's, the "
+        "simulator runs in another"
         % (tp["cycle"], tp["sr_type"], tp["repeats"], tp["seconds_per_run"]),
         "",
         throughput_table(res),
