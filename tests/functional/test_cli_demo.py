@@ -34,11 +34,11 @@ class DemoTest(base.oslotest_base.BaseTestCase):
 
 class DemoFailureTest(base.SimTestCase):
     def test_the_demo_fails_when_a_step_fails(self) -> None:
-        # On a simulator of ours whose VDI.copy (the revert) fails.
-        self.control.inject_fault("VDI.copy", error=["INTERNAL_ERROR", "injected"])
+        # On a simulator of ours that refuses to make a VDI.
+        self.control.inject_fault("VDI.create", error=["INTERNAL_ERROR", "injected"])
         proc = run_demo("--sim-url", self.sim.url)
         self.assertEqual(1, proc.returncode, proc.stdout[-3000:])
-        self.assertIn("DEMO FAILED: 'xensm volume revert demo --snapshot before' exited 1, "
+        self.assertIn("DEMO FAILED: 'xensm volume create --size 1 --name demo' exited 1, "
                       "expected 0", proc.stdout)
         self.assertNotIn("DEMO PASSED", proc.stdout)
         self.assertNotIn(base.PASSWORD, proc.stdout + proc.stderr)
