@@ -461,3 +461,34 @@ class ReconcileTest(CliTestCase):
         self.assertIsNotNone(storage.vdi_by_uuid(kept["provider_id"]))
         self.xensm("volume", "delete", "lost")     # the missing VDI: drop the record
         self.assertEqual(xensm.EXIT_OK, self.xensm("reconcile").code)
+
+
+class SolidFireTest(CliTestCase):
+    """A back end with one SR per volume and consistent group snapshots."""
+
+    SIM_KWARGS = {"solidfire": True, "supplemental_packs": ("relvmoiscsi",)}
+    SR_TYPE = "solidfire"
+
+    def test_consistent_group_snapshot_and_what_does_not_apply(self) -> None:
+        self.assertIn("SR         one SR per volume (solidfire)", self.xensm("check").out)
+        check = self.j("check")
+        self.assertTrue(check["capabilities"]["group_snapshot"])
+        self.assertIsNone(check["sr"])
+        self.j("volume", "create", "--size", "1", "--name", "a")
+        self.j("volume", "create", "--size", "1", "--name", "b")
+        self.xensm("volume", "upload", "a", self.file("a.img", A))
+        self.j("group", "create", "g", "--volume", "a", "--volume", "b")
+        gsnap = self.j("group", "snapshot", "g", "--name", "consistent")
+        self.assertIsNotNone(gsnap["provider_id"])       # one array group snapshot
+        self.assertTrue(all(s["provider_id"] and s["status"] == "available"
+                            for s in gsnap["snapshots"]))
+        clone = self.j("volume", "create", "--snapshot", gsnap["snapshots"][0]["id"])
+        self.assertEqual(A, self.content(clone["id"], len(A)))
+        self.xensm("volume", "delete", clone["id"])
+        result = self.xensm("reconcile", expect=xensm.EXIT_REFUSED)
+        self.assertIn("cannot reconcile: its volumes are not on one SR", result.err)
+        self.xensm("volume", "manage", "--vdi-name", "x", expect=xensm.EXIT_REFUSED)
+        self.j("group", "delete", "g", "--delete-volumes", "--cascade")
+        self.assertEqual([], self.j("volume", "list") + self.j("snapshot", "list"))
+        shown = self.j("group", "show", "g")
+        self.assertEqual(["deleted"], [g["status"] for g in shown["group_snapshots"]])

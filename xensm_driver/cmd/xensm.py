@@ -314,7 +314,8 @@ def cmd_check(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
                     ", ".join(rep["hosts"]))),
                 ("SR", "%s %r (%s, %s)" % (sr.get("uuid"), sr.get("name_label"),
                                            rep["sr_type"],
-                                           "shared" if sr.get("shared") else "local")),
+                                           "shared" if sr.get("shared") else "local")
+                 if sr else "one SR per volume (%s)" % rep["sr_type"]),
                 ("protocol", rep["storage_protocol"]),
                 ("capacity", "%s GiB total, %s GiB free, %s GiB provisioned" % (
                     rep["total_capacity_gb"], rep["free_capacity_gb"],

@@ -513,22 +513,25 @@ class Manager:
         gsnap = GroupSnapshot(id=new_id(), backend=group.backend, group_id=group.id,
                               name=name, status="creating", owner=this_owner())
         self.inventory.add(gsnap)
+        provider_id = None
         try:
-            snaps = self._consistent_group_snapshot(drv, gsnap, members, name)
-            if snaps is None:
+            if drv.backend.can(base.GROUP_SNAPSHOT):
+                provider_id, snaps = self._consistent_group_snapshot(drv, gsnap, members, name)
+            else:
                 snaps = self._generic_group_snapshot(gsnap, members, name)
         except BaseException as exc:
             self.inventory.update(GroupSnapshot, gsnap.id, status="error", owner=None,
                                   status_reason=reason(exc))
             raise
-        gsnap = self.inventory.update(GroupSnapshot, gsnap.id, status="available", owner=None)
+        gsnap = self.inventory.update(GroupSnapshot, gsnap.id, status="available", owner=None,
+                                      provider_id=provider_id)
         return gsnap, snaps
 
     def _consistent_group_snapshot(self, drv: driver_mod.XenAPISMDriver, gsnap: GroupSnapshot,
-                                   members: list[Volume], name: str) -> list[Snapshot] | None:
-        """Cinder's create_group_snapshot contract; None when the back end has none."""
-        if not drv.backend.can(base.GROUP_SNAPSHOT):
-            return None
+                                   members: list[Volume], name: str
+                                   ) -> tuple[str | None, list[Snapshot]]:
+        """One write-order-consistent snapshot by the back end (Cinder's contract:
+        it returns the group snapshot's model update and one update per snapshot)."""
         snaps = [Snapshot(id=new_id(), backend=vol.backend, volume_id=vol.id,
                           name=name or "", volume_size_gb=vol.size_gb,
                           group_snapshot_id=gsnap.id, status="creating", owner=this_owner())
@@ -537,7 +540,7 @@ class Manager:
             self.inventory.add(snap)
         by_volume = {v.id: v for v in members}
         try:
-            _model, updates = drv.create_group_snapshot(
+            model, updates = drv.create_group_snapshot(
                 None, {"id": gsnap.id, "group_id": gsnap.group_id, "name": name},
                 [snapshot_dict(s, by_volume[s.volume_id]) for s in snaps])
         except BaseException as exc:
@@ -553,7 +556,7 @@ class Manager:
                 Snapshot, snap.id, status=update.get("status", "available"), owner=None,
                 provider_id=update.get("provider_id"),
                 provider_location=update.get("provider_location")))
-        return done
+        return (model or {}).get("provider_id"), done
 
     def _generic_group_snapshot(self, gsnap: GroupSnapshot, members: list[Volume],
                                 name: str) -> list[Snapshot]:
@@ -576,7 +579,11 @@ class Manager:
 
     def delete_group(self, ref: str, delete_volumes: bool = False,
                      cascade: bool = False) -> Group:
-        """Delete a group; its volumes too with ``delete_volumes``, else refuse."""
+        """Delete a group; its volumes too with ``delete_volumes``, else refuse.
+
+        The volumes (and with ``cascade`` their snapshots) are deleted one by
+        one, each recorded; then the group's snapshots and the group itself.
+        """
         group = self.group(ref)
         members = self.inventory.volumes(group_id=group.id)
         if members and not delete_volumes:
@@ -590,20 +597,29 @@ class Manager:
         drv = self.driver(group.backend)
 
         def delete(g: Group) -> None:
-            try:
-                drv.delete_group(None, {"id": g.id, "name": g.name},
-                                 [volume_dict(v) for v in members])
-            except NotImplementedError:
-                pass            # generic group: the volumes are deleted one by one
             for vol in members:
                 self.delete_volume(vol.id, cascade=cascade)
             for gsnap in self.inventory.group_snapshots(g.id):
-                self.inventory.update(GroupSnapshot, gsnap.id, status="deleted",
-                                      deleted_at=utcnow())
+                self._delete_group_snapshot(drv, gsnap)
+            try:
+                drv.delete_group(None, {"id": g.id, "name": g.name}, [])
+            except NotImplementedError:
+                pass            # a generic group is only a record
 
         self._act(Group, group.id, "deleting", DELETABLE, delete, fail="error_deleting",
                   done="deleted")
         return self.inventory.get(Group, group.id)
+
+    def _delete_group_snapshot(self, drv: driver_mod.XenAPISMDriver,
+                               gsnap: GroupSnapshot) -> None:
+        """Delete what is left of a group snapshot: its live snapshots, then itself."""
+        snaps = self.inventory.snapshots(group_snapshot_id=gsnap.id)
+        for snap in snaps:
+            self.delete_snapshot(snap.id)
+        if gsnap.provider_id:
+            drv.delete_group_snapshot(None, {"id": gsnap.id, "provider_id": gsnap.provider_id},
+                                      [])
+        self.inventory.update(GroupSnapshot, gsnap.id, status="deleted", deleted_at=utcnow())
 
     # -- reconcile ------------------------------------------------------------
 

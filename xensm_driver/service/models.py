@@ -105,6 +105,8 @@ class GroupSnapshot(Record, Base):
 
     backend: Mapped[str] = mapped_column(ForeignKey("backends.name"), index=True)
     group_id: Mapped[str] = mapped_column(ForeignKey("groups.id"), index=True)
+    #: The array's id for a consistent group snapshot (None when generic).
+    provider_id: Mapped[str | None] = mapped_column(String(255), default=None)
 
 
 class Volume(Record, Base):
