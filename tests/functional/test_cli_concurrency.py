@@ -1,0 +1,39 @@
+"""Several xensm processes at once share one inventory and one SR."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.functional import test_cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class ConcurrentProcessesTest(test_cli.CliTestCase):
+    def test_parallel_creates_and_snapshots(self) -> None:
+        base = self.j("volume", "create", "--size", "1", "--name", "base")
+
+        def spawn(*args: str) -> subprocess.Popen[str]:
+            return subprocess.Popen(
+                [sys.executable, "-m", "xensm_driver.cmd.xensm", "--config-file", self.conf,
+                 "--json", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                cwd=ROOT)
+
+        procs = [spawn("volume", "create", "--size", "1", "--name", "p%d" % i)
+                 for i in range(2)]
+        procs += [spawn("snapshot", "create", "base", "--name", "s%d" % i) for i in range(2)]
+        made = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            self.assertEqual(0, proc.returncode, err)
+            made.append(json.loads(out)["id"])
+        self.assertEqual(4, len(set(made)))
+        self.assertEqual({"base", "p0", "p1"},
+                         {v["name"] for v in self.j("volume", "list")})
+        self.assertEqual({"s0", "s1"}, {s["name"] for s in self.j("snapshot", "list")})
+        tags = set(self.tagged_vdis(self.storage()).values())
+        self.assertTrue(set(made) | {base["id"]} <= tags)
+        self.assertEqual(0, self.xensm("reconcile").code)
