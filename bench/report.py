@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench import floor
+from bench.common import ALL_BACKENDS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -31,7 +32,8 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def calls_table(res: dict[str, Any]) -> str:
-    backends = list(res["calls"])
+    known = [b for b in ALL_BACKENDS if b in res["calls"]]
+    backends = known + sorted(set(res["calls"]) - set(known))
 
     def cell(entry: dict[str, Any]) -> str:
         if "array" in entry:
