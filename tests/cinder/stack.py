@@ -235,13 +235,15 @@ class CinderStack:
 
     # -- what the tests use ----------------------------------------------------
 
-    def client(self) -> Any:
-        """python-cinderclient for a user of this stack's project."""
+    def client(self, project_id: str | None = None) -> Any:
+        """python-cinderclient for a user of this stack's project (or another)."""
         from cinderclient import client as cinder_client
         from keystoneauth1 import session as ks_session
         from keystoneauth1 import token_endpoint
 
-        auth = token_endpoint.Token(self.endpoint, "user:%s" % self.project_id)
+        project_id = project_id or self.project_id
+        endpoint = self.endpoint.rsplit("/", 1)[0] + "/" + project_id
+        auth = token_endpoint.Token(endpoint, "user:%s" % project_id)
         return cinder_client.Client(API_VERSION, session=ks_session.Session(auth=auth))
 
     def driver(self, section: str) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import uuid
 from typing import Any
 
 from cinderclient import exceptions as cinder_exc
@@ -350,6 +351,18 @@ class LifecycleMixin:
         self.assertNotIn("password", repr(info).lower())
         self.client.volumes.terminate_connection(vol, CONNECTOR)
         self.assertEqual("available", self.client.volumes.get(vol.id).status)
+
+    def test_transfer_to_another_project_keeps_the_vdi(self: Any) -> None:
+        section = self.SECTION
+        vol = self.create_volume(1, section=section)
+        vdi = self.assert_volume_on_sr(section, vol, 1)
+        transfer = self.client.transfers.create(vol.id, name="handover")
+        project = uuid.uuid4().hex
+        other = self.stack.client(project_id=project)
+        other.transfers.accept(transfer.id, transfer.auth_key)
+        vol = self.wait(other.volumes, vol.id, "available")
+        self.assertEqual(project, getattr(vol, "os-vol-tenant-attr:tenant_id"))
+        self.assertEqual(vdi, self.assert_volume_on_sr(section, vol, 1))
 
     def test_group_snapshot_and_group_from_it(self: Any) -> None:
         """A generic group: Cinder snapshots it volume by volume (no CG on SM SRs)."""
