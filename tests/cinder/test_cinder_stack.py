@@ -2,11 +2,13 @@
 
 One Cinder stack per test process (see ``stack.py``): cinder-api over HTTP,
 the scheduler and one cinder-volume service per back end (``xs-nfs`` on an
-nfs SR, ``xs-iscsi`` on an lvmoiscsi SR), all talking to one XAPI simulator.
-Every test acts as a user would -- volume types, volumes, snapshots, groups,
-manage, attach info -- and checks both what Cinder reports and what is on
-the simulated SR, read straight from the simulator (not through the driver):
-VDI names, tags, sizes, content, and nothing left over after the deletes.
+nfs SR, ``xs-iscsi`` on an lvmoiscsi SR, ``xs-sf`` on a SolidFire cluster,
+one LUN and SR per volume), all talking to the simulators. Every test acts
+as a user would -- volume types, volumes, snapshots, groups, manage,
+transfer, attach info -- and checks both what Cinder reports and what is on
+the simulated storage, read straight from the simulators (not through the
+driver): VDI names, tags and sizes, array volumes and snapshots, content
+through XAPI's data path, and nothing left over after the deletes.
 """
 
 from __future__ import annotations
@@ -240,6 +242,9 @@ class LifecycleMixin:
     def test_volume_snapshot_clone_extend_and_deletes(self: Any) -> None:
         section = self.SECTION
         before = set(self.sr_vdis(section, gc=True))
+        caps = self.pools()["ci@%s#%s" % (section, self.pool_of(section))]
+        self.assertEqual((self.STORAGE_PROTOCOL, self.SR_TYPE),
+                         (caps["storage_protocol"], caps["xensm_sr_type"]))
         vol = self.create_volume(1, section=section, name="origin")
         host = getattr(vol, "os-vol-host-attr:host")
         self.assertEqual("ci@%s#%s" % (section, self.pool_of(section)), host)
