@@ -622,6 +622,11 @@ class TestScheduler(CinderTestCase):
     def test_stats_follow_what_is_provisioned(self) -> None:
         section = "xs-iscsi"
         name = "ci@%s#%s" % (section, self.pool_of(section))
+        # Nothing may change the SR's figures meanwhile but this volume:
+        # collect what earlier deletes left, then hold the SR's GC.
+        self.control.run_gc()
+        self.control.pause_gc(True)
+        self.addCleanup(self.control.pause_gc, False)
         self.stack.report_stats()
         before = self.pools()[name]
         self.create_volume(5, section=section)
