@@ -363,6 +363,11 @@ class ConfigurationTest(CliTestCase):
         empty = self.write_config("[DEFAULT]\n", name="empty.conf")
         self.xensm("volume", "create", "--size", "1", conf=empty, expect=xensm.EXIT_CONFIG)
 
+    def test_debug_logging_shows_no_password(self) -> None:
+        result = self.xensm("volume", "create", "--size", "1", "--debug")
+        self.assertIn(" DEBUG taskflow.", result.err)  # xensm() checks the password is absent
+        self.assertEqual("", self.xensm("volume", "list").err)
+
     def test_config_from_the_environment(self) -> None:
         self.useFixture(fixtures.EnvironmentVariable("XENSM_CONFIG_FILE", self.conf))
         out, err = io.StringIO(), io.StringIO()

@@ -663,7 +663,7 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print JSON for scripts instead of tables")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="log every XAPI call and flow step to stderr")
+                        help="debug logging (driver, flows, libraries) on stderr")
     return common
 
 
