@@ -15,6 +15,7 @@ refusal says so.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 from typing import Any
 from typing import ClassVar
@@ -243,10 +244,15 @@ class SolidFireBackend(base.Backend):
             raise
         return sr_ref
 
-    def tag_lun_vdi(self, ident: identity.Identity) -> VDI:
-        """Name and tag the one user VDI on the volume's SR (after an introduce)."""
-        sr_ref = self.find_lun_sr(ident.id)
-        vdis = [v for v in self.storage.sr_vdis(sr_ref or "") if v.managed
+    def tag_lun_vdi(self, ident: identity.Identity, sr_ref: str | None = None) -> VDI:
+        """Name and tag the one user VDI on the volume's SR (after an introduce).
+
+        2 calls when it already carries its identity, 4 when it must be given
+        it (tags live in XAPI's database, not on the LUN); 1 more without
+        ``sr_ref``.
+        """
+        sr_ref = sr_ref or self.find_lun_sr(ident.id)
+        vdis = [v for v in self.storage.sr_vdis(sr_ref) if v.managed
                 and not v.is_a_snapshot] if sr_ref else []
         if len(vdis) != 1:
             raise exception.XensmError(
@@ -254,9 +260,9 @@ class SolidFireBackend(base.Backend):
                 % (ident.id, len(vdis)))
         vdi = vdis[0]
         if vdi.name_label != ident.name_label or not ident.matches(vdi.other_config):
-            self.storage.set_vdi_identity(vdi.ref, ident.name_label,
-                                          ident.tags(vdi.other_config))
-            vdi = self.storage.get_vdi(vdi.ref)
+            tags = ident.tags(vdi.other_config)
+            self.storage.set_vdi_identity(vdi.ref, ident.name_label, tags)
+            vdi = dataclasses.replace(vdi, name_label=ident.name_label, other_config=tags)
         return vdi
 
     # -- verbs ----------------------------------------------------------------

@@ -219,8 +219,7 @@ class ForgetLunSrTask(common.XensmTask):
                sf_volume: dict[str, Any] | None, result: Any, **kwargs: Any) -> None:
         if _failed(result) or not result or sf_volume is None:
             return
-        backend.introduce_lun_sr(ident.id, sf_volume)
-        backend.tag_lun_vdi(ident)
+        backend.tag_lun_vdi(ident, backend.introduce_lun_sr(ident.id, sf_volume))
 
 
 # -- the VDI ------------------------------------------------------------------
@@ -279,8 +278,9 @@ class AdoptLunVdiTask(common.XensmTask):
 
     default_provides = "vdi"
 
-    def execute(self, backend: SolidFireBackend, ident: identity.Identity) -> VDI:
-        return backend.tag_lun_vdi(ident)
+    def execute(self, backend: SolidFireBackend, ident: identity.Identity,
+                sr_ref: str) -> VDI:
+        return backend.tag_lun_vdi(ident, sr_ref)
 
 
 class GrowVdiTask(common.XensmTask):
@@ -386,7 +386,8 @@ def revert_to_snapshot() -> linear_flow.Flow:
     """
     return linear_flow.Flow("sf_revert_to_snapshot").add(
         ForgetLunSrTask(), RollbackTask(),
-        IntroduceLunSrTask(provides="new_sr_ref"), AdoptLunVdiTask())
+        IntroduceLunSrTask(provides="new_sr_ref"),
+        AdoptLunVdiTask(rebind={"sr_ref": "new_sr_ref"}))
 
 
 def extend_volume() -> linear_flow.Flow:
