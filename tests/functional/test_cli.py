@@ -189,6 +189,17 @@ class VolumeCommandsTest(CliTestCase):
         self.xensm("volume", "revert", "busy")
         self.xensm("volume", "delete", "busy", "--cascade")
 
+    def test_a_create_the_driver_refuses_leaves_no_record(self) -> None:
+        shallow = self.write_config(base.backend_ini(self.sim, "nfs", section="xs",
+                                                     xensm_snapshot_chain_limit=2),
+                                    name="shallow.conf")
+        self.xensm("volume", "create", "--size", "1", "--name", "v", conf=shallow)
+        self.xensm("snapshot", "create", "v", conf=shallow)       # the chain is now 2 deep
+        result = self.xensm("snapshot", "create", "v", conf=shallow, expect=xensm.EXIT_REFUSED)
+        self.assertIn("xensm_snapshot_chain_limit", result.err)
+        self.assertEqual(1, len(self.j("snapshot", "list", "--all")))
+        self.assertEqual("available", self.j("volume", "show", "v")["status"])
+
     def test_not_found_exits_4(self) -> None:
         for args in (("volume", "show", "nope"), ("volume", "delete", "nope"),
                      ("snapshot", "show", "nope"), ("snapshot", "tree", "nope"),

@@ -230,6 +230,13 @@ class Inventory:
                 setattr(obj, key, value)
         return obj
 
+    def remove(self, cls: type[R], obj_id: str) -> None:
+        """Drop a record that never stood for anything (a create the driver refused)."""
+        with self.session() as sess:
+            obj = sess.get(cls, obj_id)
+            if obj is not None:
+                sess.delete(obj)
+
     def claim(self, cls: type[R], obj_id: str, busy: str, allowed: frozenset[str]) -> R:
         """Move a record to ``busy`` if its status allows; returns it as it was.
 

@@ -7,7 +7,8 @@ the :class:`~xensm_driver.service.inventory.Inventory`:
 
 * a new object is recorded ``creating`` (with the process that makes it)
   before the driver is called, and ``available`` with the driver's model
-  update after; a failure marks it ``error`` with the reason;
+  update after; a failure marks it ``error`` with the reason, a refusal by
+  the driver (nothing was made) removes the record;
 * a verb on an existing object first claims it (``deleting``, ``extending``,
   ...), refusing if its status does not allow the verb; a refusal by the
   driver (nothing was changed on storage) puts the old status back, any other
@@ -204,6 +205,10 @@ class Manager:
         cls = type(record)
         try:
             update = call() or {}
+        except REFUSALS:
+            # Refused before anything was made: there is nothing to record.
+            self.inventory.remove(cls, record.id)
+            raise
         except BaseException as exc:
             self.inventory.update(cls, record.id, status="error", owner=None,
                                   status_reason=reason(exc))

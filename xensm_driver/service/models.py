@@ -1,9 +1,10 @@
 """The inventory's tables: back ends, volumes, snapshots, groups, and their hierarchy.
 
-One row per object, never removed: a deleted object keeps its row with
-``status = 'deleted'`` and ``deleted_at`` set, so the hierarchy (a clone's
+One row per object, kept after the object is deleted: its row says
+``status = 'deleted'`` with ``deleted_at`` set, so the hierarchy (a clone's
 source snapshot, a snapshot's volume) stays whole and ``reconcile`` can tell
-"deleted here" from "never known".
+"deleted here" from "never known". (Only a create the driver refused, which
+made nothing, removes its row.)
 
 While a verb runs, the object's ``status`` is the verb's busy state
 (``creating``, ``deleting``, ...) and ``owner`` names the process doing it
