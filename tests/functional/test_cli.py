@@ -18,6 +18,8 @@ from tests.functional import base
 from xensm_driver import driver as driver_mod
 from xensm_driver import identity
 from xensm_driver.cmd import xensm
+from xensm_driver.service import inventory
+from xensm_driver.service.models import Volume
 
 A = base.pattern("A", 3 * base.MiB)
 B = base.pattern("B", 3 * base.MiB)
@@ -199,6 +201,23 @@ class VolumeCommandsTest(CliTestCase):
         self.assertIn("xensm_snapshot_chain_limit", result.err)
         self.assertEqual(1, len(self.j("snapshot", "list", "--all")))
         self.assertEqual("available", self.j("volume", "show", "v")["status"])
+
+    def test_a_record_left_busy_by_another_host_needs_a_reset(self) -> None:
+        vol = self.j("volume", "create", "--size", "1", "--name", "v")
+        inv = inventory.Inventory(self.db_url)
+        self.addCleanup(inv.close)
+        inv.update(Volume, vol["id"], status="extending", owner="other-host.example:42")
+        report = self.j("reconcile")                 # not a discrepancy: maybe running
+        self.assertEqual(["in_progress"], [f["kind"] for f in report["findings"]])
+        result = self.xensm("volume", "delete", "v", expect=xensm.EXIT_REFUSED)
+        self.assertIn("process other-host.example:42 is extending it", result.err)
+        reset = self.j("volume", "reset-state", "v", "--status", "available")
+        self.assertEqual(("available", None), (reset["status"], reset["owner"]))
+        self.assertIn("reset from extending", reset["status_reason"])
+        inv.update(Volume, vol["id"], status="creating", owner=inventory.this_owner())
+        self.xensm("volume", "reset-state", "v", expect=xensm.EXIT_REFUSED)
+        inv.update(Volume, vol["id"], status="available", owner=None)
+        self.xensm("volume", "delete", "v")
 
     def test_not_found_exits_4(self) -> None:
         for args in (("volume", "show", "nope"), ("volume", "delete", "nope"),

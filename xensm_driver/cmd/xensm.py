@@ -504,6 +504,14 @@ def cmd_volume_download(mgr: Manager, args: argparse.Namespace, out: Output) -> 
     return EXIT_OK
 
 
+def cmd_reset_state(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    kind = "volume" if args.command == "volume" else "snapshot"
+    obj = mgr.reset_state(kind, getattr(args, kind), args.status)
+    out.emit(obj.to_dict(), lambda: ["%s %s is now %s (%s)." % (
+        kind.capitalize(), obj.id, obj.status, obj.status_reason)])
+    return EXIT_OK
+
+
 def cmd_snapshot_create(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
     snap = mgr.create_snapshot(args.volume, name=args.name or "")
     out.emit(snap.to_dict(), lambda: snapshot_lines(snap))
@@ -728,6 +736,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = leaf(volume, "unmanage", cmd_volume_unmanage,
              "forget a volume; its VDI stays on the SR, untagged")
     p.add_argument("volume", metavar="VOLUME")
+    p = leaf(volume, "reset-state", cmd_reset_state,
+             "set a volume's recorded status by hand (storage is not touched)")
+    p.add_argument("volume", metavar="VOLUME")
+    p.add_argument("--status", choices=("error", "available"), default="error")
     p = leaf(volume, "upload", cmd_volume_upload,
              "write a raw image (FILE, or - for stdin) at the start of the volume")
     p.add_argument("volume", metavar="VOLUME", help="id, name or unique id prefix")
@@ -757,6 +769,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("snapshot", metavar="SNAPSHOT")
     p = leaf(snapshot, "delete", cmd_snapshot_delete, "delete a snapshot")
     p.add_argument("snapshot", metavar="SNAPSHOT")
+    p = leaf(snapshot, "reset-state", cmd_reset_state,
+             "set a snapshot's recorded status by hand (storage is not touched)")
+    p.add_argument("snapshot", metavar="SNAPSHOT")
+    p.add_argument("--status", choices=("error", "available"), default="error")
     p = leaf(snapshot, "tree", cmd_snapshot_tree,
              "a volume's snapshots and the volumes made from them, as a tree")
     p.add_argument("volume", metavar="VOLUME")

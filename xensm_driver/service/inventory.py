@@ -252,7 +252,7 @@ class Inventory:
             status = effective_status(obj)
             if status not in allowed:
                 raise Refused(reason="%s %s is %s%s; it must be %s" % (
-                    _kind(cls), obj.id, status, _owner_note(obj),
+                    _kind(cls), obj.id, status, owner_note(obj),
                     " or ".join(sorted(allowed))))
             obj.status, obj.owner, obj.status_reason = busy, this_owner(), None
         return before
@@ -423,7 +423,7 @@ def interrupted(obj: Record) -> bool:
     return obj.status in BUSY and owner_alive(obj.owner) is False
 
 
-def _owner_note(obj: Record) -> str:
+def owner_note(obj: Record) -> str:
     if obj.status in BUSY:
         alive = owner_alive(obj.owner)
         if alive is False:

@@ -35,6 +35,7 @@ from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver.backends import base
 from xensm_driver.service import config as service_config
+from xensm_driver.service import inventory as inventory_mod
 from xensm_driver.service import reconcile as reconcile_mod
 from xensm_driver.service.inventory import BUSY
 from xensm_driver.service.inventory import Inventory
@@ -252,8 +253,9 @@ class Manager:
     def _require_status(obj: Record, allowed: frozenset[str], kind: str, doing: str) -> None:
         status = effective_status(obj)
         if status not in allowed:
-            raise Refused(reason="%s %s is %s; %s needs it %s" % (
-                kind, getattr(obj, "id", "?"), status, doing, " or ".join(sorted(allowed))))
+            raise Refused(reason="%s %s is %s%s; %s needs it %s" % (
+                kind, obj.id, status, inventory_mod.owner_note(obj), doing,
+                " or ".join(sorted(allowed))))
 
     # -- volumes --------------------------------------------------------------
 
@@ -397,6 +399,23 @@ class Manager:
         known = [volume_dict(v) for v in self.inventory.volumes(backend=backend)]
         return self.driver(backend).get_manageable_volumes(
             known, None, 0, 0, ["reference"], ["asc"])
+
+    def reset_state(self, kind: str, ref: str, status: str = "error") -> Record:
+        """Set a record's status by hand (Cinder's reset-state), storage untouched.
+
+        For a record left busy by a process on another host that will not
+        come back: this host cannot tell whether it still runs.
+        """
+        cls: type[Volume] | type[Snapshot] = Volume if kind == "volume" else Snapshot
+        if status not in ("error", "available"):
+            raise exception.InvalidInput(reason="reset to error or available, not %r" % status)
+        obj = self.inventory.resolve(cls, ref)
+        if obj.status in BUSY and inventory_mod.owner_alive(obj.owner):
+            raise Refused(reason="%s %s is %s by process %s, which is running on this host"
+                                 % (kind, obj.id, obj.status, obj.owner))
+        return self.inventory.update(cls, obj.id, status=status, owner=None,
+                                     status_reason="reset from %s by %s" % (obj.status,
+                                                                            this_owner()))
 
     # -- data -----------------------------------------------------------------
 
