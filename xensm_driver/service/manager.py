@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import urllib.parse
 from collections.abc import Callable
 from typing import IO
 from typing import Any
@@ -73,6 +74,14 @@ def reason(exc: BaseException) -> str:
     """One line saying why a verb failed (kept with an ``error`` record)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return (text or type(exc).__name__)[:1000]
+
+
+def _without_userinfo(url: str) -> str:
+    """A URL fit to print: any ``user:password@`` dropped."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def volume_dict(vol: Volume) -> dict[str, Any]:
@@ -175,7 +184,7 @@ class Manager:
             "backend": backend.name,
             "section": options.section,
             "sr_type": backend.SR_TYPE,
-            "xapi_url": options.xenapi_connection_url,
+            "xapi_url": _without_userinfo(options.xenapi_connection_url),
             "xapi_username": options.xenapi_connection_username,
             "hosts": [h.name_label for h in storage.hosts()],
             "sr": None if sr is None else {

@@ -136,6 +136,12 @@ class UrlTest(testtools.TestCase):
         self.assertNotIn("hunter2", shown)
         self.assertIn("db.example/xensm", shown)
 
+    def test_xapi_urls_are_shown_without_userinfo(self) -> None:
+        from xensm_driver.service import manager
+        self.assertEqual("https://pool.example:443/x",
+                         manager._without_userinfo("https://root:hunter2@pool.example:443/x"))
+        self.assertEqual("http://pool.example", manager._without_userinfo("http://pool.example"))
+
     def test_an_unusable_url_fails_without_its_password(self) -> None:
         for url in ("postgresql+nosuchdriver://xensm:hunter2@db.example/xensm",
                     "not a url at all"):
