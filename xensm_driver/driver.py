@@ -14,7 +14,6 @@ In ``cinder.conf``::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from oslo_log import log as logging
@@ -37,30 +36,24 @@ _BACKEND_LEVEL = frozenset({"volume_backend_name", "vendor_name", "driver_versio
                             "storage_protocol", "pools"})
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    """A field of a Cinder object or of a plain dict."""
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
 def volume_spec(volume: Any) -> base.VolumeSpec:
     return base.VolumeSpec(
-        id=str(_get(volume, "id")), size_gb=int(_get(volume, "size") or 0),
-        provider_id=_get(volume, "provider_id"),
-        provider_location=_get(volume, "provider_location"),
-        display_name=_get(volume, "display_name") or "")
+        id=str(base.field(volume, "id")), size_gb=int(base.field(volume, "size") or 0),
+        provider_id=base.field(volume, "provider_id"),
+        provider_location=base.field(volume, "provider_location"),
+        display_name=base.field(volume, "display_name") or "")
 
 
 def snapshot_spec(snapshot: Any) -> base.SnapshotSpec:
-    volume = _get(snapshot, "volume")
+    volume = base.field(snapshot, "volume")
     if volume is None:
-        volume = {"id": _get(snapshot, "volume_id"), "size": _get(snapshot, "volume_size")}
+        volume = {"id": base.field(snapshot, "volume_id"),
+                  "size": base.field(snapshot, "volume_size")}
     return base.SnapshotSpec(
-        id=str(_get(snapshot, "id")), volume=volume_spec(volume),
-        provider_id=_get(snapshot, "provider_id"),
-        provider_location=_get(snapshot, "provider_location"),
-        volume_size_gb=int(_get(snapshot, "volume_size") or 0))
+        id=str(base.field(snapshot, "id")), volume=volume_spec(volume),
+        provider_id=base.field(snapshot, "provider_id"),
+        provider_location=base.field(snapshot, "provider_location"),
+        volume_size_gb=int(base.field(snapshot, "volume_size") or 0))
 
 
 def vdi_uuid_of(spec: base.VolumeSpec | base.SnapshotSpec) -> str | None:
@@ -261,7 +254,7 @@ class XenAPISMDriver(interface.VolumeDriver):
                                offset: int, sort_keys: list[str],
                                sort_dirs: list[str]) -> list[dict[str, Any]]:
         self._require("get_manageable_volumes")
-        known = {str(_get(v, "id")) for v in cinder_volumes}
+        known = {str(base.field(v, "id")) for v in cinder_volumes}
         return self.backend.get_manageable_volumes(known, marker, limit, offset,
                                                    sort_keys, sort_dirs)
 
@@ -275,11 +268,11 @@ class XenAPISMDriver(interface.VolumeDriver):
         def missing(items: list[Any]) -> list[dict[str, str]]:
             updates = []
             for item in items:
-                if _get(item, "provider_id"):
+                if base.field(item, "provider_id"):
                     continue
-                parsed = identity.parse_provider_location(_get(item, "provider_location"))
+                parsed = identity.parse_provider_location(base.field(item, "provider_location"))
                 if parsed:
-                    updates.append({"id": str(_get(item, "id")), "provider_id": parsed[1]})
+                    updates.append({"id": str(base.field(item, "id")), "provider_id": parsed[1]})
             return updates
         return missing(volumes), missing(snapshots)
 

@@ -582,18 +582,12 @@ class TestSolidFire(CinderTestCase):
             self.wait_gone(self.client.groups, group_id)
         everything = [v.id for v in vols] + [v.id for v in copies]
         self.assertEqual(([], []), self.live_leftovers(everything))
-        # Known bug, kept visible (an unexpected success fails the run once
-        # fixed): Cinder's GroupSnapshot has no provider_id field, so the id
-        # the SolidFire back end records at create is dropped, and its
-        # delete_group_snapshot, which looks only at provider_id, leaves the
-        # array group snapshot and its members (and so the deleted member
-        # volumes, unpurged) on the array.
-        self.expectFailure(
-            "SolidFire delete_group_snapshot relies on a provider_id Cinder does not keep",
-            self.assertEqual, ([], []), (
-                [g["name"] for g in self.array()["groupSnapshots"]
-                 if g["attributes"].get("xensm-group-snapshot-id") == gsnap.id],
-                self.array_snapshots_of(everything)))
+        # Cinder keeps no provider_id for a group snapshot: the back end finds
+        # the array group snapshot by name and tag, and purges the members.
+        self.assertEqual(([], []), (
+            [g["name"] for g in self.array()["groupSnapshots"]
+             if g["attributes"].get("xensm-group-snapshot-id") == gsnap.id],
+            self.array_snapshots_of(everything)))
 
     def delete_group_if_present(self, group_id: str) -> None:
         LifecycleMixin.delete_group_if_present(self, group_id)

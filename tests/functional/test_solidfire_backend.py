@@ -124,8 +124,21 @@ class TestSolidFireVerbs(SolidFireTestCase):
                       if updates[0]["id"] == snaps[0]["id"] else updates[1]["provider_id"])
         self.driver.revert_to_snapshot(None, vols[0], member)
         self.assertNotEqual(B, self.read(vols[0], len(B)))
-        self.driver.delete_group_snapshot(None, dict(model, id="gs1"), snaps)
+        # Cinder keeps no provider_id for a group snapshot: found by name and tag.
+        self.assertIn("provider_id", model)
+        self.driver.delete_group_snapshot(None, {"id": "gs1"}, snaps)
         self.assertEqual([], self.client.list_snapshots())
+        self.assertEqual([], self.client.call("ListGroupSnapshots")["groupSnapshots"])
+
+    def test_deleted_members_are_purged_with_their_group_snapshot(self) -> None:
+        vols = [self.create_volume(), self.create_volume()]
+        self.driver.create_group_snapshot(None, {"id": "gs2"},
+                                          [self.snapshot_spec(v) for v in vols])
+        for vol in vols:
+            self.driver.delete_volume(vol)
+        self.assertEqual(["deleted", "deleted"], [s for _, s in self.array_volumes()])
+        self.driver.delete_group_snapshot(None, {"id": "gs2"}, [])
+        self.assertEqual([], self.array_volumes())
 
     def test_stats_are_thin_from_cluster_capacity(self) -> None:
         stats = self.driver.get_volume_stats(True)

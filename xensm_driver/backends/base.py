@@ -114,6 +114,13 @@ class SnapshotSpec:
         return identity.snapshot(self.id)
 
 
+def field(obj: Any, name: str, default: Any = None) -> Any:
+    """A field of a Cinder object (attribute) or of a plain dict (key)."""
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
 def size_gb(size_bytes: int) -> int:
     """Whole GiB that hold ``size_bytes`` (Cinder sizes are GiB)."""
     return max(1, math.ceil(size_bytes / identity.GiB))

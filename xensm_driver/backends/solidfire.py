@@ -359,11 +359,17 @@ class SolidFireBackend(base.Backend):
         assert sf_volume is not None
         with contextlib.suppress(exception.ArrayNotFound):
             self.client.call("DeleteSnapshot", snapshotID=sf_snapshot["snapshotID"])
-        if sf_volume.get("status") == "deleted" and not self.snapshots_of(
-                sf_volume["volumeID"]):
-            # Its volume was deleted while this snapshot was still wanted.
+        self._purge_if_unwanted(int(sf_volume["volumeID"]))
+
+    def _purge_if_unwanted(self, array_volume_id: int) -> None:
+        """Purge a volume deleted while its snapshots were still wanted,
+        once the last of them is gone."""
+        volume = self.client.get_volume_by_id(array_volume_id, include_deleted=True)
+        if volume is None or volume.get("status") != "deleted":
+            return
+        if not self.snapshots_of(array_volume_id):
             with contextlib.suppress(exception.ArrayNotFound):
-                self.client.call("PurgeDeletedVolume", volumeID=sf_volume["volumeID"])
+                self.client.call("PurgeDeletedVolume", volumeID=array_volume_id)
 
     def create_volume_from_snapshot(self, volume: VolumeSpec,
                                     snapshot: SnapshotSpec) -> dict[str, str]:
@@ -455,8 +461,7 @@ class SolidFireBackend(base.Backend):
                 raise exception.VolumeNotFound(volume_id=snap.volume.id,
                                                sr_uuid="(its own SolidFire LUN)")
             members[int(sf_volume["volumeID"])] = snap
-        group_id = str(group_snapshot["id"] if isinstance(group_snapshot, dict)
-                       else group_snapshot.id)
+        group_id = str(base.field(group_snapshot, "id"))
         result = self.client.call(
             "CreateGroupSnapshot", volumes=sorted(members),
             name=self.array_name(group_id),
@@ -471,11 +476,23 @@ class SolidFireBackend(base.Backend):
 
     def delete_group_snapshot(self, group_snapshot: Any,
                               snapshots: list[SnapshotSpec]) -> tuple[Any, Any]:
-        provider_id = (group_snapshot.get("provider_id") if isinstance(group_snapshot, dict)
-                       else getattr(group_snapshot, "provider_id", None))
-        if provider_id:
+        """Delete the array group snapshot (and its members) by name and tag.
+
+        Cinder keeps no provider_id for a group snapshot, so it is found the
+        way it was made: named ``xensm-<id>`` and tagged with the id.
+        """
+        group_id = str(base.field(group_snapshot, "id"))
+        provider_id = base.field(group_snapshot, "provider_id")
+        for found in self.client.call("ListGroupSnapshots")["groupSnapshots"]:
+            ours = found.get("name") == self.array_name(group_id) and (
+                found.get("attributes") or {}).get(identity.GROUP_SNAPSHOT_TAG) == group_id
+            if not ours and str(found["groupSnapshotID"]) != str(provider_id):
+                continue
             with contextlib.suppress(exception.ArrayNotFound):
-                self.client.call("DeleteGroupSnapshot", groupSnapshotID=int(provider_id),
-                                 saveMembers=False)
+                self.client.call("DeleteGroupSnapshot",
+                                 groupSnapshotID=found["groupSnapshotID"], saveMembers=False)
+            for volume_id in {int(m["volumeID"]) for m in found.get("members", [])}:
+                self._purge_if_unwanted(volume_id)
         return ({"status": "deleted"},
                 [{"id": s.id, "status": "deleted"} for s in snapshots])
+
