@@ -240,6 +240,25 @@ class TestDataPath(base.SimTestCase):
         self.assertIn("ended after 1048576 of 4194304 bytes", str(err))
         self.assertEqual([], pool.call("task.get_all"))      # nothing left behind
 
+    def test_a_partial_read_returns_only_once_xapi_let_go_of_the_vdi(self):
+        pool = self.pool()
+        storage = Storage(pool)
+        sr = self.nfs_sr(storage)
+        vdi = storage.create_vdi(sr, 256 * base.MiB, "v", {})
+        for _ in range(5):
+            head = []
+            transfer.download(pool, vdi, head.append, size=256 * base.MiB, length=base.MiB)
+            self.assertEqual(base.MiB, sum(len(c) for c in head))
+            self.assertFalse(storage.any_attached(storage.get_vdi(vdi).vbds))
+            storage.destroy_vdi(storage.clone_vdi(vdi))    # the VDI is free to use
+        self.assertEqual([], pool.call("task.get_all"))
+        # The client's half of the contract, whatever the timing: each
+        # abandoned export was cancelled, watched until it ended, destroyed.
+        counts = pool.counter.snapshot()
+        self.assertEqual(5, counts["task.cancel"])
+        self.assertGreaterEqual(counts["task.get_status"], 5)
+        self.assertEqual(5, counts["task.destroy"])
+
     def test_stream_cut_mid_export_is_an_error(self):
         pool = self.pool()
         storage = Storage(pool)

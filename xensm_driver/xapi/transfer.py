@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import time
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
@@ -208,11 +209,24 @@ def _new_task(pool: SessionPool, label: str) -> str:
     return task
 
 
-def _abandon(pool: SessionPool, task: str) -> None:
-    """Cancel and drop the task of an export we stopped reading."""
-    for method in ("task.cancel", "task.destroy"):
-        with contextlib.suppress(exception.XapiError):
-            pool.call(method, task, obj=task)
+def _abandon(pool: SessionPool, task: str, settle: float = 30.0) -> None:
+    """Cancel the task of a transfer we stopped, and wait until it ends.
+
+    XAPI holds the VDI (a plugged dom0 VBD) until the transfer has wound
+    down; returning before that would let the caller's next operation find
+    the VDI in use. The outcome itself is of no interest: we stopped it.
+    """
+    with contextlib.suppress(exception.XapiError):
+        pool.call("task.cancel", task, obj=task)
+    deadline = time.monotonic() + settle
+    delay = 0.01
+    with contextlib.suppress(exception.XapiError):
+        while (pool.call("task.get_status", task, obj=task) == "pending"
+               and time.monotonic() < deadline):
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    with contextlib.suppress(exception.XapiError):
+        pool.call("task.destroy", task, obj=task)
 
 
 def _check_response(response: requests.Response, direction: str, vdi: str) -> None:
