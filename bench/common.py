@@ -89,20 +89,13 @@ def nfs_ini(sim: SimProcess | SimAddress, section: str, **extra: Any) -> str:
     memory child, whose size must be the driver's alone. A test checks that
     the two agree.
     """
-    values: dict[str, Any] = {
-        "volume_driver": "xensm_driver.driver.XenAPISMDriver",
-        "volume_backend_name": section,
-        "xenapi_connection_url": sim.url,
-        "xenapi_connection_username": "root",
-        "xenapi_connection_password": sim.password,
-        "xenapi_retry_backoff": 0.01,
-        "xensm_sr_type": "nfs",
-        "xensm_nfs_server": sim.topology["nfs"]["server"],
-        "xensm_nfs_serverpath": sim.topology["nfs"]["serverpath"],
-    }
-    values.update(extra)
-    lines = ["[%s]" % section] + ["%s = %s" % (k, v) for k, v in values.items()]
-    return "\n".join(lines) + "\n"
+    from xensm_driver.cmd import simconfig
+
+    values = simconfig.backend_section(section, "nfs", sim.url, "root", sim.password,
+                                       sim.topology)
+    values["xenapi_retry_backoff"] = "0.01"
+    values.update({k: str(v) for k, v in extra.items()})
+    return simconfig.render_ini({section: values})
 
 
 def make_driver(sim: SimProcess | SimAddress, sr_type: str, section: str, *,

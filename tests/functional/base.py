@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import tempfile
@@ -15,11 +14,15 @@ from oslotest import base as oslotest_base
 
 from xensm_driver import config
 from xensm_driver import driver as driver_mod
+from xensm_driver.cmd import simconfig
+from xensm_driver.cmd.demo import pattern  # noqa: F401 - deterministic test data
 from xensm_driver.sim import Simulator
 from xensm_driver.xapi import transfer
 from xensm_driver.xapi.session import SessionPool
 
 PASSWORD = "s3cr3t-Pa55"      # distinctive, so a leak is easy to find in logs
+#: Retry backoff for tests: failures are injected, not waited out.
+FAST_RETRIES = {"xenapi_retry_backoff": "0.01"}
 MiB = 1 << 20
 GiB = 1 << 30
 
@@ -41,50 +44,15 @@ class SimulatorFixture(fixtures.Fixture):
 
 
 def backend_ini(sim: Simulator, sr_type: str, section: str = "xs", **extra: Any) -> str:
-    """An ini section for a back end of ``sr_type`` on the simulator's storage."""
-    topo = sim.topology
-    values: dict[str, Any] = {
-        "volume_driver": "xensm_driver.driver.XenAPISMDriver",
-        "volume_backend_name": section,
-        "xenapi_connection_url": sim.url,
-        "xenapi_connection_username": "root",
-        "xenapi_connection_password": PASSWORD,
-        "xenapi_retry_backoff": 0.01,
-        "xensm_sr_type": sr_type,
-    }
-    if sr_type == "nfs":
-        values.update(xensm_nfs_server=topo["nfs"]["server"],
-                      xensm_nfs_serverpath=topo["nfs"]["serverpath"])
-    elif sr_type == "lvm":
-        values.update(xensm_lvm_device=topo["lvm"]["device"])
-    elif sr_type == "lvmoiscsi":
-        iscsi = topo["iscsi"]
-        values.update(xensm_iscsi_target=iscsi["target"],
-                      xensm_iscsi_target_iqn=iscsi["targetIQN"],
-                      xensm_iscsi_scsi_id=iscsi["luns"][0]["SCSIid"])
-        if iscsi.get("chapuser"):
-            values.update(xensm_iscsi_chap_user=iscsi["chapuser"],
-                          xensm_iscsi_chap_password=iscsi["chappassword"])
-    elif sr_type == "lvmohba":
-        values.update(xensm_hba_scsi_id=topo["hba"]["luns"][0]["SCSIid"])
-    elif sr_type == "netapp":
-        na = topo["netapp"]
-        values.update(xensm_netapp_target=na["target"], xensm_netapp_username=na["username"],
-                      xensm_netapp_password=na["password"],
-                      xensm_netapp_aggregate=na["aggregate"])
-    elif sr_type == "equal":
-        eq = topo["equal"]
-        values.update(xensm_eql_target=eq["target"], xensm_eql_username=eq["username"],
-                      xensm_eql_password=eq["password"],
-                      xensm_eql_storagepool=eq["storagepool"])
-    elif sr_type == "solidfire":
-        sf = topo["solidfire"]
-        values.update(xensm_sf_mvip=sf["mvip"], xensm_sf_login=sf["login"],
-                      xensm_sf_password=sf["password"], xensm_sf_retry_count=1,
-                      xensm_sf_api_timeout=10)
-    values.update(extra)
-    lines = ["[%s]" % section] + ["%s = %s" % (k, v) for k, v in values.items()]
-    return "\n".join(lines) + "\n"
+    """An ini section for a back end of ``sr_type`` on the simulator's storage,
+    with retries quick enough for tests."""
+    values = simconfig.backend_section(section, sr_type, sim.url, "root", PASSWORD,
+                                       sim.topology)
+    values.update(FAST_RETRIES)
+    if sr_type == "solidfire":
+        values.update(xensm_sf_retry_count=1, xensm_sf_api_timeout=10)
+    values.update({k: str(v) for k, v in extra.items()})
+    return simconfig.render_ini({section: values})
 
 
 def configuration(ini_text: str, section: str = "xs") -> config.Configuration:
@@ -188,13 +156,3 @@ class DriverTestCase(SimTestCase):
 
     def calls(self) -> dict[str, int]:
         return dict(self.driver.pool.counter.snapshot())
-
-
-def pattern(seed: str, length: int) -> bytes:
-    """Deterministic, incompressible test data."""
-    out = bytearray()
-    counter = 0
-    while len(out) < length:
-        out += hashlib.sha256(("%s:%d" % (seed, counter)).encode()).digest()
-        counter += 1
-    return bytes(out[:length])

@@ -29,6 +29,9 @@ from collections.abc import Sequence
 from typing import IO
 from typing import Any
 
+from xensm_driver.cmd.simconfig import backend_section
+from xensm_driver.cmd.simconfig import render_ini
+
 MiB = 1 << 20
 DATA_BYTES = 8 * MiB
 SR_TYPES = ("nfs", "lvm", "lvmoiscsi", "lvmohba", "netapp", "equal")
@@ -48,54 +51,6 @@ def pattern(seed: str, length: int) -> bytes:
         out += hashlib.sha256(("%s:%d" % (seed, counter)).encode()).digest()
         counter += 1
     return bytes(out[:length])
-
-
-def backend_section(name: str, sr_type: str, url: str, username: str, password: str,
-                    topology: dict[str, Any]) -> dict[str, str]:
-    """A back-end section for ``sr_type`` on the simulator's default storage."""
-    values = {
-        "volume_driver": "xensm_driver.driver.XenAPISMDriver",
-        "volume_backend_name": name,
-        "xenapi_connection_url": url,
-        "xenapi_connection_username": username,
-        "xenapi_connection_password": password,
-        "xensm_sr_type": sr_type,
-    }
-    if sr_type == "nfs":
-        values.update(xensm_nfs_server=topology["nfs"]["server"],
-                      xensm_nfs_serverpath=topology["nfs"]["serverpath"])
-    elif sr_type == "lvm":
-        values.update(xensm_lvm_device=topology["lvm"]["device"])
-    elif sr_type == "lvmoiscsi":
-        iscsi = topology["iscsi"]
-        values.update(xensm_iscsi_target=iscsi["target"],
-                      xensm_iscsi_target_iqn=iscsi["targetIQN"],
-                      xensm_iscsi_scsi_id=iscsi["luns"][0]["SCSIid"])
-    elif sr_type == "lvmohba":
-        values.update(xensm_hba_scsi_id=topology["hba"]["luns"][0]["SCSIid"])
-    elif sr_type == "netapp":
-        na = topology["netapp"]
-        values.update(xensm_netapp_target=na["target"], xensm_netapp_username=na["username"],
-                      xensm_netapp_password=na["password"],
-                      xensm_netapp_aggregate=na["aggregate"])
-    elif sr_type == "equal":
-        eq = topology["equal"]
-        values.update(xensm_eql_target=eq["target"], xensm_eql_username=eq["username"],
-                      xensm_eql_password=eq["password"],
-                      xensm_eql_storagepool=eq["storagepool"])
-    return values
-
-
-def render_ini(sections: dict[str, dict[str, str]], masked: bool = False) -> str:
-    """The ini text; with ``masked``, passwords shown as asterisks."""
-    lines = []
-    for section, values in sections.items():
-        lines.append("[%s]" % section)
-        for key, value in values.items():
-            secret = masked and key.endswith("_password")
-            lines.append("%s = %s" % (key, "********" if secret else value))
-        lines.append("")
-    return "\n".join(lines)
 
 
 def fetch_topology(url: str) -> dict[str, Any]:
