@@ -460,9 +460,17 @@ class SessionPool:
         for sess in stale:
             self._logout(sess)
 
+    #: Seconds a logout may take: it is a courtesy (XAPI expires sessions),
+    #: and a session is dropped mostly because XAPI stopped answering.
+    LOGOUT_TIMEOUT = 5.0
+
     def _logout(self, sess: XenAPI.Session) -> None:
         if sess._session is None:
             return
+        transport = sess.transport
+        if isinstance(transport, _Transport):
+            transport.close()       # a fresh connection, whatever state it was in
+            transport._call_timeout = min(transport._call_timeout, self.LOGOUT_TIMEOUT)
         try:
             sess.xenapi.session.logout()
         except Exception as exc:  # noqa: BLE001 - best effort, nothing to undo
