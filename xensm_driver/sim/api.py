@@ -145,6 +145,9 @@ class Xapi:
         self.db = Database()
         self.sessions: dict[str, SessionInfo] = {}
         self.task_times: dict[str, float] = {}
+        # Tasks whose operation is still running (an Async call, a transfer):
+        # cancelling one only asks it to stop; it ends when the work does.
+        self.task_work: set[str] = set()
         self.busy: dict[str, str] = {}
         self.attached: dict[str, Attachment] = {}
         self.space: dict[str, list[int]] = {}
@@ -603,7 +606,16 @@ class Xapi:
         """Record a task's outcome (caller holds the lock)."""
         if not self.db.exists('task', ref):
             return
-        if self.db.get('task', ref)['status'] != 'pending':
+        status = self.db.get('task', ref)['status']
+        if status == 'cancelling':
+            # The work has wound down: now the task is cancelled.
+            self.db.update('task', ref, status='cancelled', progress=1.0,
+                           finished=now_stamp(), allowed_operations=[],
+                           error_info=['TASK_CANCELLED', ref])
+            self.task_times[ref] = time.monotonic()
+            self.cond.notify_all()
+            return
+        if status != 'pending':
             return
         if error is None:
             self.db.update('task', ref, status='success', progress=1.0,
@@ -621,6 +633,7 @@ class Xapi:
                     values: list[Any]) -> str:
         with self.lock:
             task = self._new_task('Async.' + method.name, '', session)
+            self.task_work.add(task)
 
         def work() -> None:
             fault = self.fault_hook(method.name) if self.fault_hook else None
@@ -639,6 +652,7 @@ class Xapi:
             if fault is not None and fault.hang:
                 time.sleep(fault.hang)      # the task stays pending
             with self.lock:
+                self.task_work.discard(task)
                 self.task_done(task, result, err)
         threading.Thread(target=work, name='task-' + method.name,
                          daemon=True).start()
@@ -661,8 +675,15 @@ class Xapi:
         if rec['status'] != 'pending':
             raise XapiError('OPERATION_NOT_ALLOWED',
                             'task is not pending: %s' % rec['status'])
-        self.db.update('task', ref, status='cancelled', finished=now_stamp(),
-                       error_info=['TASK_CANCELLED', ref])
+        if ref in self.task_work:
+            # XAPI asks the operation to stop; the task reads 'cancelling'
+            # until it has wound down and released what it holds.
+            self.db.update('task', ref, status='cancelling',
+                           allowed_operations=[])
+        else:
+            self.db.update('task', ref, status='cancelled',
+                           finished=now_stamp(),
+                           error_info=['TASK_CANCELLED', ref])
         self.cond.notify_all()
         return ''
 
@@ -2261,12 +2282,14 @@ class Xapi:
             except XapiError as exc:
                 self.task_done(task, error=exc.details)
                 raise
+            self.task_work.add(task)
             return task, vdi, vbd, rec['virtual_size'], path
 
     def transfer_end(self, task: str, vdi: str, vbd: str,
                      blocks: list[list[int]] | None,
                      error: list[str] | None) -> None:
         with self.lock:
+            self.task_work.discard(task)
             if self.db.exists('VBD', vbd):
                 self.db.destroy('VBD', vbd)
             self._release([vdi])

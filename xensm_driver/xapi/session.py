@@ -49,6 +49,10 @@ _READ_ONLY = frozenset({
     "session.login_with_password", "session.logout",
 })
 
+#: Task states in which the operation is still under way ("cancelling":
+#: asked to stop, still holding what it holds).
+RUNNING = ("pending", "cancelling")
+
 _METHOD_RE = re.compile(rb"<methodName>([^<]+)</methodName>")
 
 
@@ -284,7 +288,7 @@ class SessionPool:
         try:
             while True:
                 status = self.call("task.get_status", task, obj=task)
-                if status != "pending":
+                if status not in RUNNING:
                     break
                 if time.monotonic() >= deadline:
                     with contextlib.suppress(exception.XensmError):

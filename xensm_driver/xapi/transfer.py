@@ -27,6 +27,7 @@ import requests
 from oslo_log import log as logging
 
 from xensm_driver import exception
+from xensm_driver.xapi.session import RUNNING
 from xensm_driver.xapi.session import SessionPool
 
 LOG = logging.getLogger(__name__)
@@ -221,7 +222,7 @@ def _abandon(pool: SessionPool, task: str, settle: float = 30.0) -> None:
     deadline = time.monotonic() + settle
     delay = 0.01
     with contextlib.suppress(exception.XapiError):
-        while (pool.call("task.get_status", task, obj=task) == "pending"
+        while (pool.call("task.get_status", task, obj=task) in RUNNING
                and time.monotonic() < deadline):
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
