@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.functional import base
+from xensm_driver import driver as driver_mod
 from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver.backends import sm
@@ -318,3 +319,31 @@ class TestNetApp(VerbsMixin, base.DriverTestCase):
 
 class TestEqualLogic(VerbsMixin, base.DriverTestCase):
     SR_TYPE = "equal"
+
+
+class TestLostCopyAnswers(base.DriverTestCase):
+    """XAPI made a copy but its answer was lost: the copy carries the
+    source's name, tags and stamp, and must never be taken for the source."""
+
+    SR_TYPE = "nfs"
+
+    def test_a_stray_snapshot_is_never_taken_for_its_volume(self) -> None:
+        vol = self.create_volume()
+        self.control.inject_fault("VDI.snapshot", drop="after")
+        self.assertRaises(exception.XapiConnectionError, self.snapshot_of, vol)
+        by_name = dict(vol, provider_id=None)            # a lookup by name alone
+        self.assertEqual(vol["provider_id"], self.driver.backend.locate(
+            driver_mod.volume_spec(by_name)))
+
+    def test_a_stray_clone_makes_a_name_lookup_refuse_to_guess(self) -> None:
+        vol = self.create_volume()
+        self.control.inject_fault("VDI.clone", drop="after")
+        self.assertRaises(exception.XapiConnectionError, self.driver.create_cloned_volume,
+                          self.volume(), vol)
+        before = self.sr_state()
+        err = self.assertRaises(exception.XensmError, self.driver.delete_volume,
+                                dict(vol, provider_id=None))
+        self.assertIn("one creation stamp", str(err))
+        self.assertEqual(before, self.sr_state())        # nothing destroyed on a guess
+        self.driver.delete_volume(vol)                   # by its recorded uuid: exact
+        self.assertNotIn(vol["provider_id"], self.sr_state())

@@ -252,6 +252,52 @@ class TestSolidFireSafety(SolidFireTestCase):
                                  vol["provider_id"]).name_label)
 
 
+class TestSolidFireRetriesAndReverts(SolidFireTestCase):
+    """Retries reuse what earlier attempts made; reverts undo only their own."""
+
+    def test_failed_retry_of_a_finished_create_keeps_its_access_and_sr(self) -> None:
+        vol = self.volume()
+        vol.update(self.driver.create_volume(dict(vol)))
+        before = self.world()
+        self.control.inject_fault("SR.get_uuid", error=["INTERNAL_ERROR", "late"])
+        self.assertRaises(exception.XensmError, self.driver.create_volume, dict(vol))
+        self.assertEqual(before, self.world())
+        self.assertEqual(A, (self.write(vol, A), self.read(vol, len(A)))[1])
+
+    def test_retried_clone_is_idempotent(self) -> None:
+        vol = self.create_volume()
+        clone = self.volume()
+        first = self.driver.create_cloned_volume(dict(clone), vol)
+        before = self.world()
+        self.assertEqual(first, self.driver.create_cloned_volume(dict(clone), vol))
+        self.assertEqual(before, self.world())
+
+    def test_a_revert_step_that_fails_does_not_stop_the_others(self) -> None:
+        vol = self.create_volume()
+        snap = self.snapshot_of(vol)
+        before = self.world()
+        # The last step fails, and so does forgetting the new SR on the way back.
+        self.control.inject_fault("SR.get_uuid", error=["INTERNAL_ERROR", "late step"])
+        self.control.inject_fault("SR.forget", error=["INTERNAL_ERROR", "stuck SR"])
+        err = self.assertRaises(exception.XensmError, self.driver.create_volume_from_snapshot,
+                                self.volume(), snap)
+        self.assertIn("late step", str(err))           # the failure, not the revert's
+        after = self.world()
+        # The SR that could not be forgotten is left (and logged); the clone's
+        # LUN and its access were still undone.
+        self.assertEqual(before["luns"], after["luns"])
+        self.assertEqual(before["access"], after["access"])
+        self.assertEqual(1, len(set(after["srs"]) - set(before["srs"])))
+
+    def test_lost_sr_create_answer_is_found_not_left_behind(self) -> None:
+        vol = self.volume()
+        self.control.inject_fault("SR.create", drop="after")
+        vol.update(self.driver.create_volume(vol))
+        srs = [s for s in self.world()["srs"] if vol["id"] in s]
+        self.assertEqual(["xensm-sf-volume-%s" % vol["id"]], srs)
+        self.assertEqual(A, (self.write(vol, A), self.read(vol, len(A)))[1])
+
+
 class TestSolidFireWithoutResign(SolidFireTestCase):
     PACKS = ()
 

@@ -167,10 +167,30 @@ class SolidFireBackend(base.Backend):
                 return volume
         return None
 
-    def find_lun_sr(self, volume_id: str) -> str | None:
-        """The ref of the volume's SR, or None. 1 call."""
+    def find_lun_sr(self, volume_id: str,
+                    sf_volume: dict[str, Any] | None = None) -> str | None:
+        """The ref of the volume's SR, or None. 1 call (2 with ``sf_volume``).
+
+        With ``sf_volume``, an SR of that name must sit on that volume's LUN;
+        one that does not is somebody else's, and is refused, not reused.
+        """
         found = self.storage.find_sr(name_label=self.sr_name(volume_id))
-        return found[0].ref if found else None
+        if not found:
+            return None
+        if len(found) > 1:
+            raise exception.XensmError(
+                "%d SRs are named %s; expected one. Forget the stray ones "
+                "(xe sr-forget) after checking which sits on the volume's LUN."
+                % (len(found), self.sr_name(volume_id)))
+        sr = found[0]
+        if sf_volume is not None:
+            want = self.lun_device_config(sf_volume)["SCSIid"]
+            on = {p.device_config.get("SCSIid", "") for p in self.storage.pbds(sr.ref)}
+            if on and want not in on:
+                raise exception.IdentityMismatch(
+                    operation="reuse SR of", vdi_uuid=sr.uuid, found="LUN %s" % sorted(on),
+                    expected="LUN %s of array volume %s" % (want, sf_volume["volumeID"]))
+        return sr.ref
 
     def lun_device_config(self, sf_volume: dict[str, Any]) -> dict[str, str]:
         """lvmoiscsi device_config for the LUN (LUN 0 of the volume's target)."""
@@ -182,13 +202,16 @@ class SolidFireBackend(base.Backend):
 
     # -- array side effects ---------------------------------------------------
 
-    def grant(self, array_volume_id: int) -> None:
+    def grant(self, array_volume_id: int) -> bool:
+        """Give the pool access to the volume; False if it already had it."""
         try:
             self.client.call("AddVolumesToVolumeAccessGroup",
                              volumeAccessGroupID=self.vag_id, volumes=[array_volume_id])
         except exception.ArrayError as exc:
             if exc.name != "xAlreadyInVolumeAccessGroup":
                 raise
+            return False
+        return True
 
     def revoke(self, array_volume_id: int) -> None:
         try:
@@ -270,7 +293,7 @@ class SolidFireBackend(base.Backend):
     def _volume_parts(self, volume: VolumeSpec, *, required: bool = True
                       ) -> tuple[dict[str, Any] | None, str | None]:
         sf_volume = self.find_array_volume(volume.id)
-        sr_ref = self.find_lun_sr(volume.id)
+        sr_ref = self.find_lun_sr(volume.id, sf_volume)
         if required and (sf_volume is None or sr_ref is None):
             raise exception.VolumeNotFound(volume_id=volume.id,
                                            sr_uuid="(its own SolidFire LUN)")

@@ -13,6 +13,7 @@ options) and the verb's inputs from the flow's store; they provide nouns
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -76,13 +77,28 @@ def pick(candidates: list[VDI], ident: identity.Identity) -> VDI | None:
     """The VDI that is ``ident``: tagged, managed, and the oldest.
 
     A VDI that already held the volume (a finished earlier create, perhaps
-    with data on it) is older than any duplicate a retry makes, so it wins;
-    concurrent duplicates fall back on the lowest uuid. Every caller picks
-    the same winner without talking to the others.
+    with data on it) is older than any duplicate a retry makes, so it wins,
+    and every caller picks the same winner. A volume is never a snapshot
+    (XAPI copies a volume's tags onto its snapshots until they are
+    re-tagged). Two VDIs with the same stamp are a VDI and an XAPI copy of
+    it whose re-tagging never happened (a lost answer): there is no telling
+    which is the original, so the lookup refuses rather than guess.
     """
-    ours = [v for v in candidates if v.managed and ident.matches(v.other_config)]
-    return min(ours, key=lambda v: (identity.created(v.other_config), v.uuid),
-               default=None)
+    ours = [v for v in candidates if v.managed and ident.matches(v.other_config)
+            and not (ident.kind == "volume" and v.is_a_snapshot)]
+    if not ours:
+        return None
+    ours.sort(key=lambda v: (identity.created(v.other_config), v.uuid))
+    first = ours[0]
+    twins = [v.uuid for v in ours[1:]
+             if identity.created(v.other_config) == identity.created(first.other_config)]
+    if twins:
+        raise exception.XensmError(
+            "VDIs %s all claim %s with one creation stamp: one is an XAPI copy whose "
+            "identity was never set (an answer lost mid-snapshot or clone). Look it "
+            "up by its recorded provider_id, or remove the stray copy (xensm "
+            "reconcile lists it)." % (", ".join([first.uuid, *twins]), ident.name_label))
+    return first
 
 
 # -- tasks --------------------------------------------------------------------
@@ -225,17 +241,27 @@ class DestroyVdiTask(XensmTask):
         return True
 
 
-def destroy_quietly(backend: SRBackend, vdi_ref: str) -> None:
-    """Destroy a VDI this flow made, while undoing; gone already is fine."""
+def undo(what: str, fn: Callable[..., Any], *args: Any) -> None:
+    """Run one step of a revert; never let it stop the others.
+
+    taskflow stops reverting at the first revert that raises and the
+    original failure is lost behind it. So "already gone" counts as done,
+    and anything else is logged as left behind -- tagged objects show up in
+    ``xensm reconcile`` -- while the rest of the flow still reverts.
+    """
     try:
-        backend.storage.destroy_vdi(vdi_ref)
+        fn(*args)
     except GONE:
         return
     except exception.XensmError as exc:
-        # Revert must not mask the original failure; say what is left.
-        LOG.error("Could not destroy VDI %s while undoing on SR %s: %s. "
-                  "It is tagged, so 'xensm reconcile' will report it.",
-                  vdi_ref, backend.sr_uuid, exc)
+        LOG.error("Could not undo %s: %s. It is left behind; 'xensm reconcile' "
+                  "reports tagged leftovers.", what, exc)
+
+
+def destroy_quietly(backend: SRBackend, vdi_ref: str) -> None:
+    """Destroy a VDI this flow made, while undoing."""
+    undo("VDI %s on SR %s" % (vdi_ref, backend.sr_uuid), backend.storage.destroy_vdi,
+         vdi_ref)
 
 
 class CheckCopyAllowedTask(XensmTask):
@@ -308,10 +334,8 @@ class AdoptTagsTask(XensmTask):
     def revert(self, backend: SRBackend, vdi: VDI, result: Any, **kwargs: Any) -> None:
         if _failed(result):
             return
-        try:
-            backend.storage.set_vdi_other_config(vdi.ref, result)
-        except GONE:
-            return
+        undo("the tags of VDI %s" % vdi.uuid, backend.storage.set_vdi_other_config,
+             vdi.ref, result)
 
 
 class AdoptNameTask(XensmTask):
@@ -324,7 +348,5 @@ class AdoptNameTask(XensmTask):
     def revert(self, backend: SRBackend, vdi: VDI, result: Any, **kwargs: Any) -> None:
         if _failed(result):
             return
-        try:
-            backend.storage.set_vdi_name_label(vdi.ref, result)
-        except GONE:
-            return
+        undo("the name of VDI %s" % vdi.uuid, backend.storage.set_vdi_name_label,
+             vdi.ref, result)

@@ -11,7 +11,6 @@ names below.
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -126,54 +125,80 @@ class CloneArrayVolumeTask(_ArrayVolumeMaker):
 
 
 class GrantAccessTask(common.XensmTask):
-    """Add the volume to the pool's access group; revert removes it."""
+    """Add the volume to the pool's access group; revert removes it, if this
+    attempt added it."""
 
-    def execute(self, backend: SolidFireBackend, sf_volume: dict[str, Any]) -> None:
-        backend.grant(sf_volume["volumeID"])
+    def execute(self, backend: SolidFireBackend, sf_volume: dict[str, Any]) -> bool:
+        return backend.grant(sf_volume["volumeID"])
 
     def revert(self, backend: SolidFireBackend, sf_volume: dict[str, Any], result: Any,
                **kwargs: Any) -> None:
-        if _failed(result):
+        if _failed(result) or not result:
             return
-        backend.revoke(sf_volume["volumeID"])
+        common.undo("access of array volume %s" % sf_volume["volumeID"], backend.revoke,
+                    sf_volume["volumeID"])
 
 
 # -- the SR on the LUN --------------------------------------------------------
 
-class CreateLunSrTask(common.XensmTask):
-    """SR.create of a fresh lvmoiscsi SR on the LUN; revert forgets it.
+class _LunSrMaker(common.XensmTask):
+    """Base of the tasks that put the volume's SR on its LUN.
 
-    A retried create finds the SR it made before and reuses it.
+    A retry finds the SR an earlier attempt made (on this very LUN) and
+    reuses it; revert forgets only an SR this attempt made.
     """
 
     default_provides = "sr_ref"
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.made = False
+
+    def revert(self, backend: SolidFireBackend, result: Any, **kwargs: Any) -> None:
+        if _failed(result) or not self.made:
+            return
+        common.undo("SR %s" % result, backend.forget_lun_sr, result)
+
+
+class CreateLunSrTask(_LunSrMaker):
+    """SR.create of a fresh lvmoiscsi SR on the LUN.
+
+    A lost answer is not re-sent: the SR is looked up by name instead.
+    """
+
     def execute(self, backend: SolidFireBackend, ident: identity.Identity,
                 sf_volume: dict[str, Any]) -> str:
-        existing = backend.find_lun_sr(ident.id)
+        existing = backend.find_lun_sr(ident.id, sf_volume)
         if existing is not None:
             return existing
-        return backend.storage.create_sr(
-            backend.master_ref, backend.lun_device_config(sf_volume), "lvmoiscsi",
-            backend.sr_name(ident.id), shared=True,
-            name_description="SolidFire volume %s of back end %s" % (
-                sf_volume["volumeID"], backend.name))
-
-    def revert(self, backend: SolidFireBackend, sf_volume: dict[str, Any], result: Any,
-               **kwargs: Any) -> None:
-        if _failed(result) or not sf_volume.get("_made_here"):
-            return
-        backend.forget_lun_sr(result)
+        self.made = True
+        try:
+            return backend.storage.create_sr(
+                backend.master_ref, backend.lun_device_config(sf_volume), "lvmoiscsi",
+                backend.sr_name(ident.id), shared=True,
+                name_description="SolidFire volume %s of back end %s" % (
+                    sf_volume["volumeID"], backend.name))
+        except exception.XapiConnectionError as exc:
+            if not exc.sent:
+                raise
+            made = backend.find_lun_sr(ident.id, sf_volume)
+            if made is None:
+                raise
+            return made
 
 
 class ResignLunTask(common.XensmTask):
     """Give a cloned LUN its own SR identity (the relvmoiscsi pack).
 
     The pack always answers with a failure that says it resigned; any other
-    answer is an error. Nothing to revert: the LUN goes with its volume.
+    answer is an error. Skipped when a retried clone's SR is already there.
+    Nothing to revert: the LUN goes with its volume.
     """
 
-    def execute(self, backend: SolidFireBackend, sf_volume: dict[str, Any]) -> None:
+    def execute(self, backend: SolidFireBackend, ident: identity.Identity,
+                sf_volume: dict[str, Any]) -> None:
+        if backend.find_lun_sr(ident.id, sf_volume) is not None:
+            return
         dc = dict(backend.lun_device_config(sf_volume), resign="true")
         try:
             backend.storage.create_sr(backend.master_ref, dc, "relvmoiscsi", "resign",
@@ -187,19 +212,16 @@ class ResignLunTask(common.XensmTask):
             "relvmoiscsi pack does; refusing to attach it." % sf_volume["volumeID"])
 
 
-class IntroduceLunSrTask(common.XensmTask):
-    """Probe the LUN for its SR and introduce it on every host; revert forgets it."""
-
-    default_provides = "sr_ref"
+class IntroduceLunSrTask(_LunSrMaker):
+    """Probe the LUN for its SR and introduce it on every host."""
 
     def execute(self, backend: SolidFireBackend, ident: identity.Identity,
                 sf_volume: dict[str, Any]) -> str:
+        existing = backend.find_lun_sr(ident.id, sf_volume)
+        if existing is not None:
+            return existing
+        self.made = True
         return backend.introduce_lun_sr(ident.id, sf_volume)
-
-    def revert(self, backend: SolidFireBackend, result: Any, **kwargs: Any) -> None:
-        if _failed(result):
-            return
-        backend.forget_lun_sr(result)
 
 
 class ForgetLunSrTask(common.XensmTask):
@@ -219,7 +241,11 @@ class ForgetLunSrTask(common.XensmTask):
                sf_volume: dict[str, Any] | None, result: Any, **kwargs: Any) -> None:
         if _failed(result) or not result or sf_volume is None:
             return
-        backend.tag_lun_vdi(ident, backend.introduce_lun_sr(ident.id, sf_volume))
+
+        def reattach() -> None:
+            backend.tag_lun_vdi(ident, backend.introduce_lun_sr(ident.id, sf_volume))
+
+        common.undo("the detach of volume %s's SR" % ident.id, reattach)
 
 
 # -- the VDI ------------------------------------------------------------------
@@ -243,8 +269,7 @@ class FillLunTask(common.XensmTask):
     def revert(self, backend: SolidFireBackend, result: Any, **kwargs: Any) -> None:
         if _failed(result) or result.startswith("reused:"):
             return
-        with contextlib.suppress(*common.GONE):
-            backend.storage.destroy_vdi(result)
+        common.undo("VDI %s" % result, backend.storage.destroy_vdi, result)
 
 
 class ReadVdiTask(common.XensmTask):
