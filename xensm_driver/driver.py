@@ -2,7 +2,8 @@
 
 A facade. It reads the back end's options once, opens the XAPI session pool,
 picks the back end for ``xensm_sr_type``, refuses what that back end cannot
-do, and hands each verb to it. No XAPI call is made here.
+do, and hands each verb to it. Storage calls are the back ends'; the
+image verbs here only stream data through the XAPI data path.
 
 In ``cinder.conf``::
 
@@ -131,6 +132,9 @@ class XenAPISMDriver(interface.VolumeDriver):
             "xensm_capabilities": sorted(backend.CAPABILITIES),
         }
         stats.update(backend.stats())
+        configured = self.configuration.safe_get("max_over_subscription_ratio")
+        if configured:
+            stats["max_over_subscription_ratio"] = configured     # the operator's wins
         stats.setdefault("pool_name", backend.name)
         # Cinder's scheduler reads pool figures only from "pools": without
         # it, it ignores pool_name and names the one pool after the back end.
@@ -233,8 +237,9 @@ class XenAPISMDriver(interface.VolumeDriver):
                        % disk_format)
 
     def _vdi_uuid(self, volume: Any) -> str:
-        spec = volume_spec(volume)
-        return vdi_uuid_of(spec) or self.backend.locate(spec)
+        """The volume's VDI uuid, verified by its tag (1 call): what is
+        written to, read from or handed to a VM must be this volume's."""
+        return self.backend.locate(volume_spec(volume))
 
     # -- manage ---------------------------------------------------------------
 

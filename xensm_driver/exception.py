@@ -205,8 +205,10 @@ class XapiTimeout(XapiConnectionError):
                "raise xenapi_call_timeout if the pool is slow.")
 
 
-class TaskFailed(XapiError):
-    """An asynchronous XAPI task finished in failure."""
+class PoolExhausted(XapiTimeout):
+    message = ("All %(size)s XAPI sessions to %(url)s stayed busy for %(timeout)ss; "
+               "raise xenapi_connection_pool_size, or look for calls XAPI is slow to "
+               "answer.")
 
 
 class TaskTimeout(XensmError):

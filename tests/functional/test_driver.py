@@ -159,7 +159,7 @@ class VerbsMixin:
         self.assertEqual(expected_clone,
                          cost(lambda: self.driver.create_volume_from_snapshot(clone, snap)))
         self.assertEqual(3, cost(lambda: self.driver.get_volume_stats(True)))
-        self.assertEqual(0, cost(lambda: self.driver.initialize_connection(vol, {})))
+        self.assertEqual(1, cost(lambda: self.driver.initialize_connection(vol, {})))
         self.assertEqual(2, cost(lambda: self.driver.extend_volume(vol, 2)))
         self.assertEqual(2, cost(lambda: self.driver.delete_snapshot(snap)))
         self.assertEqual(2, cost(lambda: self.driver.delete_volume(vol)))

@@ -259,6 +259,28 @@ class TestDataPath(base.SimTestCase):
         self.assertGreaterEqual(counts["task.get_status"], 5)
         self.assertEqual(5, counts["task.destroy"])
 
+    def test_a_long_transfer_does_not_hold_a_pool_session(self):
+        pool = self.pool(size=1, acquire_timeout=1.0)
+        storage = Storage(pool)
+        vdi = storage.create_vdi(self.nfs_sr(storage), 64 * base.MiB, "v", {})
+        chunks = transfer.export_chunks(pool, vdi, size=64 * base.MiB)
+        next(chunks)                                   # the export is under way
+        self.assertEqual(2, len(pool.call("host.get_all")))    # and the pool is free
+        self.assertEqual(64 * base.MiB, base.MiB + sum(len(c) for c in chunks))
+
+    def test_the_session_ref_stays_out_of_urls_and_logs(self):
+        logger = self.useFixture(fixtures.FakeLogger(level=logging.DEBUG))
+        pool = self.pool(size=1)
+        storage = Storage(pool)
+        vdi = storage.create_vdi(self.nfs_sr(storage), 4 * base.MiB, "v", {})
+        with pool.session() as sess:
+            ref = pool.session_ref(sess)
+        transfer.upload(pool, vdi, iter([b"x" * base.MiB]), size=base.MiB)
+        transfer.download(pool, vdi, lambda chunk: None, size=4 * base.MiB)
+        self.assertIn("import_raw_vdi", logger.output)       # the requests were logged
+        # URLs carry refs percent-encoded; look for the part that is not.
+        self.assertNotIn(ref.split(":", 1)[1], logger.output)
+
     def test_stream_cut_mid_export_is_an_error(self):
         pool = self.pool()
         storage = Storage(pool)

@@ -208,7 +208,8 @@ class SRBackend(base.Backend):
                     introduce_sr_keys=sorted(["sr_type", *dc]))
 
     def locate(self, volume: VolumeSpec) -> str:
-        """The uuid of the volume's VDI, looked up by name. 1 call."""
+        """The uuid of the volume's VDI, tag checked: by provider_id, else by
+        name. 1 call (2 if the provider_id is stale)."""
         vdi = common.find_vdi(self, volume.ident, volume.provider_id)
         if vdi is None:
             raise exception.VolumeNotFound(volume_id=volume.id, sr_uuid=self.sr.uuid)

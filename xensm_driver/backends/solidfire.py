@@ -505,11 +505,10 @@ class SolidFireBackend(base.Backend):
         way it was made: named ``xensm-<id>`` and tagged with the id.
         """
         group_id = str(base.field(group_snapshot, "id"))
-        provider_id = base.field(group_snapshot, "provider_id")
         for found in self.client.call("ListGroupSnapshots")["groupSnapshots"]:
             ours = found.get("name") == self.array_name(group_id) and (
                 found.get("attributes") or {}).get(identity.GROUP_SNAPSHOT_TAG) == group_id
-            if not ours and str(found["groupSnapshotID"]) != str(provider_id):
+            if not ours:
                 continue
             with contextlib.suppress(exception.ArrayNotFound):
                 self.client.call("DeleteGroupSnapshot",

@@ -185,9 +185,9 @@ class IdentifyVdiTask(XensmTask):
     """Resolve the VDI just made to its record, keeping one per identity.
 
     Looks the identity up by name: if an earlier attempt (a retry, or a
-    concurrent duplicate) already made a VDI for the same id, the lowest uuid
-    is kept and ours destroyed, so exactly one remains. 1 call (2 when ours
-    loses).
+    concurrent duplicate) already made a VDI for the same id, the oldest
+    (see :func:`pick`) is kept and ours destroyed, so exactly one remains.
+    1 call (2 when ours loses).
     """
 
     default_provides = "vdi"
@@ -308,7 +308,9 @@ class CheckResizableTask(XensmTask):
 class CopyIntoVdiTask(XensmTask):
     """Copy ``snapshot_vdi``'s content over ``vdi`` inside XAPI.
 
-    Last in its flow; a failed copy changed nothing XAPI reports as done.
+    Last in its flow, with nothing to revert: a copy that failed or timed
+    out may have overwritten part of the volume, but the snapshot is
+    untouched, so running the revert again completes it.
     """
 
     def execute(self, backend: SRBackend, vdi: VDI, snapshot_vdi: VDI) -> None:

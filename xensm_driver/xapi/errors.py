@@ -52,11 +52,6 @@ def translate(details: Sequence[str], method: str = "", obj: str = "",
     return _BY_CODE.get(code, exception.XapiError)(code, params, method=method, obj=obj)
 
 
-def sm_failure_code(err: BaseException) -> int | None:
-    """The SM error number of an SR_BACKEND_FAILURE, else None."""
-    return err.sm_code if isinstance(err, exception.SRBackendFailure) else None
-
-
 def _scrub(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, "***")

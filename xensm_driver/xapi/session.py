@@ -364,9 +364,9 @@ class SessionPool:
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise exception.XapiTimeout(
-                        url=self._safe_url(), method="(waiting for a free session)",
-                        timeout=self._acquire_timeout, reason="pool exhausted")
+                    raise exception.PoolExhausted(
+                        url=self._safe_url(), size=self._size,
+                        timeout=self._acquire_timeout)
                 self._cond.wait(remaining)
         try:
             return self._login()
@@ -464,7 +464,8 @@ class SessionPool:
         for sess in stale:
             self._logout(sess)
 
-    #: Seconds a logout may take: it is a courtesy (XAPI expires sessions),
+    #: Seconds a logout may wait for its answer (connecting still takes up
+    #: to the connect timeout): it is a courtesy (XAPI expires sessions),
     #: and a session is dropped mostly because XAPI stopped answering.
     LOGOUT_TIMEOUT = 5.0
 

@@ -252,18 +252,6 @@ class Storage:
             raise
         return sr_ref
 
-    def plug(self, sr_ref: str) -> int:
-        """Plug every unplugged PBD of the SR. 1 + 1 per unplugged PBD.
-
-        Returns how many were plugged.
-        """
-        plugged = 0
-        for pbd in self.pbds(sr_ref):
-            if not pbd.currently_attached:
-                self.pool.call("PBD.plug", pbd.ref, obj=sr_ref)
-                plugged += 1
-        return plugged
-
     def unplug(self, sr_ref: str) -> None:
         """Unplug every plugged PBD of the SR. 1 + 1 per plugged PBD."""
         for pbd in self.pbds(sr_ref):
@@ -372,10 +360,6 @@ class Storage:
         """The VDI record. 1 call."""
         return VDI.from_xapi(vdi_ref, self.pool.call("VDI.get_record", vdi_ref, obj=vdi_ref))
 
-    def vdi_uuid(self, vdi_ref: str) -> str:
-        """1 call."""
-        return self.pool.call("VDI.get_uuid", vdi_ref, obj=vdi_ref)
-
     def snapshot_vdi(self, vdi_ref: str) -> str:
         """An O(1) snapshot; XAPI copies name and other_config. 1 call."""
         return self.pool.call("VDI.snapshot", vdi_ref, {}, obj=vdi_ref)
@@ -418,7 +402,3 @@ class Storage:
     def set_vdi_other_config(self, vdi_ref: str, other_config: Mapping[str, str]) -> None:
         """Replace the VDI's other_config. 1 call."""
         self.pool.call("VDI.set_other_config", vdi_ref, dict(other_config), obj=vdi_ref)
-
-    def forget_vdi(self, vdi_ref: str) -> None:
-        """Drop the VDI record; the data stays. 1 call."""
-        self.pool.call("VDI.forget", vdi_ref, obj=vdi_ref)

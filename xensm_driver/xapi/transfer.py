@@ -117,16 +117,15 @@ def upload(pool: SessionPool, vdi: str, source: IO[bytes] | Iterable[bytes], *,
     body = _Body(chunks, size, vdi, progress)
     task = _new_task(pool, "xensm upload into %s" % vdi)
     try:
-        with pool.session() as sess:
-            params = _query(pool, sess, vdi, task)
-            try:
-                response = requests.put(
-                    pool.url + "/import_raw_vdi", params=params, data=body,
-                    verify=pool.tls_verify, timeout=(10.0, timeout))
-            except requests.RequestException as exc:
-                raise exception.TransferError(direction="into", vdi=vdi,
-                                              reason=_describe(exc)) from None
-            _check_response(response, "into", vdi)
+        query, cookies = _auth(pool, vdi, task)
+        try:
+            response = requests.put(
+                pool.url + "/import_raw_vdi", params=query, cookies=cookies, data=body,
+                verify=pool.tls_verify, timeout=(10.0, timeout), allow_redirects=False)
+        except requests.RequestException as exc:
+            raise exception.TransferError(direction="into", vdi=vdi,
+                                          reason=_describe(exc)) from None
+        _check_response(response, "into", vdi)
     except BaseException:
         _abandon(pool, task)
         raise
@@ -167,25 +166,24 @@ def export_chunks(pool: SessionPool, vdi: str, *, size: int, length: int | None 
     done = 0
     task = _new_task(pool, "xensm download from %s" % vdi)
     try:
-        with pool.session() as sess:
-            params = _query(pool, sess, vdi, task)
-            try:
-                with requests.get(pool.url + "/export_raw_vdi", params=params, stream=True,
-                                  verify=pool.tls_verify,
-                                  timeout=(10.0, timeout)) as response:
-                    _check_response(response, "from", vdi)
-                    for chunk in response.iter_content(CHUNK):
-                        chunk = chunk[:wanted - done]
-                        done += len(chunk)
-                        yield chunk
-                        if progress:
-                            progress(done, wanted)
-                        if done >= wanted:
-                            break
-            except requests.RequestException as exc:
-                raise exception.TransferError(
-                    direction="from", vdi=vdi,
-                    reason="%s after %d of %d bytes" % (_describe(exc), done, wanted)) from None
+        query, cookies = _auth(pool, vdi, task)
+        try:
+            with requests.get(pool.url + "/export_raw_vdi", params=query, cookies=cookies,
+                              stream=True, verify=pool.tls_verify,
+                              timeout=(10.0, timeout)) as response:
+                _check_response(response, "from", vdi)
+                for chunk in response.iter_content(CHUNK):
+                    chunk = chunk[:wanted - done]
+                    done += len(chunk)
+                    yield chunk
+                    if progress:
+                        progress(done, wanted)
+                    if done >= wanted:
+                        break
+        except requests.RequestException as exc:
+            raise exception.TransferError(
+                direction="from", vdi=vdi,
+                reason="%s after %d of %d bytes" % (_describe(exc), done, wanted)) from None
         if done != wanted:
             raise exception.TransferError(direction="from", vdi=vdi,
                                           reason="XAPI sent %d of %d bytes" % (done, wanted))
@@ -198,10 +196,17 @@ def export_chunks(pool: SessionPool, vdi: str, *, size: int, length: int | None 
         pool.wait_task(task, "export_raw_vdi", obj=vdi, timeout=timeout)
 
 
-def _query(pool: SessionPool, sess: Any, vdi: str, task: str) -> dict[str, str]:
-    """The data path's query: XAPI authenticates it by the session ref."""
-    return {"session_id": pool.session_ref(sess), "vdi": vdi, "format": "raw",
-            "task_id": task}
+def _auth(pool: SessionPool, vdi: str, task: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The data path's query and cookies.
+
+    XAPI authenticates a transfer by a session ref, accepted as a cookie:
+    kept out of the URL, it stays out of request logs. The ref is borrowed
+    from the pool, not the session itself: a transfer can last as long as
+    its data, and must not hold one of the pool's few sessions meanwhile.
+    """
+    with pool.session() as sess:
+        ref = pool.session_ref(sess)
+    return {"vdi": vdi, "format": "raw", "task_id": task}, {"session_id": ref}
 
 
 def _new_task(pool: SessionPool, label: str) -> str:
@@ -217,20 +222,28 @@ def _abandon(pool: SessionPool, task: str, settle: float = 30.0) -> None:
     down; returning before that would let the caller's next operation find
     the VDI in use. The outcome itself is of no interest: we stopped it.
     """
-    with contextlib.suppress(exception.XapiError):
+    with contextlib.suppress(exception.XensmError):
         pool.call("task.cancel", task, obj=task)
     deadline = time.monotonic() + settle
     delay = 0.01
-    with contextlib.suppress(exception.XapiError):
+    with contextlib.suppress(exception.XensmError):
         while (pool.call("task.get_status", task, obj=task) in RUNNING
                and time.monotonic() < deadline):
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
-    with contextlib.suppress(exception.XapiError):
+    with contextlib.suppress(exception.XensmError):
         pool.call("task.destroy", task, obj=task)
 
 
 def _check_response(response: requests.Response, direction: str, vdi: str) -> None:
+    if response.is_redirect:
+        # XAPI sends a transfer to the host that reaches the SR; a PUT body
+        # cannot be replayed there, so say where instead of failing vaguely.
+        raise exception.TransferError(
+            direction=direction, vdi=vdi,
+            reason="XAPI redirected it to %s (the host that reaches the SR); "
+                   "only SRs the pool master reaches are supported"
+                   % response.headers.get("Location", "another host").split("?")[0])
     if response.status_code == 401:
         raise exception.TransferError(direction=direction, vdi=vdi,
                                       reason="XAPI refused the session (HTTP 401)")

@@ -57,7 +57,6 @@ class TestTranslate(testtools.TestCase):
         err = errors.translate(["SR_BACKEND_FAILURE_96", "", "x", "<xml/>"])
         self.assertIs(exception.SRBackendFailure, type(err))
         self.assertEqual(96, err.sm_code)
-        self.assertEqual(96, errors.sm_failure_code(err))
 
     def test_secrets_are_scrubbed_from_params(self):
         err = errors.translate(["SESSION_AUTHENTICATION_FAILED", "root", "pw=hunter2!"],
