@@ -265,26 +265,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
         self._plain(404, what, {'Connection': 'close'})
 
-    def _import(self) -> None:
+    def _open_transfer(self, name: str) -> tuple[dict[str, str], str, Any] | None:
+        """What every data-path request does first: count it, apply its
+        faults, check its session and format. None: already answered."""
         q = self._query()
         faults = self.sim.faults
-        faults.count('http:import_raw_vdi')
-        fault = faults.match('http:import_raw_vdi')
+        faults.count(name)
+        fault = faults.match(name)
         try:
             self._apply_fault(fault)
         except _Drop:
             self._drop()
-            return
+            return None
         session = self._session(q)
         if session is None:
             self._unauthorized()
-            return
+            return None
         fmt = q.get('format', 'raw')
-        chunked = 'chunked' in q
         if fmt != 'raw':
             self._bad_format(q, 'format %s is not supported by xensm-sim'
                              % fmt)
+            return None
+        return q, session, fault
+
+    def _import(self) -> None:
+        opened = self._open_transfer('http:import_raw_vdi')
+        if opened is None:
             return
+        q, session, fault = opened
+        chunked = 'chunked' in q
         if self.headers.get('Transfer-Encoding'):
             self._bad_format(q, 'Transfer-Encoding is not supported')
             return
@@ -406,24 +415,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             n -= len(data)
 
     def _export(self) -> None:
-        q = self._query()
-        faults = self.sim.faults
-        faults.count('http:export_raw_vdi')
-        fault = faults.match('http:export_raw_vdi')
-        try:
-            self._apply_fault(fault)
-        except _Drop:
-            self._drop()
+        opened = self._open_transfer('http:export_raw_vdi')
+        if opened is None:
             return
-        session = self._session(q)
-        if session is None:
-            self._unauthorized()
-            return
-        fmt = q.get('format', 'raw')
-        if fmt != 'raw':
-            self._bad_format(q, 'format %s is not supported by xensm-sim'
-                             % fmt)
-            return
+        q, session, fault = opened
         xapi = self.sim.xapi
         try:
             task, vdi, vbd, size, path = xapi.transfer_begin(
