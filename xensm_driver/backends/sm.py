@@ -117,11 +117,11 @@ class SRBackend(base.Backend):
                 reason="SR %s (%s) is of type %s, not %s" % (
                     sr.uuid, sr.name_label, sr.type, self.SR_TYPE))
         pbds = self.storage.pbds(sr.ref)
-        hosts = self.storage.hosts() if self.shared else []
+        hosts = self.storage.hosts()
         unplugged = [p for p in pbds if not p.currently_attached]
-        missing = [h for h in hosts if h.ref not in {p.host for p in pbds}]
+        missing = [h for h in hosts if self.shared and h.ref not in {p.host for p in pbds}]
         if not pbds or unplugged or missing:
-            names = {h.ref: h.name_label for h in self.storage.hosts()}
+            names = {h.ref: h.name_label for h in hosts}
             detail = []
             if not pbds:
                 detail.append("it has no PBD on any host")

@@ -187,6 +187,20 @@ class CreateLunSrTask(_LunSrMaker):
             return made
 
 
+class FindLunSrTask(common.XensmTask):
+    """The SR a previous attempt already put on this LUN, or None.
+
+    Provides ``existing_sr``: a retried clone skips the resign and the
+    introduce when it is there. No side effect.
+    """
+
+    default_provides = "existing_sr"
+
+    def execute(self, backend: SolidFireBackend, ident: identity.Identity,
+                sf_volume: dict[str, Any]) -> str | None:
+        return backend.find_lun_sr(ident.id, sf_volume)
+
+
 class ResignLunTask(common.XensmTask):
     """Give a cloned LUN its own SR identity (the relvmoiscsi pack).
 
@@ -195,9 +209,9 @@ class ResignLunTask(common.XensmTask):
     Nothing to revert: the LUN goes with its volume.
     """
 
-    def execute(self, backend: SolidFireBackend, ident: identity.Identity,
-                sf_volume: dict[str, Any]) -> None:
-        if backend.find_lun_sr(ident.id, sf_volume) is not None:
+    def execute(self, backend: SolidFireBackend, sf_volume: dict[str, Any],
+                existing_sr: str | None) -> None:
+        if existing_sr is not None:
             return
         dc = dict(backend.lun_device_config(sf_volume), resign="true")
         try:
@@ -216,10 +230,9 @@ class IntroduceLunSrTask(_LunSrMaker):
     """Probe the LUN for its SR and introduce it on every host."""
 
     def execute(self, backend: SolidFireBackend, ident: identity.Identity,
-                sf_volume: dict[str, Any]) -> str:
-        existing = backend.find_lun_sr(ident.id, sf_volume)
-        if existing is not None:
-            return existing
+                sf_volume: dict[str, Any], existing_sr: str | None) -> str:
+        if existing_sr is not None:
+            return existing_sr
         self.made = True
         return backend.introduce_lun_sr(ident.id, sf_volume)
 
@@ -379,12 +392,13 @@ def create_volume() -> linear_flow.Flow:
 
 
 def clone_by_resign() -> linear_flow.Flow:
-    """CloneArrayVolumeTask -> GrantAccessTask -> ResignLunTask ->
-    IntroduceLunSrTask -> AdoptLunVdiTask -> GrowVdiTask -> ModelUpdateTask.
-    Store: ident, source_volume, source_snapshot_id, size_bytes."""
+    """CloneArrayVolumeTask -> GrantAccessTask -> FindLunSrTask ->
+    ResignLunTask -> IntroduceLunSrTask -> AdoptLunVdiTask -> GrowVdiTask ->
+    ModelUpdateTask. Store: ident, source_volume, source_snapshot_id,
+    size_bytes."""
     return linear_flow.Flow("sf_clone_by_resign").add(
-        CloneArrayVolumeTask(), GrantAccessTask(), ResignLunTask(), IntroduceLunSrTask(),
-        AdoptLunVdiTask(), GrowVdiTask(), ModelUpdateTask())
+        CloneArrayVolumeTask(), GrantAccessTask(), FindLunSrTask(), ResignLunTask(),
+        IntroduceLunSrTask(), AdoptLunVdiTask(), GrowVdiTask(), ModelUpdateTask())
 
 
 def clone_by_copy() -> linear_flow.Flow:
@@ -411,7 +425,8 @@ def revert_to_snapshot() -> linear_flow.Flow:
     """
     return linear_flow.Flow("sf_revert_to_snapshot").add(
         ForgetLunSrTask(), RollbackTask(),
-        IntroduceLunSrTask(provides="new_sr_ref"),
+        # The SR was forgotten just before: nothing on the LUN to reuse.
+        IntroduceLunSrTask(provides="new_sr_ref", inject={"existing_sr": None}),
         AdoptLunVdiTask(rebind={"sr_ref": "new_sr_ref"}))
 
 
