@@ -39,6 +39,7 @@ class StubStorage:
         self.sr_ref = sr_ref
         self.vdis: dict[str, VDI] = {}
         self.by_name: dict[str, set[str]] = {}
+        self.sr_config: dict[str, str] = {}
 
     def _add(self, vdi: VDI) -> str:
         self.vdis[vdi.ref] = vdi
@@ -75,8 +76,35 @@ class StubStorage:
     def find_vdis(self, sr_ref: str, name_label: str) -> list[VDI]:
         return [self.vdis[r] for r in self.by_name.get(name_label, ())]
 
+    def find_vdis_named(self, sr_ref: str, names: list[str],
+                        uuid: str | None = None) -> list[VDI]:
+        found = {v.ref: v for n in names for v in self.find_vdis(sr_ref, n)}
+        by_uuid = self.vdi_by_uuid(uuid) if uuid else None
+        if by_uuid is not None:
+            found[by_uuid.ref] = by_uuid
+        return list(found.values())
+
     def vdi_by_uuid(self, vdi_uuid: str) -> VDI | None:
         return self.vdis.get("OpaqueRef:" + vdi_uuid)
+
+    def get_vdi(self, vdi_ref: str) -> VDI:
+        return self.vdis[vdi_ref]
+
+    def add_other_config_key(self, cls: str, ref: str, key: str, value: str) -> None:
+        if cls == "SR":
+            self.sr_config[key] = value
+        else:
+            self._replace(ref, other_config={**self.vdis[ref].other_config, key: value})
+
+    def remove_other_config_key(self, cls: str, ref: str, key: str) -> None:
+        if cls == "SR":
+            self.sr_config.pop(key, None)
+        else:
+            self._replace(ref, other_config={k: v for k, v in
+                                             self.vdis[ref].other_config.items() if k != key})
+
+    def sr_other_config(self, sr_ref: str) -> dict[str, str]:
+        return dict(self.sr_config)
 
     def base_copies(self, sr_ref: str) -> list[VDI]:
         return []

@@ -101,9 +101,10 @@ def _point(drv: Any, fc: FloorClient, counted: Counted, sr_ref: str,
     sr_uuid = drv.backend.sr_uuid
     records = fc.x.VDI.get_all_records_where('field "SR"="%s"' % sr_ref)
     # What Cinder hands update_provider_info at start-up: every volume of
-    # the back end. The worst case: none has a provider_id yet.
+    # the back end, each with its provider_id; the driver lists the SR once
+    # to follow the VDIs that reverts swapped in.
     volumes = [{"id": rec["other_config"].get(identity.VOLUME_TAG, ""),
-                "provider_id": None,
+                "provider_id": rec["uuid"],
                 "provider_location": identity.provider_location(sr_uuid, rec["uuid"])}
                for rec in records.values()]
     made: list[dict[str, Any]] = []

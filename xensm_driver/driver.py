@@ -37,12 +37,47 @@ _BACKEND_LEVEL = frozenset({"volume_backend_name", "vendor_name", "driver_versio
                             "storage_protocol", "pools"})
 
 
-def volume_spec(volume: Any) -> base.VolumeSpec:
+def volume_spec(volume: Any, *, sized: bool = False) -> base.VolumeSpec:
+    """The back end's view of a Cinder volume. ``sized``: the verb makes or
+    grows storage, so the size must be a whole number of GiB above 0."""
+    size = base.field(volume, "size")
+    source_volid = base.field(volume, "source_volid")
+    snapshot_id = base.field(volume, "snapshot_id")
+    source = (identity.volume(str(source_volid)) if source_volid
+              else identity.snapshot(str(snapshot_id)) if snapshot_id else None)
     return base.VolumeSpec(
-        id=str(base.field(volume, "id")), size_gb=int(base.field(volume, "size") or 0),
+        id=str(base.field(volume, "id")),
+        size_gb=size_gb(size, "size of volume %s" % base.field(volume, "id"))
+        if sized else _lenient_size(size),
         provider_id=base.field(volume, "provider_id"),
         provider_location=base.field(volume, "provider_location"),
-        display_name=base.field(volume, "display_name") or "")
+        display_name=base.field(volume, "display_name") or "", source=source)
+
+
+def size_gb(value: Any, what: str) -> int:
+    """A size in GiB: a whole number above 0 (an int, or text or a float that
+    is one). Anything else is InvalidInput naming ``what``, before any call."""
+    number: Any = value
+    if isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
+        raise exception.InvalidInput(
+            reason="%s must be a whole number of GiB above 0, got %r" % (what, value))
+    return number
+
+
+def _lenient_size(value: Any) -> int:
+    # Verbs that neither make nor grow storage (delete, attach) must still
+    # work on a record whose size is odd, so it is only read here.
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 def snapshot_spec(snapshot: Any) -> base.SnapshotSpec:
@@ -146,18 +181,21 @@ class XenAPISMDriver(interface.VolumeDriver):
     # -- volumes --------------------------------------------------------------
 
     def create_volume(self, volume: Any) -> dict[str, Any] | None:
-        return self.backend.create_volume(volume_spec(volume))
+        return self.backend.create_volume(volume_spec(volume, sized=True))
 
     def delete_volume(self, volume: Any) -> None:
         self.backend.delete_volume(volume_spec(volume))
 
     def extend_volume(self, volume: Any, new_size: int) -> None:
+        spec = volume_spec(volume)
+        new_size_gb = size_gb(new_size, "new size of volume %s" % spec.id)
         self._require("extend_volume")
-        self.backend.extend_volume(volume_spec(volume), int(new_size))
+        self.backend.extend_volume(spec, new_size_gb)
 
     def create_cloned_volume(self, volume: Any, src_vref: Any) -> dict[str, Any] | None:
         self._require("create_cloned_volume")
-        return self.backend.create_cloned_volume(volume_spec(volume), volume_spec(src_vref))
+        return self.backend.create_cloned_volume(volume_spec(volume, sized=True),
+                                                 volume_spec(src_vref))
 
     # -- snapshots ------------------------------------------------------------
 
@@ -171,12 +209,17 @@ class XenAPISMDriver(interface.VolumeDriver):
 
     def create_volume_from_snapshot(self, volume: Any, snapshot: Any) -> dict[str, Any] | None:
         self._require("create_volume_from_snapshot")
-        return self.backend.create_volume_from_snapshot(volume_spec(volume),
+        return self.backend.create_volume_from_snapshot(volume_spec(volume, sized=True),
                                                         snapshot_spec(snapshot))
 
-    def revert_to_snapshot(self, context: Any, volume: Any, snapshot: Any) -> None:
+    def revert_to_snapshot(self, context: Any, volume: Any,
+                           snapshot: Any) -> dict[str, Any] | None:
+        """Revert; on SM SRs the volume's VDI is replaced (see the back end),
+        and the model update names the new one. Cinder's manager ignores
+        it; the recorded provider_id still finds the volume, and
+        update_provider_info records the new one at the next start."""
         self._require("revert_to_snapshot")
-        self.backend.revert_to_snapshot(volume_spec(volume), snapshot_spec(snapshot))
+        return self.backend.revert_to_snapshot(volume_spec(volume), snapshot_spec(snapshot))
 
     # -- attach ---------------------------------------------------------------
 
@@ -265,10 +308,13 @@ class XenAPISMDriver(interface.VolumeDriver):
 
     def update_provider_info(self, volumes: list[Any],
                              snapshots: list[Any]) -> tuple[Any, Any]:
-        """Fill provider_id where only provider_location was recorded.
+        """Fill provider_id where only provider_location was recorded, and
+        follow a revert's swap to the volume's current VDI.
 
-        Volumes that already carry a provider_id cost nothing, so a start-up
-        over thousands of volumes makes no XAPI call at all.
+        Cinder ignores what revert_to_snapshot returns, so after an SM
+        revert its provider_id names the replaced VDI (which still finds the
+        volume); this records the current one. At most 1 call for the SR,
+        however many volumes.
         """
         def missing(items: list[Any]) -> list[dict[str, str]]:
             updates = []
@@ -279,7 +325,8 @@ class XenAPISMDriver(interface.VolumeDriver):
                 if parsed:
                     updates.append({"id": str(base.field(item, "id")), "provider_id": parsed[1]})
             return updates
-        return missing(volumes), missing(snapshots)
+        swapped = self.backend.replaced_provider_ids([volume_spec(v) for v in volumes])
+        return missing(volumes) + swapped, missing(snapshots)
 
     # -- groups ---------------------------------------------------------------
     # Without a consistent multi-volume snapshot (SM-native SRs have none),

@@ -214,7 +214,8 @@ class VolumeDriver:
 
     # -- VolumeSnapshotRevertDriver -------------------------------------------
 
-    def revert_to_snapshot(self, context: Any, volume: Any, snapshot: Any) -> None:
+    def revert_to_snapshot(self, context: Any, volume: Any,
+                           snapshot: Any) -> dict[str, Any] | None:
         raise NotImplementedError()
 
     # -- VolumeManagementDriver / VolumeListManageableDriver ------------------

@@ -8,6 +8,7 @@ after which the SR must hold exactly what it held before.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -35,9 +36,66 @@ class VerbsMixin:
         snap = self.snapshot_of(vol)
         self.write(vol, B)
         self.assertEqual(B, self.read(vol, len(B)))
-        self.driver.revert_to_snapshot(None, vol, snap)
+        update = self.driver.revert_to_snapshot(None, vol, snap)
+        # The volume's VDI was swapped for a clone of the snapshot: the
+        # recorded provider_id still finds it, and the update names it.
+        self.assertIsNone(self.find(vol))
+        self.assertEqual(update["provider_id"],
+                         self.driver.initialize_connection(vol, {})["data"]["vdi_uuid"])
+        vol.update(update)
         self.assertEqual(A, self.read(vol, len(A)))
-        self.assertEqual(vol["provider_id"], self.find(vol).uuid)   # identity kept
+
+    def test_revert_restores_the_snapshot_over_the_whole_virtual_size(self: Any) -> None:
+        vol = self.create_volume()
+        self.write(vol, A[:base.MiB])
+        snap = self.snapshot_of(vol)
+        zeros = bytes(2 * base.MiB)
+        self.write(vol, B + zeros + C)          # over A, and past what A covered
+        vol.update(self.driver.revert_to_snapshot(None, vol, snap))
+        self.assertEqual(A[:base.MiB] + bytes(5 * base.MiB), self.read(vol, 6 * base.MiB))
+        self.assertEqual(A[:base.MiB], self.read(snap, base.MiB))   # the snapshot stays
+        self.write(vol, C)                                          # and the volume is usable
+        self.assertEqual(C, self.read(vol, len(C)))
+
+    def test_revert_to_a_snapshot_of_an_unwritten_volume_empties_it(self: Any) -> None:
+        vol = self.create_volume()
+        snap = self.snapshot_of(vol)
+        self.write(vol, B)
+        self.driver.revert_to_snapshot(None, vol, snap)     # the old provider_id is kept
+        self.assertEqual(bytes(len(B)), self.read(
+            dict(vol, provider_id=self.driver.backend.locate(driver_mod.volume_spec(vol))),
+            len(B)))
+        self.driver.delete_snapshot(snap)
+        self.driver.delete_volume(vol)                      # by the recorded provider_id
+        self.control.run_gc()
+        self.assertEqual({}, {k: v for k, v in self.sr_state().items() if v[3]})
+
+    def test_a_recorded_uuid_that_is_gone_never_leads_to_another_vdi(self: Any) -> None:
+        vol = self.create_volume()
+        twin = self.volume(id=vol["id"])                 # same name and tag, its own VDI
+        storage = self.driver.backend.storage
+        other = storage.create_vdi(self.driver.backend.sr_ref, base.MiB * 8,
+                                   "volume-%s" % vol["id"], identity.volume(vol["id"]).tags())
+        self.driver.delete_volume(vol)                   # destroys what it recorded...
+        self.assertIsNotNone(storage.get_vdi(other))
+        self.driver.delete_volume(vol)                   # ...and, again, nothing else
+        self.assertIsNotNone(storage.get_vdi(other))
+        self.assertRaises(exception.NotFound, self.driver.initialize_connection, vol, {})
+        self.assertIsNotNone(twin)
+
+    def test_a_tagged_vdi_on_another_sr_is_never_used(self: Any) -> None:
+        vol = self.create_volume()
+        storage = self.driver.backend.storage
+        other_sr = self.nfs_sr(storage)
+        copy_ref = storage.create_vdi(other_sr, base.MiB * 8, "volume-%s" % vol["id"],
+                                      identity.volume(vol["id"]).tags())
+        elsewhere = dict(vol, provider_id=storage.get_vdi(copy_ref).uuid)
+        for verb in (lambda: self.driver.delete_volume(elsewhere),
+                     lambda: self.driver.extend_volume(elsewhere, 2),
+                     lambda: self.driver.initialize_connection(elsewhere, {})):
+            self.assertRaises(exception.IdentityMismatch, verb)
+        self.assertEqual(base.MiB * 8, storage.get_vdi(copy_ref).virtual_size)
+        self.assertIsNotNone(self.find(vol))
 
     def test_clone_of_snapshot_holds_its_bytes_while_source_changes(self: Any) -> None:
         vol = self.create_volume()
@@ -149,15 +207,21 @@ class VerbsMixin:
             return counter.total()
 
         vol_or_snap = vol
-        self.assertEqual(2, cost(lambda: self.driver.create_volume(vol)))
+        # create: claim, create, identify, release.
+        self.assertEqual(4, cost(lambda: self.driver.create_volume(vol)))
         snap = {"id": str(uuid.uuid4()), "volume": vol, "volume_size": 1}
         vol_or_snap = snap
-        self.assertEqual(5, cost(lambda: self.driver.create_snapshot(snap)))
+        # find, mark, snapshot, name, tag, unmark, identify.
+        self.assertEqual(7, cost(lambda: self.driver.create_snapshot(snap)))
         clone = self.volume()
         vol_or_snap = clone
-        expected_clone = 6 if self.driver.backend.can(sm.base.VHD_CHAIN) else 5
-        self.assertEqual(expected_clone,
+        chain = 1 if self.driver.backend.can(sm.base.VHD_CHAIN) else 0
+        self.assertEqual(7 + chain,     # the same, and the chain's depth
                          cost(lambda: self.driver.create_volume_from_snapshot(clone, snap)))
+        vol_or_snap = vol
+        # find both, check, (chain), mark, clone, name, tag, read, unmark, swap.
+        self.assertEqual(9 + chain, cost(lambda: self.driver.revert_to_snapshot(
+            None, vol, snap)))
         self.assertEqual(3, cost(lambda: self.driver.get_volume_stats(True)))
         self.assertEqual(1, cost(lambda: self.driver.initialize_connection(vol, {})))
         self.assertEqual(2, cost(lambda: self.driver.extend_volume(vol, 2)))
@@ -253,6 +317,8 @@ class VerbsMixin:
             "extend_volume": lambda: lambda: self.driver.extend_volume(
                 vol, self.find(vol).virtual_size // base.GiB + 1),
             "manage_existing": adoptable,
+            "revert_to_snapshot": lambda: lambda: self.driver.revert_to_snapshot(
+                None, vol, snap),
         }
         counter = self.driver.pool.counter
         for verb, prepare in verbs.items():
@@ -277,8 +343,11 @@ class VerbsMixin:
         return self.driver.backend.storage.vdi_by_uuid(obj["provider_id"])
 
     def settled_state(self: Any) -> dict[str, tuple[Any, ...]]:
+        """The SR's VDIs and its other_config (where create claims are held)."""
         self.control.run_gc()
-        return self.sr_state()
+        backend = self.driver.backend
+        return dict(self.sr_state(), sr_other_config=tuple(sorted(
+            backend.storage.sr_other_config(backend.sr_ref).items())))
 
     def attach(self: Any, obj: dict[str, Any]) -> str:
         pool = self.driver.pool
@@ -335,15 +404,124 @@ class TestLostCopyAnswers(base.DriverTestCase):
         self.assertEqual(vol["provider_id"], self.driver.backend.locate(
             driver_mod.volume_spec(by_name)))
 
-    def test_a_stray_clone_makes_a_name_lookup_refuse_to_guess(self) -> None:
+    def test_a_lost_clone_answer_is_undone_by_the_failed_verb(self) -> None:
         vol = self.create_volume()
+        before = self.sr_state()
+        clone = dict(self.volume(), source_volid=vol["id"])
         self.control.inject_fault("VDI.clone", drop="after")
         self.assertRaises(exception.XapiConnectionError, self.driver.create_cloned_volume,
-                          self.volume(), vol)
+                          clone, vol)
+        # The flow's own undo found the copy by its mark and destroyed it.
+        self.assertEqual(before, self.settled())
+
+    def test_a_copy_whose_undo_failed_is_removed_by_the_later_delete(self) -> None:
+        vol = self.create_volume()
         before = self.sr_state()
-        err = self.assertRaises(exception.XensmError, self.driver.delete_volume,
-                                dict(vol, provider_id=None))
-        self.assertIn("one creation stamp", str(err))
-        self.assertEqual(before, self.sr_state())        # nothing destroyed on a guess
-        self.driver.delete_volume(vol)                   # by its recorded uuid: exact
-        self.assertNotIn(vol["provider_id"], self.sr_state())
+        clone = dict(self.volume(), source_volid=vol["id"])
+        # The answer to the clone is lost and so is every call of the undo (a
+        # master restart): the copy stays, named as its source and marked.
+        self.control.inject_fault("VDI.clone", drop="after")
+        self.control.inject_fault("VDI.get_all_records_where", drop="before", nth=2,
+                                  times=10)
+        self.control.inject_fault("VDI.remove_from_other_config", drop="before")
+        self.assertRaises(exception.XensmError, self.driver.create_cloned_volume, clone, vol)
+        self.control.clear_faults()
+        self.assertNotEqual(before, self.settled())
+        self.assertEqual(vol["provider_id"], self.driver.backend.locate(
+            driver_mod.volume_spec(dict(vol, provider_id=None))))   # never the source
+        self.driver.delete_volume(clone)
+        self.assertEqual(before, self.settled())
+
+    def test_a_copy_left_between_naming_and_tagging_is_removed_by_the_delete(self) -> None:
+        vol = self.create_volume()
+        before = self.sr_state()
+        snap = {"id": str(uuid.uuid4()), "volume": vol, "volume_size": 1}
+        # An outage after the copy was named and before it was tagged, and
+        # during the undo's VDI.destroy.
+        self.control.inject_fault("VDI.set_other_config", drop="before")
+        self.control.inject_fault("VDI.destroy", drop="before")
+        self.assertRaises(exception.XensmError, self.driver.create_snapshot, snap)
+        self.control.clear_faults()
+        self.assertNotEqual(before, self.settled())
+        self.driver.delete_snapshot(snap)
+        self.assertEqual(before, self.settled())
+
+    def test_deleting_the_source_removes_copies_of_it_never_finished(self) -> None:
+        vol = self.create_volume()
+        self.control.inject_fault("VDI.snapshot", drop="after")
+        self.control.inject_fault("VDI.get_all_records_where", drop="before", nth=2,
+                                  times=10)
+        self.assertRaises(exception.XapiConnectionError, self.snapshot_of, vol)
+        self.control.clear_faults()
+        self.assertEqual(2, len(self.settled()))         # the volume and the stray
+        self.driver.delete_volume(vol)
+        self.assertEqual({}, self.settled())
+
+    def settled(self) -> dict[str, Any]:
+        self.control.run_gc()
+        return {k: v for k, v in self.sr_state().items() if v[3]}   # managed VDIs
+
+
+class TestCallTimeout(base.DriverTestCase):
+    """A copy XAPI makes while the driver has given up waiting for it."""
+
+    SR_TYPE = "nfs"
+    EXTRA_OPTIONS = {"xenapi_call_timeout": 1}
+
+    def test_a_snapshot_answered_after_the_timeout_leaves_nothing(self) -> None:
+        vol = self.create_volume()
+        before = self.sr_state()
+        snap = {"id": str(uuid.uuid4()), "volume": vol, "volume_size": 1}
+        self.control.inject_fault("VDI.snapshot", hang=3)
+        self.assertRaises(exception.XapiTimeout, self.driver.create_snapshot, snap)
+        self.driver.delete_snapshot(snap)
+        self.control.run_gc()
+        self.assertEqual(before, self.sr_state())
+
+
+class TestConcurrentCreates(base.DriverTestCase):
+    """Two driver instances (an active-active pair) create the same id."""
+
+    SR_TYPE = "nfs"
+
+    def test_concurrent_creates_of_one_id_end_with_one_vdi_for_every_caller(self) -> None:
+        drivers = [self.driver, self.make_driver()]
+        for _ in range(10):
+            vol = self.volume()
+            results: list[Any] = [None, None]
+
+            def create(i: int, vol: dict[str, Any] = vol,
+                       results: list[Any] = results) -> None:
+                results[i] = drivers[i].create_volume(dict(vol))
+
+            threads = [threading.Thread(target=create, args=(i,)) for i in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(results[0], results[1])
+            named = self.driver.backend.storage.find_vdis(
+                self.driver.backend.sr_ref, "volume-%s" % vol["id"])
+            self.assertEqual([results[0]["provider_id"]], [v.uuid for v in named])
+        self.assertEqual({}, self.driver.backend.storage.sr_other_config(
+            self.driver.backend.sr_ref))                # every claim given back
+
+
+class TestSizes(base.DriverTestCase):
+    """Sizes are whole GiB above 0, refused before any call otherwise."""
+
+    SR_TYPE = "nfs"
+
+    def test_bad_sizes_are_refused_naming_the_argument_before_any_call(self) -> None:
+        vol = self.create_volume()
+        counter = self.driver.pool.counter
+        for bad in ("1.5", "abc", float("nan"), 0, None, -1, 1.5, True, ""):
+            counter.reset()
+            err = self.assertRaises(exception.InvalidInput, self.driver.create_volume,
+                                    self.volume(size=bad))
+            self.assertIn("size of volume", str(err))
+            err = self.assertRaises(exception.InvalidInput, self.driver.extend_volume,
+                                    vol, bad)
+            self.assertIn("new size of volume %s" % vol["id"], str(err))
+            self.assertEqual(0, counter.total(), bad)
+        self.assertIsNotNone(self.driver.create_volume(self.volume(size="2")))

@@ -108,14 +108,17 @@ class TestChainGuard(base.DriverTestCase):
 
 class TestProviderInfo(base.DriverTestCase):
 
-    def test_only_missing_provider_ids_are_filled_without_a_call(self) -> None:
-        vol = self.create_volume()
-        legacy = dict(vol, provider_id=None)
+    def test_missing_and_replaced_provider_ids_are_filled_in_one_call(self) -> None:
+        vols = [self.create_volume() for _ in range(3)]
+        legacy = dict(vols[0], provider_id=None)
+        snap = self.snapshot_of(vols[1])
+        update = self.driver.revert_to_snapshot(None, vols[1], snap)   # a new VDI
         self.driver.pool.counter.reset()
-        volumes, snapshots = self.driver.update_provider_info([vol, legacy], [])
-        self.assertEqual([{"id": vol["id"], "provider_id": vol["provider_id"]}], volumes)
+        volumes, snapshots = self.driver.update_provider_info([*vols, legacy], [snap])
+        self.assertEqual([{"id": vols[0]["id"], "provider_id": vols[0]["provider_id"]},
+                          dict(update, id=vols[1]["id"])], volumes)
         self.assertEqual([], snapshots)
-        self.assertEqual(0, self.driver.pool.counter.total())
+        self.assertEqual(1, self.driver.pool.counter.total())     # however many volumes
 
 
 class TestAsyncDeadline(base.SimTestCase):

@@ -89,6 +89,10 @@ class VolumeSpec:
     provider_id: str | None = None
     provider_location: str | None = None
     display_name: str = ""
+    #: What the volume was cloned from (Cinder's source_volid or
+    #: snapshot_id), when it was: a copy whose answer was lost still
+    #: carries the source's name, and a delete looks there too.
+    source: identity.Identity | None = None
 
     @property
     def ident(self) -> identity.Identity:
@@ -184,6 +188,12 @@ class Backend:
 
     def delete_volume(self, volume: VolumeSpec) -> None:
         raise NotImplementedError
+
+    def replaced_provider_ids(self, volumes: list[VolumeSpec]) -> list[dict[str, str]]:
+        """Model updates (with ``id``) for volumes whose recorded provider_id
+        names a VDI that was replaced (an SM revert). None by default: only
+        back ends that replace VDIs have any."""
+        return []
 
     def locate(self, volume: VolumeSpec) -> str:
         """The uuid of the volume's VDI."""

@@ -215,6 +215,26 @@ class SRBackend(base.Backend):
             raise exception.VolumeNotFound(volume_id=volume.id, sr_uuid=self.sr.uuid)
         return vdi.uuid
 
+    def replaced_provider_ids(self, volumes: list[VolumeSpec]) -> list[dict[str, str]]:
+        """Follow reverts' swaps (identity.REPLACES_TAG) from each recorded
+        provider_id to the VDI that is the volume now. 1 call for the SR,
+        however many volumes."""
+        recorded = {v.provider_id: v for v in volumes if v.provider_id}
+        if not recorded:
+            return []
+        vdis = self.storage.sr_vdis(self.sr.ref)
+        present = {v.uuid for v in vdis}
+        updates = []
+        for uuid, spec in sorted(recorded.items()):
+            if uuid in present:
+                continue
+            current = common.pick([v for v in vdis
+                                   if uuid in identity.replaced(v.other_config)], spec.ident)
+            if current is not None:
+                updates.append({"id": spec.id,
+                                **identity.model_update(self.sr.uuid, current.uuid)})
+        return updates
+
     # -- verbs ----------------------------------------------------------------
 
     def _run(self, flow: Any, **store: Any) -> dict[str, Any]:
@@ -227,7 +247,7 @@ class SRBackend(base.Backend):
 
     def delete_volume(self, volume: VolumeSpec) -> None:
         self._run(volume_flows.delete_volume(), ident=volume.ident,
-                  provider_id=volume.provider_id)
+                  provider_id=volume.provider_id, source_ident=volume.source)
 
     def extend_volume(self, volume: VolumeSpec, new_size_gb: int) -> None:
         self._run(volume_flows.extend_volume(), ident=volume.ident,
@@ -242,7 +262,7 @@ class SRBackend(base.Backend):
 
     def delete_snapshot(self, snapshot: SnapshotSpec) -> None:
         self._run(snapshot_flows.delete_snapshot(), ident=snapshot.ident,
-                  provider_id=snapshot.provider_id)
+                  provider_id=snapshot.provider_id, source_ident=snapshot.volume.ident)
 
     def create_volume_from_snapshot(self, volume: VolumeSpec,
                                     snapshot: SnapshotSpec) -> dict[str, str]:
@@ -258,10 +278,16 @@ class SRBackend(base.Backend):
                            new_size_bytes=volume.size_bytes)
         return identity.model_update(self.sr.uuid, result["vdi"].uuid)
 
-    def revert_to_snapshot(self, volume: VolumeSpec, snapshot: SnapshotSpec) -> None:
-        self._run(volume_flows.revert_to_snapshot(), ident=volume.ident,
-                  provider_id=volume.provider_id, snapshot_ident=snapshot.ident,
-                  snapshot_provider_id=snapshot.provider_id)
+    def revert_to_snapshot(self, volume: VolumeSpec,
+                           snapshot: SnapshotSpec) -> dict[str, str]:
+        """Swap a clone of the snapshot in (see flows.volume): the volume's
+        VDI gets a new uuid, returned as a model update. Cinder ignores it;
+        the old provider_id still finds the volume (identity.REPLACES_TAG)
+        and update_provider_info records the new one."""
+        result = self._run(volume_flows.revert_to_snapshot(), ident=volume.ident,
+                           provider_id=volume.provider_id, snapshot_ident=snapshot.ident,
+                           snapshot_provider_id=snapshot.provider_id)
+        return identity.model_update(self.sr.uuid, result["new_vdi"].uuid)
 
     # -- manage ---------------------------------------------------------------
 

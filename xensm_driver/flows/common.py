@@ -13,6 +13,9 @@ options) and the verb's inputs from the flow's store; they provide nouns
 
 from __future__ import annotations
 
+import dataclasses
+import time
+import uuid as uuidlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 from typing import Any
@@ -50,42 +53,111 @@ def _failed(result: Any) -> bool:
 
 # -- lookups ------------------------------------------------------------------
 
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """What one lookup of an object found on the back end's SR."""
+
+    #: The object's VDI, or None when it is gone.
+    vdi: VDI | None
+    #: VDIs made for the object that are not it: copies whose identity was
+    #: never set (a lost answer), reverts that never finished their swap,
+    #: and copies *of* it never finished. Nobody else's; a delete removes
+    #: them. A VDI that is an object of its own (tagged, no mark) is never
+    #: one, even when it carries the same tag.
+    leftovers: tuple[VDI, ...] = ()
+    #: Sources that still carry the object's making marker as their own (a
+    #: copy for it was cut off); a delete takes the marker off.
+    marked_sources: tuple[VDI, ...] = ()
+
+
+def lookup(backend: SRBackend, ident: identity.Identity, provider_id: str | None = None,
+           source: identity.Identity | None = None) -> Found:
+    """Find ``ident`` on the back end's SR, and what was made for it. 1 call.
+
+    A recorded uuid (``provider_id``) is the identity (DESIGN.md): when its
+    VDI is gone, the object is gone, unless a VDI tagged as the object says
+    it replaced that uuid (a revert swaps in a clone; XAPI gives it a new
+    uuid). There is no fallback to a name that could reach another object.
+    A VDI found by uuid must be on this SR and carry the object's tag, or
+    IdentityMismatch is raised. ``source`` (what the object was copied
+    from) widens the lookup to copies still named after it.
+    """
+    names = [ident.name_label] + ([source.name_label] if source else [])
+    candidates = backend.storage.find_vdis_named(backend.sr_ref, names, uuid=provider_id)
+    local = [v for v in candidates if v.sr == backend.sr_ref]
+    vdi: VDI | None = None
+    if provider_id:
+        recorded = next((v for v in candidates if v.uuid == provider_id), None)
+        if recorded is not None:
+            _check_recorded(backend, ident, recorded)
+            vdi = recorded
+        else:
+            vdi = pick([v for v in local if provider_id in identity.replaced(v.other_config)],
+                       ident)
+            if vdi is None:
+                LOG.debug("No VDI %s for %s on SR %s: it is gone", provider_id,
+                          ident.name_label, backend.sr_uuid)
+    else:
+        vdi = pick(local, ident)
+    leftovers = tuple(v for v in local if v != vdi and (
+        ident.made_for(v.uuid, v.other_config) or (vdi is not None and (
+            _copy_in_making_of(v, vdi)
+            or (_is_ours(v, ident) and vdi.uuid in identity.replaced(v.other_config))))))
+    marked = tuple(v for v in local if identity.marker_source(
+        v.other_config.get(ident.making_key, "")) == v.uuid)
+    return Found(vdi, leftovers, marked)
+
+
 def find_vdi(backend: SRBackend, ident: identity.Identity,
              provider_id: str | None = None) -> VDI | None:
-    """Find the VDI of ``ident`` on the back end's SR, or None.
+    """The VDI of ``ident`` on the back end's SR, or None (see lookup). 1 call."""
+    return lookup(backend, ident, provider_id).vdi
 
-    By ``provider_id`` (its uuid) when known, else by name label; in both
-    cases the tag must match, or IdentityMismatch is raised rather than
-    returning somebody else's VDI. 1 call (2 if the uuid is stale).
-    """
-    storage = backend.storage
-    if provider_id:
-        vdi = storage.vdi_by_uuid(provider_id)
-        if vdi is not None:
-            if not ident.matches(vdi.other_config):
-                raise exception.IdentityMismatch(
-                    operation="use", vdi_uuid=vdi.uuid,
-                    found=ident.describe(vdi.other_config),
-                    expected="%s=%s" % (ident.tag_key, ident.id))
-            return vdi
-        LOG.debug("No VDI %s for %s; looking it up by name", provider_id,
-                  ident.name_label)
-    return pick(storage.find_vdis(backend.sr_ref, ident.name_label), ident)
+
+def _check_recorded(backend: SRBackend, ident: identity.Identity, vdi: VDI) -> None:
+    if vdi.sr != backend.sr_ref:
+        raise exception.IdentityMismatch(
+            operation="use", vdi_uuid=vdi.uuid,
+            found="on another SR, not SR %s of back end %s" % (backend.sr_uuid,
+                                                              backend.name),
+            expected="%s=%s on SR %s" % (ident.tag_key, ident.id, backend.sr_uuid))
+    if not ident.matches(vdi.other_config):
+        raise exception.IdentityMismatch(
+            operation="use", vdi_uuid=vdi.uuid,
+            found=ident.describe(vdi.other_config),
+            expected="%s=%s" % (ident.tag_key, ident.id))
+
+
+def _copy_in_making_of(vdi: VDI, source: VDI) -> bool:
+    """A copy of ``source`` whose identity was never set (still named after
+    it, carrying a making mark with its uuid): garbage once it is deleted."""
+    return vdi.uuid != source.uuid and any(
+        identity.marker_source(v) == source.uuid for k, v in vdi.other_config.items()
+        if k.startswith(identity.MAKING_PREFIX))
+
+
+def _is_ours(vdi: VDI, ident: identity.Identity) -> bool:
+    """Tagged as ``ident`` and an object of its own (not a copy in making)."""
+    return (vdi.managed and ident.matches(vdi.other_config)
+            and not (ident.kind == "volume" and vdi.is_a_snapshot)
+            and not identity.is_copy_in_making(vdi.uuid, vdi.other_config))
 
 
 def pick(candidates: list[VDI], ident: identity.Identity) -> VDI | None:
-    """The VDI that is ``ident``: tagged, managed, and the oldest.
+    """The VDI that is ``ident``: tagged, managed, settled, and the oldest.
 
     A VDI that already held the volume (a finished earlier create, perhaps
     with data on it) is older than any duplicate a retry makes, so it wins,
     and every caller picks the same winner. A volume is never a snapshot
     (XAPI copies a volume's tags onto its snapshots until they are
-    re-tagged). Two VDIs with the same stamp are a VDI and an XAPI copy of
-    it whose re-tagging never happened (a lost answer): there is no telling
-    which is the original, so the lookup refuses rather than guess.
+    re-tagged), and never a copy still carrying a making marker. A VDI that
+    replaces another one still present is a revert that has not finished
+    its swap: the one it replaces is still the volume. Two VDIs with the
+    same stamp cannot be told apart, so the lookup refuses rather than guess.
     """
-    ours = [v for v in candidates if v.managed and ident.matches(v.other_config)
-            and not (ident.kind == "volume" and v.is_a_snapshot)]
+    ours = [v for v in candidates if _is_ours(v, ident)]
+    present = {v.uuid for v in ours}
+    ours = [v for v in ours if not present.intersection(identity.replaced(v.other_config))]
     if not ours:
         return None
     ours.sort(key=lambda v: (identity.created(v.other_config), v.uuid))
@@ -94,10 +166,9 @@ def pick(candidates: list[VDI], ident: identity.Identity) -> VDI | None:
              if identity.created(v.other_config) == identity.created(first.other_config)]
     if twins:
         raise exception.XensmError(
-            "VDIs %s all claim %s with one creation stamp: one is an XAPI copy whose "
-            "identity was never set (an answer lost mid-snapshot or clone). Look it "
-            "up by its recorded provider_id, or remove the stray copy (xensm "
-            "reconcile lists it)." % (", ".join([first.uuid, *twins]), ident.name_label))
+            "VDIs %s all claim %s with one creation stamp; look it up by its "
+            "recorded provider_id, or remove the duplicate (xensm reconcile lists it)."
+            % (", ".join([first.uuid, *twins]), ident.name_label))
     return first
 
 
@@ -112,7 +183,7 @@ class XensmTask(task.Task):
 
 
 class FindVdiTask(XensmTask):
-    """Find the VDI of ``ident`` (must exist unless ``missing_ok``)."""
+    """Find the VDI of ``ident`` (must exist unless ``missing_ok``). 1 call."""
 
     default_provides = "vdi"
 
@@ -126,11 +197,24 @@ class FindVdiTask(XensmTask):
                 provider_id: str | None) -> VDI | None:
         vdi = find_vdi(backend, ident, provider_id)
         if vdi is None and not self.missing_ok:
-            if ident.kind == "snapshot":
-                raise exception.SnapshotNotFound(snapshot_id=ident.id,
-                                                 sr_uuid=backend.sr_uuid)
-            raise exception.VolumeNotFound(volume_id=ident.id, sr_uuid=backend.sr_uuid)
+            raise not_found(backend, ident)
         return vdi
+
+
+def not_found(backend: SRBackend, ident: identity.Identity) -> exception.NotFound:
+    if ident.kind == "snapshot":
+        return exception.SnapshotNotFound(snapshot_id=ident.id, sr_uuid=backend.sr_uuid)
+    return exception.VolumeNotFound(volume_id=ident.id, sr_uuid=backend.sr_uuid)
+
+
+class LookupTask(XensmTask):
+    """Find ``ident``, and what was made for it, for a delete. 1 call."""
+
+    default_provides = "found"
+
+    def execute(self, backend: SRBackend, ident: identity.Identity,
+                provider_id: str | None, source_ident: identity.Identity | None) -> Found:
+        return lookup(backend, ident, provider_id, source_ident)
 
 
 class _MakeVdiTask(XensmTask):
@@ -167,14 +251,187 @@ class CloneVdiTask(_MakeVdiTask):
         return backend.storage.clone_vdi(vdi.ref)
 
 
-class TagVdiTask(XensmTask):
-    """Give the new VDI its identity: other_config tag, then name label.
+# -- taking turns -------------------------------------------------------------
+# XAPI's add_to_other_config refuses a key that is there (MAP_DUPLICATE_KEY):
+# a compare-and-set the whole pool agrees on, whichever host or process asks.
 
-    XAPI's snapshot and clone copy the source's name and tags, so the copy
-    would otherwise pass for its source. The tag goes first: a VDI renamed
-    but still tagged as the source is the one state never to leave behind.
-    Revert has nothing to undo -- the VDI it renamed is destroyed by the
-    task that made it.
+def lease(backend: SRBackend) -> float:
+    """How long a claim or marker is honoured before it counts as left by a
+    process that died: longer than any one call may take, with retries."""
+    return max(30.0, 3 * backend.options.xenapi_call_timeout)
+
+
+def take_turn(backend: SRBackend, cls: str, ref: str, key: str, value: str,
+              mine: Callable[[str], bool]) -> None:
+    """Add ``key`` to the other_config of ``ref``; wait while somebody else
+    holds it, and take it over once its holder's lease ran out.
+
+    ``mine(held)`` says whether a held value is this attempt's own (a lost
+    answer to our own add, or an earlier attempt at the same thing).
+    """
+    storage = backend.storage
+    deadline = time.monotonic() + lease(backend)
+    delay = 0.02
+    while True:
+        try:
+            storage.add_other_config_key(cls, ref, key, value)
+            return
+        except exception.XapiConnectionError as exc:
+            if not exc.sent:
+                raise
+            held = _other_config(storage, cls, ref).get(key)
+            if held is not None and mine(held):
+                return                          # the add was carried out
+            raise
+        except exception.XapiError as exc:
+            if exc.code != "MAP_DUPLICATE_KEY":
+                raise
+        held = _other_config(storage, cls, ref).get(key)
+        if held is None:
+            continue                            # released meanwhile
+        if mine(held):
+            return
+        if identity.marker_age(held) > lease(backend) or time.monotonic() > deadline:
+            # Left by an attempt that died or lost its answers. Two takers
+            # may both remove it; the next add lets only one of them in.
+            LOG.warning("Taking over %s on %s %s (held: %s).", key, cls, ref, held)
+            storage.remove_other_config_key(cls, ref, key)
+            deadline = time.monotonic() + lease(backend)
+            continue
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def _other_config(storage: Any, cls: str, ref: str) -> dict[str, str]:
+    if cls == "SR":
+        return storage.sr_other_config(ref)
+    return dict(storage.get_vdi(ref).other_config)
+
+
+class ClaimTask(XensmTask):
+    """Hold ``ident``'s claim on the SR while its VDI is made, so that
+    concurrent creates of one id take turns: the second finds the first's
+    VDI (IdentifyVdiTask) instead of racing it. 1 call (more while another
+    holds it). Revert gives it back."""
+
+    default_provides = "claim"
+
+    def execute(self, backend: SRBackend, ident: identity.Identity) -> str:
+        token = "%s %.6f" % (uuidlib.uuid4(), time.time())
+        take_turn(backend, "SR", backend.sr_ref, ident.claim_key, token,
+                  mine=lambda held: held == token)
+        return token
+
+    def revert(self, backend: SRBackend, ident: identity.Identity, result: Any,
+               **kwargs: Any) -> None:
+        if _failed(result):
+            return
+        release_claim(backend, ident)
+
+
+class ReleaseClaimTask(XensmTask):
+    """Give the claim back once the VDI is made and identified. 1 call.
+    When that fails the verb fails and undoes itself like any other (a
+    claim left behind would make the next create of this id wait)."""
+
+    def execute(self, backend: SRBackend, ident: identity.Identity) -> None:
+        backend.storage.remove_other_config_key("SR", backend.sr_ref, ident.claim_key)
+
+
+def release_claim(backend: SRBackend, ident: identity.Identity) -> None:
+    undo("the claim %s on SR %s" % (ident.claim_key, backend.sr_uuid),
+         backend.storage.remove_other_config_key, "SR", backend.sr_ref, ident.claim_key)
+
+
+class MarkSourceTask(XensmTask):
+    """Mark the source with ``ident``'s making key before XAPI copies it.
+
+    The copy inherits the mark, so a copy whose answer was lost is found
+    and known as made for ``ident`` (Found.leftovers), by the revert below
+    or by the object's later delete. Copies for one object take turns on
+    the mark. 1 call.
+
+    Revert removes copies made for ``ident`` (the answer to the copy was
+    lost) and the mark -- but keeps the mark when the copy may still be
+    running inside XAPI (its call timed out) and none was found: the mark
+    is then what lets the late copy be found.
+    """
+
+    default_provides = "mark"
+
+    def __init__(self, source_key: str = "source_vdi", **kwargs: Any) -> None:
+        kwargs.setdefault("rebind", {"source_vdi": source_key})
+        super().__init__(**kwargs)
+
+    def execute(self, backend: SRBackend, ident: identity.Identity,
+                source_vdi: VDI) -> str:
+        # A mark already there for ``ident`` is an earlier attempt's at the
+        # same object (Cinder never makes one object twice at once): it
+        # names the same copies, so it is taken as ours.
+        value = identity.marker(source_vdi.uuid)
+        take_turn(backend, "VDI", source_vdi.ref, ident.making_key, value,
+                  mine=lambda held: True)
+        return value
+
+    def revert(self, backend: SRBackend, ident: identity.Identity, source_vdi: VDI,
+               result: Any, flow_failures: Any = None, **kwargs: Any) -> None:
+        if _failed(result):
+            return
+        storage = backend.storage
+        try:
+            strays = [v for v in storage.find_vdis(backend.sr_ref, source_vdi.name_label)
+                      if ident.made_for(v.uuid, v.other_config)]
+        except exception.XensmError as exc:
+            LOG.error("Could not look for copies made for %s of VDI %s: %s; the mark "
+                      "stays so that deleting %s finds them.", ident.name_label,
+                      source_vdi.uuid, exc, ident.name_label)
+            return
+        for stray in strays:
+            destroy_quietly(backend, stray.ref)
+        if not strays and _outcome_unknown(flow_failures):
+            LOG.warning("The copy of VDI %s for %s may still be made by XAPI; its "
+                        "mark stays so that deleting %s removes it.",
+                        source_vdi.uuid, ident.name_label, ident.name_label)
+            return
+        unmark(backend, ident, source_vdi)
+
+
+def _outcome_unknown(flow_failures: Any) -> bool:
+    """Whether a failure of this flow may still be carried out by XAPI."""
+    for fail in (flow_failures or {}).values():
+        if fail.check(exception.XapiTimeout, exception.TaskTimeout) or (
+                fail.check(exception.XapiConnectionError)
+                and getattr(fail.exception, "sent", False)):
+            return True
+    return False
+
+
+class UnmarkSourceTask(XensmTask):
+    """Take the making mark off the source once the copy has its identity.
+    1 call. When that fails the verb fails and undoes itself (MarkSourceTask
+    removes the mark again)."""
+
+    def __init__(self, source_key: str = "source_vdi", **kwargs: Any) -> None:
+        kwargs.setdefault("rebind", {"source_vdi": source_key})
+        super().__init__(**kwargs)
+
+    def execute(self, backend: SRBackend, ident: identity.Identity,
+                source_vdi: VDI) -> None:
+        backend.storage.remove_other_config_key("VDI", source_vdi.ref, ident.making_key)
+
+
+def unmark(backend: SRBackend, ident: identity.Identity, source_vdi: VDI) -> None:
+    undo("the mark %s on VDI %s" % (ident.making_key, source_vdi.uuid),
+         backend.storage.remove_other_config_key, "VDI", source_vdi.ref, ident.making_key)
+
+
+class TagVdiTask(XensmTask):
+    """Give the new VDI its identity: name label, then other_config. 2 calls.
+
+    XAPI's snapshot and clone copy the source's name and tags (and the
+    making mark, which names the copy as ``ident``'s until the tags
+    replace it). Revert has nothing to undo -- the VDI it renamed is
+    destroyed by the task that made it.
     """
 
     def execute(self, backend: SRBackend, ident: identity.Identity, vdi_ref: str) -> None:
@@ -184,28 +441,30 @@ class TagVdiTask(XensmTask):
 class IdentifyVdiTask(XensmTask):
     """Resolve the VDI just made to its record, keeping one per identity.
 
-    Looks the identity up by name: if an earlier attempt (a retry, or a
-    concurrent duplicate) already made a VDI for the same id, the oldest
-    (see :func:`pick`) is kept and ours destroyed, so exactly one remains.
-    1 call (2 when ours loses).
+    Looks the identity up by name. What an earlier attempt (a retry, a
+    concurrent duplicate that held the claim before us) already made
+    wins, whatever the clocks say, and ours is destroyed, so exactly one
+    remains and every caller gets that one. 1 call (2 when ours loses).
     """
 
     default_provides = "vdi"
 
     def execute(self, backend: SRBackend, ident: identity.Identity, vdi_ref: str) -> VDI:
         found = backend.storage.find_vdis(backend.sr_ref, ident.name_label)
-        winner = pick(found, ident)
-        if winner is None:
+        earlier = pick([v for v in found if v.ref != vdi_ref], ident)
+        if earlier is not None:
+            LOG.warning("%s already had VDI %s on SR %s (an earlier attempt); "
+                        "keeping it and destroying the one just made.",
+                        ident.name_label, earlier.uuid, backend.sr_uuid)
+            destroy_quietly(backend, vdi_ref)
+            return earlier
+        mine = next((v for v in found if v.ref == vdi_ref and _is_ours(v, ident)), None)
+        if mine is None:
             # Renamed away or untagged by somebody else between our calls.
             raise exception.XensmError(
                 "VDI %s for %s vanished or lost its tag right after it was made "
                 "on SR %s." % (vdi_ref, ident.name_label, backend.sr_uuid))
-        if winner.ref != vdi_ref:
-            LOG.warning("%s already had VDI %s on SR %s (an earlier attempt); "
-                        "keeping it and destroying the one just made.",
-                        ident.name_label, winner.uuid, backend.sr_uuid)
-            destroy_quietly(backend, vdi_ref)
-        return winner
+        return mine
 
 
 class ResizeVdiTask(XensmTask):
@@ -223,22 +482,29 @@ class ResizeVdiTask(XensmTask):
                                        online=backend.resize_online(vdi))
 
 
-class DestroyVdiTask(XensmTask):
-    """Destroy ``vdi`` (None means already gone). Nothing to revert."""
+class DestroyFoundTask(XensmTask):
+    """Destroy the object's VDI and everything made for it (Found), and take
+    its making mark off any source. Nothing to revert: a delete retried
+    after a failure finds what is left. 1 call per VDI."""
 
-    def execute(self, backend: SRBackend, ident: identity.Identity,
-                vdi: VDI | None) -> bool:
-        if vdi is None:
+    def execute(self, backend: SRBackend, ident: identity.Identity, found: Found) -> bool:
+        if found.vdi is None:
             LOG.warning("%s has no VDI on SR %s; treating the delete as done.",
                         ident.name_label, backend.sr_uuid)
-            return False
-        try:
-            backend.storage.destroy_vdi(vdi.ref)
-        except GONE:
-            LOG.warning("VDI %s of %s vanished before it was destroyed.",
-                        vdi.uuid, ident.name_label)
-            return False
-        return True
+        for stray in found.leftovers:
+            LOG.warning("Destroying VDI %s on SR %s, made for %s but never finished.",
+                        stray.uuid, backend.sr_uuid, ident.name_label)
+        destroyed = False
+        for vdi in ([found.vdi] if found.vdi else []) + list(found.leftovers):
+            try:
+                backend.storage.destroy_vdi(vdi.ref)
+                destroyed = True
+            except GONE:
+                LOG.warning("VDI %s of %s vanished before it was destroyed.",
+                            vdi.uuid, ident.name_label)
+        for source in found.marked_sources:
+            unmark(backend, ident, source)
+        return destroyed
 
 
 def undo(what: str, fn: Callable[..., Any], *args: Any) -> None:
@@ -303,24 +569,6 @@ class CheckResizableTask(XensmTask):
                 "extend attached volume %s" % ident.id,
                 "its SR type cannot resize an attached VDI (no VDI_RESIZE_ONLINE); "
                 "detach it, extend, and attach it again")
-
-
-class CopyIntoVdiTask(XensmTask):
-    """Copy ``snapshot_vdi``'s content over ``vdi`` inside XAPI.
-
-    Last in its flow, with nothing to revert: a copy that failed or timed
-    out may have overwritten part of the volume, but the snapshot is
-    untouched, so running the revert again completes it.
-    """
-
-    def execute(self, backend: SRBackend, vdi: VDI, snapshot_vdi: VDI) -> None:
-        if snapshot_vdi.virtual_size > vdi.virtual_size:
-            raise exception.InvalidInput(
-                reason="snapshot VDI %s (%d bytes) is larger than volume VDI %s "
-                       "(%d bytes)" % (snapshot_vdi.uuid, snapshot_vdi.virtual_size,
-                                       vdi.uuid, vdi.virtual_size))
-        backend.storage.copy_vdi_into(snapshot_vdi.ref, vdi.ref,
-                                      timeout=backend.options.xenapi_task_timeout)
 
 
 class AdoptTagsTask(XensmTask):

@@ -372,8 +372,12 @@ class Manager:
             snap = live[-1]
         self._require_status(snap, AVAILABLE, "snapshot", "reverting to it")
         drv = self.driver(vol.backend)
-        self._act(Volume, vol.id, "reverting", AVAILABLE,
-                  lambda v: drv.revert_to_snapshot(None, volume_dict(v), snapshot_dict(snap, v)))
+        update = self._act(Volume, vol.id, "reverting", AVAILABLE,
+                           lambda v: drv.revert_to_snapshot(None, volume_dict(v),
+                                                            snapshot_dict(snap, v)))
+        if update:      # an SM revert swaps in a new VDI: record it
+            self.inventory.update(Volume, vol.id, provider_id=update["provider_id"],
+                                  provider_location=update["provider_location"])
         return self.inventory.get(Volume, vol.id), snap
 
     def manage_volume(self, *, vdi_uuid: str | None = None, vdi_name: str | None = None,

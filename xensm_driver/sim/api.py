@@ -553,15 +553,25 @@ class Xapi:
         rec = self.db.get(cls, ref)
         if key in rec[field]:
             raise XapiError('MAP_DUPLICATE_KEY', cls, field, rec['uuid'], key)
-        self.db.update(cls, ref, **{field: {**rec[field], key: value}})
+        self._map_set(cls, ref, field, {**rec[field], key: value})
         return ''
+
+    def _map_set(self, cls: str, ref: str, field: str,
+                 value: dict[str, str]) -> None:
+        # A VDI's map goes through the same path as its setters, so the
+        # SR's copy of the VDI's metadata follows.
+        if cls == 'VDI':
+            self._vdi_update(ref, **{field: value})
+            self._vdi_meta_sync(ref)
+        else:
+            self.db.update(cls, ref, **{field: value})
 
     def _map_remove(self, cls: str, ref: str, field: str, key: str) -> str:
         rec = self.db.get(cls, ref)
         if key in rec[field]:
             new = dict(rec[field])
             del new[key]
-            self.db.update(cls, ref, **{field: new})
+            self._map_set(cls, ref, field, new)
         return ''
 
     def _tags(self, cls: str, ref: str, value: str, add: int) -> str:

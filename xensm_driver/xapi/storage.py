@@ -319,6 +319,19 @@ class Storage:
         records = self.pool.call("VDI.get_all_records_where", where, obj=name_label)
         return [VDI.from_xapi(r, rec) for r, rec in records.items()]
 
+    def find_vdis_named(self, sr_ref: str, names: list[str],
+                        uuid: str | None = None) -> list[VDI]:
+        """The SR's VDIs with any of these name labels, and the VDI with this
+        uuid wherever it is. 1 call: one lookup finds an object by its
+        recorded uuid and, beside it, whatever else carries its name."""
+        terms = ['(field "name__label"=%s and field "SR"=%s)' % (_quote(n), _quote(sr_ref))
+                 for n in names]
+        if uuid:
+            terms.append('field "uuid"=%s' % _quote(uuid))
+        records = self.pool.call("VDI.get_all_records_where", " or ".join(terms),
+                                 obj=names[0] if names else uuid or "")
+        return [VDI.from_xapi(r, rec) for r, rec in records.items()]
+
     def vdi_by_uuid(self, vdi_uuid: str) -> VDI | None:
         """The VDI with this uuid, or None. 1 call."""
         records = self.pool.call("VDI.get_all_records_where",
@@ -387,13 +400,15 @@ class Storage:
 
     def set_vdi_identity(self, vdi_ref: str, name_label: str,
                          other_config: Mapping[str, str]) -> None:
-        """Replace the VDI's other_config, then rename it. 2 calls.
+        """Rename the VDI, then replace its other_config. 2 calls.
 
-        Tags first: a VDI renamed but still carrying its source's tags would
-        pass for the source.
+        Name first: until the tags are replaced, a copy still carries the
+        making marker its source had (identity.MAKING_PREFIX), which names
+        what it was made for whatever its name; tags first would leave, for
+        a moment, a VDI tagged as the new object under its source's name.
         """
-        self.set_vdi_other_config(vdi_ref, other_config)
         self.set_vdi_name_label(vdi_ref, name_label)
+        self.set_vdi_other_config(vdi_ref, other_config)
 
     def set_vdi_name_label(self, vdi_ref: str, name_label: str) -> None:
         """Rename the VDI (goes through the SM: the SR must be attached). 1 call."""
@@ -402,3 +417,17 @@ class Storage:
     def set_vdi_other_config(self, vdi_ref: str, other_config: Mapping[str, str]) -> None:
         """Replace the VDI's other_config. 1 call."""
         self.pool.call("VDI.set_other_config", vdi_ref, dict(other_config), obj=vdi_ref)
+
+    def add_other_config_key(self, cls: str, ref: str, key: str, value: str) -> None:
+        """Add one other_config key to an SR or VDI; XAPI refuses with
+        MAP_DUPLICATE_KEY when the key is already there, which makes it a
+        compare-and-set the whole pool agrees on. 1 call."""
+        self.pool.call("%s.add_to_other_config" % cls, ref, key, value, obj=ref)
+
+    def remove_other_config_key(self, cls: str, ref: str, key: str) -> None:
+        """Remove one other_config key (absent is fine). 1 call."""
+        self.pool.call("%s.remove_from_other_config" % cls, ref, key, obj=ref)
+
+    def sr_other_config(self, sr_ref: str) -> dict[str, str]:
+        """The SR's other_config. 1 call."""
+        return dict(self.pool.call("SR.get_other_config", sr_ref, obj=sr_ref) or {})
