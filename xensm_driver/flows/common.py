@@ -23,6 +23,7 @@ from typing import Any
 from oslo_log import log as logging
 from taskflow import engines
 from taskflow import task
+from taskflow.persistence import base as persistence_base
 from taskflow.types import failure
 
 from xensm_driver import exception
@@ -42,9 +43,65 @@ GONE = (exception.HandleInvalid, exception.UuidInvalid)
 
 def run(flow: Flow, **store: Any) -> Any:
     """Run ``flow`` with ``store``; return the whole result store."""
-    engine = engines.load(flow, store=store, engine="serial")
+    engine = engines.load(flow, store=store, engine="serial", backend=_UNPERSISTED)
     engine.run()
     return engine.storage.fetch_all()
+
+
+class _Unpersisted(persistence_base.Backend, persistence_base.Connection):
+    """A taskflow persistence backend that keeps nothing.
+
+    A flow here lives and dies in one call: nothing resumes it from a
+    logbook. taskflow's default in-memory backend still copies every atom
+    state change into a path-based store under a lock, which was most of
+    the engine's cost (issue 15). Handing each update straight back keeps
+    the engine's own records (in its Storage) and drops the copy.
+    """
+
+    def __init__(self) -> None:
+        persistence_base.Backend.__init__(self, {})
+
+    # Backend
+    def get_connection(self) -> _Unpersisted:
+        return self
+
+    def close(self) -> None:
+        return None
+
+    # Connection
+    @property
+    def backend(self) -> _Unpersisted:
+        return self
+
+    def upgrade(self) -> None:
+        return None
+
+    def validate(self) -> None:
+        return None
+
+    def clear_all(self) -> None:
+        return None
+
+    def update_atom_details(self, atom_detail: Any) -> Any:
+        return atom_detail
+
+    def update_flow_details(self, flow_detail: Any, ignore_missing: bool = False) -> Any:
+        return flow_detail
+
+    def save_logbook(self, book: Any) -> Any:
+        return book
+
+    def destroy_logbook(self, book_uuid: str) -> None:
+        return None
+
+    def _nothing(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("flows are not persisted; nothing can be read back")
+
+    get_logbook = get_logbooks = get_flows_for_book = _nothing
+    get_flow_details = get_atom_details = get_atoms_for_flow = _nothing
+
+
+_UNPERSISTED = _Unpersisted()
 
 
 def _failed(result: Any) -> bool:
