@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                 flush=True))
     began = time.monotonic()
     result = walk.run_with_simulator(settings, log)
-    for f in result.findings:
+    for f in result.unique():
         log(str(f))
     for leak in sorted(set(result.secret_leaks)):
         log("WRONG " + leak)

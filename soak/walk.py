@@ -54,13 +54,24 @@ class Result:
     findings: list[model.Finding] = dataclasses.field(default_factory=list)
     secret_leaks: list[str] = dataclasses.field(default_factory=list)
 
+    def unique(self) -> list[model.Finding]:
+        """The findings, a leak seen by both verifications once (the first)."""
+        seen: set[str] = set()
+        out = []
+        for f in self.findings:
+            key = "%s %s" % (f.kind, f.key or f.text)
+            if key not in seen:
+                seen.add(key)
+                out.append(f)
+        return out
+
     @property
     def leaked(self) -> int:
-        return len({f.key or f.text for f in self.findings if f.kind == "leaked"})
+        return sum(1 for f in self.unique() if f.kind == "leaked")
 
     @property
     def wrong(self) -> int:
-        return (len({f.text for f in self.findings if f.kind == "wrong"})
+        return (sum(1 for f in self.unique() if f.kind == "wrong")
                 + len(set(self.secret_leaks)))
 
     def line(self) -> str:
