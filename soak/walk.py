@@ -211,10 +211,11 @@ class Soak:
             op = self._next_op()
             drv_index = rng.randrange(2)
             fault = self._inject(rng, backend, verb) if self._faults_on else None
-            label = "#%d %s via %s%s" % (op, verb, "AB"[drv_index],
-                                         " [fault %s]" % fault[0] if fault else "")
+            label = "#%d %s %s via %s%s" % (
+                op, verb, ",".join("%s %s" % (o.kind, o.id[:8]) for o in objs),
+                "AB"[drv_index], " [fault %s]" % fault[0] if fault else "")
             try:
-                outcome = run(backend.drivers[drv_index], label)
+                outcome = run(backend.drivers[drv_index])
             except Exception as exc:  # noqa: BLE001 - every failure is the model's input
                 text = "%s: %s" % (type(exc).__name__, exc)
                 self.watch.scan("exception", text)
@@ -229,7 +230,7 @@ class Soak:
                 obj.lock.release()
 
     def _pick(self, rng: random.Random, backend: world.Backend, verb: str, learning: bool
-              ) -> tuple[list[Obj], Callable[[Any, str], str]] | None:
+              ) -> tuple[list[Obj], Callable[[Any], str]] | None:
         alive = [o for o in self.model.alive(backend.name)]
         vols = [o for o in alive if o.kind == "volume"]
         snaps = [o for o in alive if o.kind == "snapshot"]
@@ -267,16 +268,16 @@ class Soak:
             new = self._new("volume", backend, 1)
             assert take(new)
             fn = self._create_twice if verb == "create_twice" else self._create
-            return [new], lambda drv, label: fn(backend, new, drv)
+            return [new], lambda drv: fn(backend, new, drv)
         if verb == "delete":
             cands = [o for o in vols if not self.model.snapshots_of(o.id)
                      and (o.pending in (None, ("delete",)))]
             rng.shuffle(cands)
             got = first(cands)
-            return None if got is None else (list(got), lambda d, l: self._delete(d, got[0]))
+            return None if got is None else (list(got), lambda d: self._delete(d, got[0]))
         if verb == "extend":
             got = first([o for o in ready if o.size_gb < MAX_GB])
-            return None if got is None else (list(got), lambda d, l: self._extend(d, got[0]))
+            return None if got is None else (list(got), lambda d: self._extend(d, got[0]))
         if verb == "snapshot":
             if len(snaps) >= MAX_OBJECTS and not learning:
                 return None
@@ -285,7 +286,7 @@ class Soak:
                 return None
             new = self._new("snapshot", backend, got[0].size_gb, volume=got[0])
             assert take(new)
-            return [got[0], new], lambda d, l: self._snapshot(d, got[0], new)
+            return [got[0], new], lambda d: self._snapshot(d, got[0], new)
         if verb == "delete_snapshot":
             pinned = {o.pending[1] for o in vols if o.pending and o.pending[0] == "revert"}
             cands = [o for o in snaps if o.id not in pinned
@@ -293,7 +294,7 @@ class Soak:
             rng.shuffle(cands)
             got = first(cands)
             return None if got is None else (list(got),
-                                             lambda d, l: self._delete_snapshot(d, got[0]))
+                                             lambda d: self._delete_snapshot(d, got[0]))
         if verb == "clone":
             got = first(ready)
             if got is None:
@@ -301,7 +302,7 @@ class Soak:
             src = got[0]
             new = self._new("volume", backend, src.size_gb + rng.randrange(2))
             assert take(new)
-            return [src, new], lambda d, l: self._clone(d, src, new)
+            return [src, new], lambda d: self._clone(d, src, new)
         if verb == "from_snapshot":
             cands = [s for s in snaps if s.state == "live" and s.pending is None]
             rng.shuffle(cands)
@@ -311,7 +312,7 @@ class Soak:
             snap = got[0]
             new = self._new("volume", backend, min(MAX_GB, snap.size_gb + rng.randrange(2)))
             assert take(new)
-            return [snap, new], lambda d, l: self._from_snapshot(d, snap, new)
+            return [snap, new], lambda d: self._from_snapshot(d, snap, new)
         if verb == "revert":
             def latest(v: Obj) -> Any:
                 mine = sorted(self.model.snapshots_of(v.id), key=lambda s: s.seq)
@@ -321,27 +322,27 @@ class Soak:
                 return (mine[-1],)
             got = first(ready, latest)
             return None if got is None else (list(got),
-                                             lambda d, l: self._revert(d, got[0], got[1]))
+                                             lambda d: self._revert(d, got[0], got[1]))
         if verb in ("connect", "image_to_volume", "volume_to_image"):
             got = first(ready)
             if got is None:
                 return None
             fn = {"connect": self._connect, "image_to_volume": self._write,
                   "volume_to_image": self._to_image}[verb]
-            return list(got), lambda d, l: fn(d, got[0], rng)
+            return list(got), lambda d: fn(d, got[0], rng)
         if verb == "read":
             cands = ready + ([] if backend.solidfire else
                              [s for s in snaps if s.state == "live" and s.pending is None])
             rng.shuffle(cands)
             got = first([o for o in cands if o.content is not None])
-            return None if got is None else (list(got), lambda d, l: self._read(d, got[0]))
+            return None if got is None else (list(got), lambda d: self._read(d, got[0]))
         if verb == "stats":
-            return [], lambda d, l: self._stats(d)
+            return [], lambda d: self._stats(d)
         if verb == "retry":
             cands = [o for o in alive if o.pending is not None]
             rng.shuffle(cands)
             got = first(cands)
-            return None if got is None else (list(got), lambda d, l: self._retry(d, got[0]))
+            return None if got is None else (list(got), lambda d: self._retry(d, got[0]))
         raise ValueError(verb)
 
     def _new(self, kind: str, backend: world.Backend, size_gb: int,
@@ -648,7 +649,7 @@ class Soak:
     # -- converge, verify, clean up --------------------------------------------------------
 
     def _retry_until_settled(self, obj: Obj, drv: Any, action: Callable[[], str]) -> None:
-        for attempt in range(CONVERGE_ATTEMPTS):
+        for _ in range(CONVERGE_ATTEMPTS):
             op = self._next_op()
             label = "#%d converge %s via A" % (op, obj.pending[0] if obj.pending else "?")
             try:

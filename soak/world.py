@@ -247,7 +247,7 @@ class SecretWatch(logging.Handler):
     def install(self) -> None:
         root = logging.getLogger()
         root.addHandler(self)
-        root.setLevel(logging.DEBUG)
+        root.setLevel(1)        # taskflow's TRACE (5) logs task arguments
         # The simulator's own logs are not the driver's.
         logging.getLogger("xensm_driver.sim").setLevel(logging.WARNING)
 
