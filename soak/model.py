@@ -163,8 +163,16 @@ class Obj:
     def note(self, text: str) -> None:
         self.history.append(text)
 
-    def story(self, last: int = 6) -> str:
-        return " | ".join(self.history[-last:]) or "(no operation)"
+    def story(self, last: int = 10) -> str:
+        """The last operations on the object, repeats of one failure folded."""
+        folded: list[str] = []
+        for entry in self.history:
+            text = entry.split(" ", 1)[1] if entry.startswith("#") else entry
+            prev = folded[-1].split(" ", 1)[1] if folded and folded[-1].startswith("#") else None
+            if prev is not None and text == prev:
+                continue
+            folded.append(entry)
+        return " | ".join(folded[-last:]) or "(no operation)"
 
 
 class Model:
