@@ -74,7 +74,7 @@ class TestSoakChecker(base.SimTestCase):
         wrong = [f for f in result.findings if f.kind == "wrong"][0]
         self.assertIn("volume %s (VDI %s) reads wrong: at 0 KiB: unknown bytes"
                       % (vol.id, vol.provider_id), wrong.text)
-        self.assertIn("image_to_volume via", wrong.text)       # the story
+        self.assertIn("image_to_volume volume %s via" % vol.id[:8], wrong.text)  # the story
         # Deleting everything leaves the stray: one leak, counted once.
         self.soak.delete_all()
         self.soak.verify(final=True)
