@@ -85,6 +85,39 @@ def _json_on_the_wire() -> None:
     impl_fake.FakeDriver._send = _send
 
 
+def _immediate_transactions() -> None:
+    """Make every transaction on Cinder's SQLite database take the write lock
+    at BEGIN, so concurrent transactions queue instead of failing.
+
+    oslo.db starts each SQLite transaction with a plain (deferred) ``BEGIN``
+    (``oslo_db/sqlalchemy/engines.py``, ``_sqlite_emit_begin``): it reads
+    under a shared lock and asks for the write lock at its first write.
+    Cinder's services do read-then-write transactions from many threads at
+    once; when one of them wants the write lock while another transaction
+    holds it, SQLite answers SQLITE_BUSY ("database is locked") at once,
+    without waiting out the busy timeout, since waiting could deadlock
+    (https://www.sqlite.org/c3ref/busy_handler.html). ``BEGIN IMMEDIATE``
+    takes the write lock before reading anything, so a second transaction
+    waits at its BEGIN (up to the connection's ``timeout``) and never
+    deadlocks. Listened for before oslo.db's own ``begin`` handler, which
+    sees the transaction marked as begun and stays out of it.
+    """
+    import sqlalchemy
+    from cinder.db import api as db_api
+
+    engine = db_api.get_engine()
+    if engine.dialect.name != "sqlite" or getattr(engine, "xensm_immediate", False):
+        return
+
+    def begin_immediate(conn: Any) -> None:
+        if "in_transaction" not in conn.info:
+            conn.execute(sqlalchemy.text("BEGIN IMMEDIATE"))
+            conn.info["in_transaction"] = True
+
+    sqlalchemy.event.listen(engine, "begin", begin_immediate, insert=True)
+    engine.xensm_immediate = True
+
+
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
     daemon_threads = True
 
@@ -135,7 +168,9 @@ class CinderStack:
             "periodic_interval = 0",
             "service_down_time = 86400",
             "[database]",
-            "connection = sqlite:///%s" % os.path.join(self.tmp, "cinder.sqlite"),
+            # timeout: how long a connection waits for SQLite's write lock
+            # (pysqlite's default, 5 s, runs out on a loaded machine).
+            "connection = sqlite:///%s?timeout=120" % os.path.join(self.tmp, "cinder.sqlite"),
             "[oslo_concurrency]",
             "lock_path = %s" % os.path.join(self.tmp, "locks"),
             "[coordination]",
@@ -180,6 +215,7 @@ class CinderStack:
              version=version.version_string())
         logging.setup(conf, "cinder")
         migration.db_sync()
+        _immediate_transactions()
         _json_on_the_wire()
         rpc.init(conf)
         try:

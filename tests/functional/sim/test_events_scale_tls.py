@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from typing import Any
 
 import testtools
 import XenAPI
@@ -16,6 +17,14 @@ from tests.functional.sim import base
 from xensm_driver.sim import Simulator
 
 MiB = base.MiB
+
+
+def wait_until(predicate: Any, timeout: float = 30.0) -> Any:
+    """Poll ``predicate`` until true (a wait, not an assertion on time)."""
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return predicate()
 
 
 class EventTest(base.SimTestCase):
@@ -50,18 +59,22 @@ class EventTest(base.SimTestCase):
     def test_event_from_blocks_until_a_change(self) -> None:
         sr = self.sr('nfs')
         token = self.x.event_from(['vdi'], '', 0.0)['token']
-        t0 = time.monotonic()
+        # Nothing changes: the wait runs out with no event.
         self.assertEqual([], self.x.event_from(['vdi'], token, 0.3)['events'])
-        self.assertGreaterEqual(time.monotonic() - t0, 0.25)
+        got: dict[str, Any] = {}
+        # A wait far longer than the test: only a change can end it.
+        waiter = threading.Thread(target=lambda: got.update(
+            self.x.event_from(['vdi'], token, 3600.0)))
+        waiter.start()
+        self.addCleanup(waiter.join, 60)
+        # Once the server holds the waiting call, change something.
+        self.assertTrue(wait_until(lambda: self.ctl.calls().get('event.from') == 3))
         other = self.login().xenapi      # a session is not thread-safe
-        timer = threading.Timer(0.2, lambda: other.VDI.create({
-            'SR': sr, 'virtual_size': str(MiB), 'type': 'user',
-            'sharable': False, 'read_only': False, 'other_config': {}}))
-        timer.start()
-        self.addCleanup(timer.cancel)
-        got = self.x.event_from(['vdi'], token, 10.0)
+        other.VDI.create({'SR': sr, 'virtual_size': str(MiB), 'type': 'user',
+                          'sharable': False, 'read_only': False, 'other_config': {}})
+        waiter.join(60)
+        self.assertFalse(waiter.is_alive(), 'event.from was not woken by the change')
         self.assertEqual(['add'], [e['operation'] for e in got['events']])
-        self.assertLess(time.monotonic() - t0, 0.9)   # woken, not polled
 
     def test_task_events_and_errors(self) -> None:
         sr = self.sr('nfs')
@@ -86,7 +99,7 @@ class ScaleTest(base.SimTestCase):
     srs = ('nfs',)
     pool_hosts = 1
 
-    def test_big_sr_stays_fast(self) -> None:
+    def test_queries_on_a_big_sr(self) -> None:
         sr = self.sr('nfs')
         other = self.x.SR.create(
             self.sim.topology['hosts'][0]['ref'],
@@ -107,21 +120,12 @@ class ScaleTest(base.SimTestCase):
         for t in ts:
             t.join(120)
         self.assertEqual(2000, len(self.x.SR.get_VDIs(sr)))
-        t0 = time.monotonic()
         v = self.vdi(other, MiB, 'needle')
-        create = time.monotonic() - t0
-        t0 = time.monotonic()
         found = self.x.VDI.get_all_records_where(
             'field "SR"="%s" and field "name__label"="needle"' % other)
-        where = time.monotonic() - t0
         self.assertEqual([v], list(found))
-        t0 = time.monotonic()
-        self.x.VDI.get_all_records_where(
-            'field "name__label"="needle" and field "SR"="%s"' % sr)
-        scan_sr = time.monotonic() - t0
-        self.assertLess(create, 0.1)
-        self.assertLess(where, 0.1)
-        self.assertLess(scan_sr, 1.0)
+        self.assertEqual({}, self.x.VDI.get_all_records_where(
+            'field "name__label"="needle" and field "SR"="%s"' % sr))
         # 1 MiB rounds up to one 2 MiB VHD block.
         self.assertEqual(str(2000 * 2 * MiB),
                          self.x.SR.get_virtual_allocation(sr))
