@@ -128,6 +128,10 @@ class Obj:
     state: str = "live"
     provider_id: str | None = None
     provider_location: str | None = None
+    #: The volume's VDI now, when it is not the recorded one: an SM revert
+    #: swaps a clone of the snapshot in and returns it; like Cinder, the
+    #: walk keeps handing the driver the recorded provider_id.
+    vdi_uuid: str | None = None
     #: None: unknown (a write, revert or extend failed; converge settles it).
     content: Content | None = dataclasses.field(default_factory=Content)
     volume_id: str | None = None    # a snapshot's volume
@@ -143,6 +147,11 @@ class Obj:
     @property
     def ident(self) -> identity.Identity:
         return identity.Identity(self.kind, self.id)
+
+    @property
+    def current_vdi(self) -> str | None:
+        """The uuid of the VDI that holds the object now."""
+        return self.vdi_uuid or self.provider_id
 
     def cinder(self, volume: Obj | None = None) -> dict[str, Any]:
         """The object as Cinder hands it to the driver."""
@@ -330,7 +339,7 @@ def check(model: Model, inventory: Inventory,
             expected = obj.content.render()
             if got is None:
                 findings.append(Finding("wrong", name, "%s %s (VDI %s) cannot be read: %s"
-                                        % (obj.kind, obj.id, obj.provider_id, obj.story())))
+                                        % (obj.kind, obj.id, obj.current_vdi, obj.story())))
             elif got != expected:
                 findings.append(Finding("wrong", name, "%s %s (VDI %s) reads wrong: %s "
                                         "(expected %s) after: %s" % (
@@ -363,7 +372,7 @@ def _check_vdi(model: Model, backend: str, obj: Obj, rec: VdiRec) -> list[Findin
 def _check_sm(model: Model, inv: BackendInventory, live: list[Obj],
               unsure: set[str]) -> list[Finding]:
     findings = []
-    by_uuid = {o.provider_id: o for o in live if o.provider_id}
+    by_uuid = {o.current_vdi: o for o in live if o.current_vdi}
     seen: set[str] = set()
     for rec in inv.vdis:
         obj = by_uuid.get(rec.uuid)
@@ -379,7 +388,7 @@ def _check_sm(model: Model, inv: BackendInventory, live: list[Obj],
     for obj in live:
         if obj.id not in seen:
             findings.append(Finding("wrong", inv.name, "%s %s: no VDI %s on SR %s; after: %s"
-                                    % (obj.kind, obj.id, obj.provider_id, inv.sr_uuid,
+                                    % (obj.kind, obj.id, obj.current_vdi, inv.sr_uuid,
                                        obj.story())))
     return findings
 

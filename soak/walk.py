@@ -550,11 +550,13 @@ class Soak:
 
     def _revert(self, drv: Any, vol: Obj, snap: Obj) -> str:
         try:
-            drv.revert_to_snapshot(None, self._vol(vol), self._snap(snap))
+            update = drv.revert_to_snapshot(None, self._vol(vol), self._snap(snap))
         except Exception:
             vol.content = None
             vol.pending = ("revert", snap.id)
             raise
+        if update:          # an SM revert swapped a clone in (Cinder ignores this)
+            vol.vdi_uuid = update["provider_id"]
         vol.content = snap.content
         vol.pending = None
         return "ok to %s" % snap.id
@@ -596,8 +598,8 @@ class Soak:
 
     def _read(self, drv: Any, obj: Obj) -> str:
         out = io.BytesIO()
-        assert obj.provider_id is not None
-        transfer.download(drv.pool, obj.provider_id, out,
+        assert obj.current_vdi is not None
+        transfer.download(drv.pool, obj.current_vdi, out,
                           size=obj.size_gb * model.GiB, length=model.REGION, timeout=30)
         return self._compare(obj, out.getvalue(), "read")
 
@@ -608,7 +610,7 @@ class Soak:
             return "ok read %s" % obj.content.describe()
         why = self.model.seeds.explain(expected, got)
         self._wrong(obj.backend, "%s %s (VDI %s): %s reads wrong: %s (expected %s) after: %s"
-                    % (obj.kind, obj.id, obj.provider_id, how, why,
+                    % (obj.kind, obj.id, obj.current_vdi, how, why,
                        obj.content.describe(), obj.story()))
         return "WRONG: %s" % why
 
@@ -616,9 +618,9 @@ class Soak:
         info = drv.initialize_connection(self._vol(vol), CONNECTOR)
         self.watch.scan("connection info", repr(info))
         got = info.get("data", {}).get("vdi_uuid")
-        if got != vol.provider_id:
+        if got != vol.current_vdi:
             self._wrong(vol.backend, "volume %s: initialize_connection handed out VDI %s, "
-                        "not its own %s; after: %s" % (vol.id, got, vol.provider_id,
+                        "not its own %s; after: %s" % (vol.id, got, vol.current_vdi,
                                                       vol.story()))
         drv.terminate_connection(self._vol(vol), CONNECTOR)
         return "ok %s" % got
@@ -685,8 +687,8 @@ class Soak:
             try:
                 if obj.kind == "snapshot" and backend.solidfire:
                     reads[obj.id] = self._read_sf_snapshot(backend, obj)
-                elif obj.provider_id:
-                    reads[obj.id] = self.observer.read(obj.provider_id)
+                elif obj.current_vdi:
+                    reads[obj.id] = self.observer.read(obj.current_vdi)
             except Exception as exc:  # noqa: BLE001 - reported as a wrong object
                 obj.note("verify read -> failed (%s: %s)" % (type(exc).__name__, exc))
                 reads[obj.id] = None

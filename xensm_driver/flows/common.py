@@ -388,11 +388,21 @@ class ClaimTask(XensmTask):
 
 class ReleaseClaimTask(XensmTask):
     """Give the claim back once the VDI is made and identified. 1 call.
-    When that fails the verb fails and undoes itself like any other (a
-    claim left behind would make the next create of this id wait)."""
+
+    Never fails the verb: once the release may have reached XAPI, the next
+    creator of this id may already hold the claim and have been handed our
+    VDI as the one that was there first, so undoing the create would pull
+    it from under them. The release is idempotent, so it is tried twice; a
+    claim still left is taken over when its lease runs out.
+    """
 
     def execute(self, backend: SRBackend, ident: identity.Identity) -> None:
-        backend.storage.remove_other_config_key("SR", backend.sr_ref, ident.claim_key)
+        try:
+            backend.storage.remove_other_config_key("SR", backend.sr_ref, ident.claim_key)
+        except exception.XensmError as exc:
+            LOG.warning("Giving back the claim %s on SR %s failed (%s); trying once more.",
+                        ident.claim_key, backend.sr_uuid, exc)
+            release_claim(backend, ident)
 
 
 def release_claim(backend: SRBackend, ident: identity.Identity) -> None:
