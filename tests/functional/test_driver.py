@@ -537,6 +537,15 @@ class TestConcurrentCreates(base.DriverTestCase):
             self.driver.backend.sr_ref))                # every claim given back
 
 
+    def test_a_duplicate_whose_destroy_failed_once_is_still_destroyed(self) -> None:
+        vol = self.create_volume()
+        self.control.inject_fault("VDI.destroy", error=INJECTED)
+        self.assertEqual(vol["provider_id"], self.driver.create_volume(dict(vol))["provider_id"])
+        named = self.driver.backend.storage.find_vdis(
+            self.driver.backend.sr_ref, "volume-%s" % vol["id"])
+        self.assertEqual([vol["provider_id"]], [v.uuid for v in named])
+
+
 class TestSizes(base.DriverTestCase):
     """Sizes are whole GiB above 0, refused before any call otherwise."""
 

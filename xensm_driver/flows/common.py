@@ -523,7 +523,19 @@ class IdentifyVdiTask(XensmTask):
             LOG.warning("%s already had VDI %s on SR %s (an earlier attempt); "
                         "keeping it and destroying the one just made.",
                         ident.name_label, earlier.uuid, backend.sr_uuid)
-            destroy_quietly(backend, vdi_ref)
+            # Ours carries the tag like the winner: left behind, nothing could
+            # tell it from an object of its own, so failing to destroy it fails
+            # the verb (whose undo tries once more) rather than leak it.
+            try:
+                backend.storage.destroy_vdi(vdi_ref)
+            except GONE:
+                pass
+            except exception.XensmError as exc:
+                LOG.warning("Destroying VDI %s failed (%s); trying once more.", vdi_ref, exc)
+                try:
+                    backend.storage.destroy_vdi(vdi_ref)
+                except GONE:
+                    pass
             return earlier
         mine = next((v for v in found if v.ref == vdi_ref and _is_ours(v, ident)), None)
         if mine is None:
