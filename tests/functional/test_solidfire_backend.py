@@ -101,6 +101,19 @@ class TestSolidFireVerbs(SolidFireTestCase):
         self.assertGreaterEqual(sf_volume["totalSize"], 3 * base.GiB)
         self.assertEqual(A, self.read(vol, len(A)))
 
+    def test_extend_retried_after_the_scan_failed_grows_the_sr(self) -> None:
+        # The LUN grew on the first attempt; only SR.scan grows the SR into
+        # it (sm LVHDSR.scan), so the retry must scan although the LUN is big.
+        vol = self.create_volume()
+        self.write(vol, A)
+        self.control.inject_fault("SR.scan", error=["INTERNAL_ERROR", "injected"])
+        self.assertRaises(exception.XensmError, self.driver.extend_volume, vol, 2)
+        self.control.clear_faults()
+        self.driver.extend_volume(vol, 2)
+        vdi = self.driver.backend.storage.vdi_by_uuid(vol["provider_id"])
+        self.assertEqual(2 * base.GiB, vdi.virtual_size)
+        self.assertEqual(A, self.read(vol, len(A)))
+
     def test_delete_keeps_lun_until_its_last_snapshot_goes(self) -> None:
         vol = self.create_volume()
         snap = self.snapshot_of(vol)

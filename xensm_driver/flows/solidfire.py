@@ -374,11 +374,18 @@ class ResizeLunTask(common.XensmTask):
                                 totalSize=lun_size)
 
 
-class RefreshSrTask(common.XensmTask):
-    """Make XAPI see the grown LUN (SR.update)."""
+class GrowLunSrTask(common.XensmTask):
+    """Grow the SR into the grown LUN: SR.scan.
+
+    Only a scan grows an LVHD SR (sm ``LVHDSR.scan`` -> ``_expand_size``,
+    by 100 MiB or more); ``SR.update`` only re-reads its stats, and a
+    ``VDI.resize`` into space only the LUN has fails with
+    SR_BACKEND_FAILURE_44. A scan is safe to repeat, so a retried extend
+    whose LUN is already grown still grows the SR.
+    """
 
     def execute(self, backend: SolidFireBackend, sr_ref: str) -> None:
-        backend.storage.pool.call("SR.update", sr_ref, obj=sr_ref)
+        backend.storage.scan_sr(sr_ref)
 
 
 # -- flows --------------------------------------------------------------------
@@ -431,7 +438,7 @@ def revert_to_snapshot() -> linear_flow.Flow:
 
 
 def extend_volume() -> linear_flow.Flow:
-    """ResizeLunTask -> RefreshSrTask -> GrowVdiTask.
+    """ResizeLunTask -> GrowLunSrTask -> GrowVdiTask.
     Store: sf_volume, sr_ref, vdi, size_bytes."""
     return linear_flow.Flow("sf_extend_volume").add(
-        ResizeLunTask(), RefreshSrTask(), GrowVdiTask())
+        ResizeLunTask(), GrowLunSrTask(), GrowVdiTask())
