@@ -82,6 +82,19 @@ class TestSolidFireVerbs(SolidFireTestCase):
         self.assertNotEqual(vol["provider_location"].split("/")[0],
                             clone["provider_location"].split("/")[0])
 
+    def test_volume_from_a_snapshot_taken_before_its_source_grew(self) -> None:
+        # The clone starts at the snapshot's size, whatever the source's size
+        # is now: newSize is always sent (Cinder solidfire.py _do_clone_volume).
+        vol = self.create_volume()
+        self.write(vol, A)
+        snap = self.snapshot_of(vol)
+        self.driver.extend_volume(vol, 3)
+        clone = self.volume(size=2)
+        clone.update(self.driver.create_volume_from_snapshot(clone, snap))
+        vdi = self.driver.backend.storage.vdi_by_uuid(clone["provider_id"])
+        self.assertEqual(2 * base.GiB, vdi.virtual_size)
+        self.assertEqual(A, self.read(clone, len(A)))
+
     def test_clone_of_volume(self) -> None:
         vol = self.create_volume()
         self.write(vol, A)

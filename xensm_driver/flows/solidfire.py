@@ -103,14 +103,15 @@ class CloneArrayVolumeTask(_ArrayVolumeMaker):
         existing = backend.find_array_volume(ident.id)
         if existing is not None:
             return dict(existing, _made_here=False)
+        # newSize always, as Cinder's _do_clone_volume sends it: a clone is
+        # its snapshot's size otherwise, which may be below the source's
+        # size now and below the volume's.
         params: dict[str, Any] = {
             "volumeID": source_volume["volumeID"], "name": backend.array_name(ident.id),
-            "newAccountID": backend.account_id, "attributes": backend.array_attributes(ident.id)}
+            "newAccountID": backend.account_id, "attributes": backend.array_attributes(ident.id),
+            "newSize": backend.lun_size(size_bytes)}
         if source_snapshot_id is not None:
             params["snapshotID"] = source_snapshot_id
-        lun_size = backend.lun_size(size_bytes)
-        if lun_size > int(source_volume["totalSize"]):
-            params["newSize"] = lun_size
         self.asked = True
         result = backend.client.call("CloneVolume", **params)
         backend.client.wait_async(result["asyncHandle"],
