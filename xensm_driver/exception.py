@@ -80,6 +80,14 @@ class SRNotFound(NotFound):
     message = "SR %(sr)s was not found on the pool: %(reason)s"
 
 
+class SRNotPlugged(XensmError):
+    """An SR some host of the pool cannot attach (its PBD stays unplugged)."""
+
+    message = ("SR %(sr)s of back end %(backend)s cannot be plugged on %(hosts)s: "
+               "%(reason)s. Check that those hosts reach the storage (network, "
+               "initiator name, zoning, access group), then retry.")
+
+
 class InUse(XensmError):
     message = "%(kind)s %(name)s is in use: %(reason)s"
 

@@ -210,6 +210,20 @@ class TestSolidFireSafety(SolidFireTestCase):
         self.assertEqual([("xensm-%s" % other["id"], "active")], self.array_volumes())
         self.assertEqual(A, (self.write(other, A), self.read(other, len(A)))[1])
 
+    def test_a_host_that_cannot_plug_fails_create_and_leaves_nothing(self) -> None:
+        # SR.create answers with that host's PBD unplugged and no error
+        # (xapi_sr.ml create): the volume must not come out 'available'.
+        slave_iqn = self.sim.topology["hosts"][1]["iscsi_iqn"]
+        self.client.call("RemoveInitiatorsFromVolumeAccessGroup",
+                         volumeAccessGroupID=self.driver.backend.vag_id,
+                         initiators=[slave_iqn])
+        pool = self.driver.pool
+        before = self.world(), len(pool.call("PBD.get_all"))
+        err = self.assertRaises(exception.SRNotPlugged, self.driver.create_volume,
+                                self.volume())
+        self.assertIn("cannot be plugged on sim-host-1", str(err))
+        self.assertEqual(before, (self.world(), len(pool.call("PBD.get_all"))))
+
     def test_33rd_snapshot_is_refused_before_the_array_is_asked(self) -> None:
         vol = self.create_volume()
         for _ in range(32):

@@ -20,6 +20,7 @@ from taskflow.patterns import linear_flow
 from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver.flows import common
+from xensm_driver.flows.setup_sr import PlugEverywhereTask
 from xensm_driver.xapi.storage import VDI
 
 if TYPE_CHECKING:
@@ -393,10 +394,11 @@ class GrowLunSrTask(common.XensmTask):
 
 def create_volume() -> linear_flow.Flow:
     """CreateArrayVolumeTask -> GrantAccessTask -> CreateLunSrTask ->
-    FillLunTask -> ReadVdiTask -> ModelUpdateTask. Store: ident, size_bytes."""
+    PlugEverywhereTask -> FillLunTask -> ReadVdiTask -> ModelUpdateTask.
+    Store: ident, size_bytes."""
     return linear_flow.Flow("sf_create_volume").add(
-        CreateArrayVolumeTask(), GrantAccessTask(), CreateLunSrTask(), FillLunTask(),
-        ReadVdiTask(), ModelUpdateTask())
+        CreateArrayVolumeTask(), GrantAccessTask(), CreateLunSrTask(),
+        PlugEverywhereTask(), FillLunTask(), ReadVdiTask(), ModelUpdateTask())
 
 
 def clone_by_resign() -> linear_flow.Flow:
@@ -413,8 +415,9 @@ def clone_by_copy() -> linear_flow.Flow:
     """A fresh volume (as create_volume), then CopyVdiTask from the source's
     attached VDI. Store: ident, size_bytes, source_vdi."""
     return linear_flow.Flow("sf_clone_by_copy").add(
-        CreateArrayVolumeTask(), GrantAccessTask(), CreateLunSrTask(), FillLunTask(),
-        ReadVdiTask(), CopyVdiTask(), ModelUpdateTask())
+        CreateArrayVolumeTask(), GrantAccessTask(), CreateLunSrTask(),
+        PlugEverywhereTask(), FillLunTask(), ReadVdiTask(), CopyVdiTask(),
+        ModelUpdateTask())
 
 
 def delete_volume() -> linear_flow.Flow:

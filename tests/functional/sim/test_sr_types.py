@@ -179,6 +179,24 @@ class SrTypeTest(base.SimTestCase):
                                targetIQN=t['iqn'], SCSIid=new['scsi_id']),
                            'lvmoiscsi')
 
+    def test_shared_create_leaves_a_host_that_cannot_plug_unplugged(self) -> None:
+        # xen-api xapi_sr.ml create: Async.PBD.plug per host, results unread.
+        lun = self.topo['iscsi']['luns'][1]['SCSIid']
+        master_iqn = self.topo['hosts'][0]['iscsi_iqn']
+        slave = self.topo['hosts'][1]
+        self.ctl.set_lun_access(lun, [master_iqn])
+        sr = self.create('lvmoiscsi', self.iscsi_dc(SCSIid=lun))
+        plugged = {self.x.PBD.get_host(p): self.x.PBD.get_currently_attached(p)
+                   for p in self.x.SR.get_PBDs(sr)}
+        self.assertEqual({self.master: True, slave['ref']: False}, plugged)
+        self.vdi(sr)                                   # usable from the master
+        (pbd,) = [p for p in self.x.SR.get_PBDs(sr)
+                  if self.x.PBD.get_host(p) == slave['ref']]
+        self.assertFailure(['SR_BACKEND_FAILURE_107'], self.x.PBD.plug, pbd)
+        self.ctl.set_lun_access(lun, [master_iqn, slave['iscsi_iqn']])
+        self.x.PBD.plug(pbd)
+        self.assertTrue(self.x.PBD.get_currently_attached(pbd))
+
     def test_lvmohba(self) -> None:
         exc = self.assertFailure(['SR_BACKEND_FAILURE_107'], self.create,
                                  'lvmohba', {})
