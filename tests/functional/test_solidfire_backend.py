@@ -127,11 +127,16 @@ class TestSolidFireVerbs(SolidFireTestCase):
         self.assertEqual(2 * base.GiB, vdi.virtual_size)
         self.assertEqual(A, self.read(vol, len(A)))
 
-    def test_delete_keeps_lun_until_its_last_snapshot_goes(self) -> None:
+    def test_delete_retires_the_lun_until_its_last_snapshot_goes(self) -> None:
+        # Not DeleteVolume: Element would purge the snapshot with the volume.
         vol = self.create_volume()
         snap = self.snapshot_of(vol)
         self.driver.delete_volume(vol)
-        self.assertEqual([("xensm-%s" % vol["id"], "deleted")], self.array_volumes())
+        (sf_volume,) = self.client.call("ListVolumes")["volumes"]
+        self.assertEqual(("xensm-%s" % vol["id"], "active"),
+                         (sf_volume["name"], sf_volume["status"]))
+        self.assertIn("xensm-retired", sf_volume["attributes"])
+        self.assertEqual([], sf_volume["volumeAccessGroups"])
         self.assertNotIn("xensm-sf-volume-%s" % vol["id"], self.world()["srs"])
         self.driver.delete_snapshot(snap)
         self.assertEqual([], self.array_volumes())
@@ -156,13 +161,13 @@ class TestSolidFireVerbs(SolidFireTestCase):
         self.assertEqual([], self.client.list_snapshots())
         self.assertEqual([], self.client.call("ListGroupSnapshots")["groupSnapshots"])
 
-    def test_deleted_members_are_purged_with_their_group_snapshot(self) -> None:
+    def test_deleted_members_go_with_their_group_snapshot(self) -> None:
         vols = [self.create_volume(), self.create_volume()]
         self.driver.create_group_snapshot(None, {"id": "gs2"},
                                           [self.snapshot_spec(v) for v in vols])
         for vol in vols:
             self.driver.delete_volume(vol)
-        self.assertEqual(["deleted", "deleted"], [s for _, s in self.array_volumes()])
+        self.assertEqual(2, len(self.array_volumes()))       # retired, not deleted
         self.driver.delete_group_snapshot(None, {"id": "gs2"}, [])
         self.assertEqual([], self.array_volumes())
 
@@ -336,6 +341,62 @@ class TestSolidFireRetriesAndReverts(SolidFireTestCase):
         srs = [s for s in self.world()["srs"] if vol["id"] in s]
         self.assertEqual(["xensm-sf-volume-%s" % vol["id"]], srs)
         self.assertEqual(A, (self.write(vol, A), self.read(vol, len(A)))[1])
+
+
+class TestSolidFireUnderPurge(SolidFireTestCase):
+    """Element purges a deleted volume, and its snapshots with it, after the
+    cleanup interval; here the interval is 0, so it happens at once."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.array.configure(purge_seconds=0)
+
+    def test_a_snapshot_outlives_its_deleted_volume(self) -> None:
+        vol = self.create_volume()
+        self.write(vol, A)
+        snap = self.snapshot_of(vol)
+        self.driver.delete_volume(vol)
+        self.assertNotIn("xensm-sf-volume-%s" % vol["id"], self.world()["srs"])
+        clone = self.volume()
+        clone.update(self.driver.create_volume_from_snapshot(clone, snap))
+        self.assertEqual(A, self.read(clone, len(A)))
+        self.driver.delete_snapshot(snap)
+        self.assertEqual([("xensm-%s" % clone["id"], "active")], self.array_volumes())
+        self.assertEqual(A, self.read(clone, len(A)))
+        self.driver.delete_volume(clone)
+        self.assertEqual([], self.array_volumes())
+        self.assertEqual([], self.client.list_snapshots())
+
+    def test_group_snapshot_members_outlive_their_volumes(self) -> None:
+        vols = [self.create_volume(), self.create_volume()]
+        for vol, data in zip(vols, (A, B), strict=True):
+            self.write(vol, data)
+        snaps = [self.snapshot_spec(v) for v in vols]
+        _, updates = self.driver.create_group_snapshot(None, {"id": "gs3"}, snaps)
+        ids = {u["id"]: u["provider_id"] for u in updates}
+        for vol in vols:
+            self.driver.delete_volume(vol)
+        clone = self.volume()
+        member = dict(snaps[1], provider_id=ids[snaps[1]["id"]])
+        clone.update(self.driver.create_volume_from_snapshot(clone, member))
+        self.assertEqual(B, self.read(clone, len(B)))
+        self.driver.delete_group_snapshot(None, {"id": "gs3"}, snaps)
+        self.assertEqual([("xensm-%s" % clone["id"], "active")], self.array_volumes())
+        self.assertEqual(B, self.read(clone, len(B)))
+
+    def test_a_deleted_volume_kept_for_its_snapshots_is_no_volume(self) -> None:
+        vol = self.create_volume()
+        snap = self.snapshot_of(vol)
+        self.driver.delete_volume(vol)
+        self.driver.delete_volume(vol)                       # a retried delete
+        self.assertRaises(exception.VolumeNotFound, self.driver.create_snapshot,
+                          self.snapshot_spec(vol))
+        self.assertRaises(exception.VolumeNotFound, self.driver.extend_volume, vol, 2)
+        self.assertRaises(exception.NotFound, self.driver.revert_to_snapshot,
+                          None, vol, snap)
+        self.assertEqual([], self.world()["access"])
+        self.driver.delete_snapshot(snap)
+        self.assertEqual([], self.array_volumes())
 
 
 class TestSolidFireWithoutResign(SolidFireTestCase):

@@ -10,12 +10,20 @@ resigned and introduced (``xensm_clone_strategy = resign``); without it,
 a cloned volume is a fresh LUN with the source VDI copied in by XAPI
 (``copy``), and a volume cannot be made from a snapshot at all -- the
 refusal says so.
+
+Element purges a deleted volume after its cleanup interval (about 8 h by
+default) and its snapshots go with it. So a volume whose snapshots are still
+wanted is not deleted but *retired*: detached, out of the access group,
+tagged ``xensm-retired``, seen by snapshot lookups only, and deleted with
+its last snapshot. Volumes and snapshots then behave as on SM back ends,
+where a snapshot outlives its volume.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import re
 from typing import Any
 from typing import ClassVar
@@ -38,6 +46,8 @@ LOG = logging.getLogger(__name__)
 #: journals and the VHD's metadata (bitmaps are 1/512 of the disk).
 SR_OVERHEAD = 64 << 20
 MiB = 1 << 20
+#: Array volume attribute of a retired volume: the time it was retired.
+RETIRED = "xensm-retired"
 
 
 class SolidFireBackend(base.Backend):
@@ -153,19 +163,31 @@ class SolidFireBackend(base.Backend):
         raw = size_bytes + size_bytes // 512 + SR_OVERHEAD
         return -(-raw // MiB) * MiB
 
-    def find_array_volume(self, volume_id: str, *, include_deleted: bool = False
+    def find_array_volume(self, volume_id: str, *, include_retired: bool = False
                           ) -> dict[str, Any] | None:
         """The array volume of a Cinder volume, by name and tag, or None.
 
         Never by ID alone: after an out-of-band delete a lookup by ID can
         answer with the next volume (LP#1782373), and that one is not ours.
+        A retired volume (deleted, kept for its snapshots) is found only
+        with ``include_retired``, as are deleted ones not yet purged.
         """
         for volume in self.client.find_volumes_by_name(
-                self.array_name(volume_id), include_deleted=include_deleted,
+                self.array_name(volume_id), include_deleted=include_retired,
                 account_id=self.account_id):
-            if (volume.get("attributes") or {}).get(identity.VOLUME_TAG) == volume_id:
+            attributes = volume.get("attributes") or {}
+            if attributes.get(identity.VOLUME_TAG) != volume_id:
+                continue
+            if include_retired or not self.retired(volume):
                 return volume
         return None
+
+    @staticmethod
+    def retired(sf_volume: dict[str, Any]) -> bool:
+        """Deleted by its user: retired and kept for snapshots, or deleted on
+        the array (by an earlier version or out of band) awaiting its purge."""
+        return (RETIRED in (sf_volume.get("attributes") or {})
+                or sf_volume.get("status") == "deleted")
 
     def find_lun_sr(self, volume_id: str,
                     sf_volume: dict[str, Any] | None = None) -> str | None:
@@ -222,15 +244,41 @@ class SolidFireBackend(base.Backend):
                 raise
 
     def delete_array_volume(self, array_volume_id: int) -> None:
-        """DeleteVolume, and PurgeDeletedVolume unless snapshots remain."""
+        """DeleteVolume and PurgeDeletedVolume; "already gone" is done."""
         with contextlib.suppress(exception.ArrayNotFound):
             self.client.call("DeleteVolume", volumeID=array_volume_id)
-        if self.snapshots_of(array_volume_id):
-            LOG.info("Array volume %s still has snapshots: deleted but not purged "
-                     "until its last snapshot goes.", array_volume_id)
-            return
         with contextlib.suppress(exception.ArrayNotFound):
             self.client.call("PurgeDeletedVolume", volumeID=array_volume_id)
+
+    def retire_array_volume(self, sf_volume: dict[str, Any]) -> None:
+        """Delete the array volume, or retire it while it has snapshots.
+
+        DeleteVolume would have Element purge the snapshots with the volume
+        after the cleanup interval, so a volume with snapshots stays active,
+        tagged :data:`RETIRED` (access already revoked by the caller), until
+        :meth:`purge_if_unwanted` sees its last snapshot go. 1 call, +1 to
+        retire and look again, +2 to delete.
+        """
+        volume_id = int(sf_volume["volumeID"])
+        if self.snapshots_of(volume_id):
+            attributes = dict(sf_volume.get("attributes") or {})
+            attributes[RETIRED] = datetime.datetime.now(datetime.UTC).strftime(
+                "%Y-%m-%dT%H:%M:%SZ")
+            self.client.call("ModifyVolume", volumeID=volume_id, attributes=attributes)
+            # A snapshot deleted meanwhile saw the volume live and kept it.
+            if self.snapshots_of(volume_id):
+                LOG.info("Array volume %s (%s) has snapshots: retired, not deleted, "
+                         "until its last snapshot goes.", volume_id, sf_volume["name"])
+                return
+        self.delete_array_volume(volume_id)
+
+    def purge_if_unwanted(self, array_volume_id: int) -> None:
+        """Delete a retired volume once its last snapshot is gone. 1-4 calls."""
+        volume = self.client.get_volume_by_id(array_volume_id, include_deleted=True)
+        if volume is None or not self.retired(volume):
+            return
+        if not self.snapshots_of(array_volume_id):
+            self.delete_array_volume(array_volume_id)
 
     def destroy_array_volume(self, array_volume_id: int) -> None:
         """Undo a volume this flow made: revoke, delete, purge, quietly."""
@@ -358,7 +406,7 @@ class SolidFireBackend(base.Backend):
     def find_array_snapshot(self, snapshot: SnapshotSpec
                             ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """``(array volume, array snapshot)`` of a snapshot; either may be None."""
-        sf_volume = self.find_array_volume(snapshot.volume.id, include_deleted=True)
+        sf_volume = self.find_array_volume(snapshot.volume.id, include_retired=True)
         if sf_volume is None:
             return None, None
         name = self.array_name(snapshot.id)
@@ -382,17 +430,7 @@ class SolidFireBackend(base.Backend):
         assert sf_volume is not None
         with contextlib.suppress(exception.ArrayNotFound):
             self.client.call("DeleteSnapshot", snapshotID=sf_snapshot["snapshotID"])
-        self._purge_if_unwanted(int(sf_volume["volumeID"]))
-
-    def _purge_if_unwanted(self, array_volume_id: int) -> None:
-        """Purge a volume deleted while its snapshots were still wanted,
-        once the last of them is gone."""
-        volume = self.client.get_volume_by_id(array_volume_id, include_deleted=True)
-        if volume is None or volume.get("status") != "deleted":
-            return
-        if not self.snapshots_of(array_volume_id):
-            with contextlib.suppress(exception.ArrayNotFound):
-                self.client.call("PurgeDeletedVolume", volumeID=array_volume_id)
+        self.purge_if_unwanted(int(sf_volume["volumeID"]))
 
     def create_volume_from_snapshot(self, volume: VolumeSpec,
                                     snapshot: SnapshotSpec) -> dict[str, str]:
@@ -427,6 +465,9 @@ class SolidFireBackend(base.Backend):
 
     def revert_to_snapshot(self, volume: VolumeSpec, snapshot: SnapshotSpec) -> None:
         sf_volume, sf_snapshot = self.find_array_snapshot(snapshot)
+        if sf_volume is not None and self.retired(sf_volume):
+            raise exception.VolumeNotFound(volume_id=volume.id,
+                                           sr_uuid="(its own SolidFire LUN)")
         sr_ref = self.find_lun_sr(volume.id)
         if sf_volume is None or sf_snapshot is None or sr_ref is None:
             raise exception.SnapshotNotFound(snapshot_id=snapshot.id,
@@ -514,7 +555,7 @@ class SolidFireBackend(base.Backend):
                 self.client.call("DeleteGroupSnapshot",
                                  groupSnapshotID=found["groupSnapshotID"], saveMembers=False)
             for volume_id in {int(m["volumeID"]) for m in found.get("members", [])}:
-                self._purge_if_unwanted(volume_id)
+                self.purge_if_unwanted(volume_id)
         return ({"status": "deleted"},
                 [{"id": s.id, "status": "deleted"} for s in snapshots])
 

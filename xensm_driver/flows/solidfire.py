@@ -342,8 +342,8 @@ class CopyVdiTask(common.XensmTask):
 # -- teardown and rollback ----------------------------------------------------
 
 class DeleteArrayVolumeTask(common.XensmTask):
-    """Revoke access and delete the array volume; purge it unless snapshots
-    of it are still wanted (purging would destroy them). Nothing to revert.
+    """Revoke access and delete the array volume, or retire it while it has
+    snapshots (Element would purge them with it). Nothing to revert.
     """
 
     def execute(self, backend: SolidFireBackend, ident: identity.Identity,
@@ -353,7 +353,7 @@ class DeleteArrayVolumeTask(common.XensmTask):
                         ident.name_label)
             return
         backend.revoke(sf_volume["volumeID"])
-        backend.delete_array_volume(sf_volume["volumeID"])
+        backend.retire_array_volume(sf_volume)
 
 
 class RollbackTask(common.XensmTask):
