@@ -88,6 +88,12 @@ class SRNotPlugged(XensmError):
                "initiator name, zoning, access group), then retry.")
 
 
+class LunSrContent(XensmError):
+    """A SolidFire volume's SR does not hold exactly its one VDI (``count``)."""
+
+    message = "The SR of volume %(volume_id)s holds %(count)d user VDIs, expected exactly one."
+
+
 class InUse(XensmError):
     message = "%(kind)s %(name)s is in use: %(reason)s"
 

@@ -343,6 +343,90 @@ class TestSolidFireRetriesAndReverts(SolidFireTestCase):
         self.assertEqual(A, (self.write(vol, A), self.read(vol, len(A)))[1])
 
 
+class TestSolidFireFailedRevert(SolidFireTestCase):
+    """A revert that fails part-way never strands the volume without its SR."""
+
+    def sr_plugged(self, vol: dict[str, Any]) -> bool:
+        pool = self.driver.pool
+        srs = pool.call("SR.get_by_name_label", "xensm-sf-volume-%s" % vol["id"])
+        pbds = [pool.call("PBD.get_record", p) for sr in srs
+                for p in pool.call("SR.get_PBDs", sr)]
+        return len(srs) == 1 and len(pbds) == 2 and all(
+            p["currently_attached"] for p in pbds)
+
+    def written(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A volume holding A in its snapshot and B now."""
+        vol = self.create_volume()
+        self.write(vol, A)
+        snap = self.snapshot_of(vol)
+        self.write(vol, B)
+        return vol, snap
+
+    def assert_usable(self, vol: dict[str, Any], snap: dict[str, Any]) -> None:
+        data = self.driver.initialize_connection(vol, {})["data"]
+        self.assertEqual(vol["provider_id"], data["vdi_uuid"])
+        self.assertTrue(self.sr_plugged(vol))
+        self.driver.extend_volume(vol, 2)
+        self.driver.revert_to_snapshot(None, vol, snap)
+        self.assertEqual(A, self.read(vol, len(A)))
+
+    def test_a_lost_forget_answer_is_undone(self) -> None:
+        # "after": XAPI forgot the SR; "before": only the PBDs were unplugged.
+        for drop in ("after", "before"):
+            vol, snap = self.written()
+            self.control.inject_fault("SR.forget", drop=drop)
+            self.assertRaises(exception.XensmError, self.driver.revert_to_snapshot,
+                              None, vol, snap)
+            self.control.clear_faults()
+            self.assertTrue(self.sr_plugged(vol), drop)
+            self.assertEqual(B, self.read(vol, len(B)))      # no rollback happened
+            self.assert_usable(vol, snap)
+
+    def test_a_forget_answer_past_the_call_timeout_is_undone(self) -> None:
+        self.driver = self.make_driver(xenapi_call_timeout=1)
+        vol, snap = self.written()
+        self.control.inject_fault("SR.forget", hang=3)
+        self.assertRaises(exception.XensmError, self.driver.revert_to_snapshot,
+                          None, vol, snap)
+        self.control.clear_faults()
+        self.assertTrue(self.sr_plugged(vol))
+        self.assertEqual(B, self.read(vol, len(B)))
+        self.assert_usable(vol, snap)
+
+    def test_every_verb_puts_back_an_sr_a_failed_rollback_left_out(self) -> None:
+        faults: list[tuple[str, dict[str, Any]]] = [
+            ("SR.probe", {"error": ["INTERNAL_ERROR", "injected"]}),
+            ("SR.introduce", {"error": ["INTERNAL_ERROR", "injected"]}),
+            ("SR.introduce", {"drop": "after"}),
+            ("PBD.plug", {"error": ["INTERNAL_ERROR", "injected"]}),
+            ("SR.scan", {"error": ["INTERNAL_ERROR", "injected"]}),
+        ]
+        verbs: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
+            "revert": lambda vol, snap: self.driver.revert_to_snapshot(None, vol, snap),
+            "attach": lambda vol, snap: self.driver.initialize_connection(vol, {}),
+            "extend": lambda vol, snap: self.driver.extend_volume(vol, 2),
+        }
+        for method, fault in faults:
+            for verb, run in verbs.items():
+                vol, snap = self.written()
+                self.array.inject_fault("RollbackToSnapshot", error_name="xInvalidParameter")
+                self.control.inject_fault(method, **fault)
+                self.assertRaises(exception.XensmError, self.driver.revert_to_snapshot,
+                                  None, vol, snap)
+                self.control.clear_faults()
+                self.array.clear_faults()
+                where = "%s %s, then %s" % (method, fault, verb)
+                self.assertFalse(self.sr_plugged(vol), where)
+                run(vol, snap)
+                self.assertTrue(self.sr_plugged(vol), where)
+                self.assertEqual(A if verb == "revert" else B, self.read(vol, len(A)),
+                                 where)
+                self.assert_usable(vol, snap)
+                self.driver.delete_snapshot(snap)
+                self.driver.delete_volume(vol)
+        self.assertEqual([], self.array_volumes())
+
+
 class TestSolidFireUnderPurge(SolidFireTestCase):
     """Element purges a deleted volume, and its snapshots with it, after the
     cleanup interval; here the interval is 0, so it happens at once."""

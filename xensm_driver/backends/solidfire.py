@@ -315,6 +315,37 @@ class SolidFireBackend(base.Backend):
             raise
         return sr_ref
 
+    def reattach_lun_sr(self, ident: identity.Identity, sf_volume: dict[str, Any]) -> str:
+        """Put the volume's SR back as a failed revert or teardown left it.
+
+        Gone (forgotten, perhaps by a call whose answer was lost): probed,
+        introduced, plugged and scanned again. Still there: its unplugged
+        PBDs are plugged again and it is scanned; an SR record with no PBD
+        at all (an introduce whose answer was lost) is forgotten and
+        introduced anew. Then its VDI gets its identity back. Returns the
+        SR ref.
+        """
+        sr_ref = self.find_lun_sr(ident.id, sf_volume)
+        if sr_ref is not None and not self.storage.pbds(sr_ref):
+            self.forget_lun_sr(sr_ref)
+            sr_ref = None
+        if sr_ref is None:
+            LOG.warning("Volume %s has its array volume %s but no SR: introducing "
+                        "it again.", ident.id, sf_volume["volumeID"])
+            sr_ref = self.introduce_lun_sr(ident.id, sf_volume)
+        else:
+            failed = self.storage.plug_unplugged(sr_ref)
+            if failed:
+                names = {h.ref: h.name_label for h in self.storage.hosts()}
+                raise exception.SRNotPlugged(
+                    sr=self.sr_name(ident.id), backend=self.name,
+                    hosts=", ".join(sorted(names.get(h, h) for h in failed)),
+                    reason="; ".join("%s: %s" % (names.get(h, h), why)
+                                     for h, why in sorted(failed.items())))
+            self.storage.scan_sr(sr_ref)
+        self.tag_lun_vdi(ident, sr_ref)
+        return sr_ref
+
     def tag_lun_vdi(self, ident: identity.Identity, sr_ref: str | None = None) -> VDI:
         """Name and tag the one user VDI on the volume's SR (after an introduce).
 
@@ -326,9 +357,7 @@ class SolidFireBackend(base.Backend):
         vdis = [v for v in self.storage.sr_vdis(sr_ref) if v.managed
                 and not v.is_a_snapshot] if sr_ref else []
         if len(vdis) != 1:
-            raise exception.XensmError(
-                "The SR of volume %s holds %d user VDIs, expected exactly one."
-                % (ident.id, len(vdis)))
+            raise exception.LunSrContent(volume_id=ident.id, count=len(vdis))
         vdi = vdis[0]
         if vdi.name_label != ident.name_label or not ident.matches(vdi.other_config):
             tags = ident.tags(vdi.other_config)
@@ -340,12 +369,34 @@ class SolidFireBackend(base.Backend):
 
     def _volume_parts(self, volume: VolumeSpec, *, required: bool = True
                       ) -> tuple[dict[str, Any] | None, str | None]:
+        """The volume's array volume and SR. ``required``: both must exist,
+        and an array volume found without its SR (a failed revert) gets it
+        back. 3 calls when both are there."""
         sf_volume = self.find_array_volume(volume.id)
         sr_ref = self.find_lun_sr(volume.id, sf_volume)
+        if required and sf_volume is not None and sr_ref is None:
+            sr_ref = self.reattach_lun_sr(volume.ident, sf_volume)
         if required and (sf_volume is None or sr_ref is None):
             raise exception.VolumeNotFound(volume_id=volume.id,
                                            sr_uuid="(its own SolidFire LUN)")
         return sf_volume, sr_ref
+
+    def _attached_parts(self, volume: VolumeSpec) -> tuple[dict[str, Any], str, VDI]:
+        """The volume's array volume, SR and VDI (named and tagged).
+
+        A failed revert may leave the array volume without its SR, or with
+        an SR record that has no PBD and no VDI (an introduce whose answer
+        was lost): the SR is put back first. 5 calls when all is well.
+        """
+        sf_volume, sr_ref = self._volume_parts(volume)
+        assert sf_volume is not None and sr_ref is not None
+        try:
+            return sf_volume, sr_ref, self.tag_lun_vdi(volume.ident, sr_ref)
+        except exception.LunSrContent as exc:
+            if exc.kwargs["count"]:
+                raise
+        sr_ref = self.reattach_lun_sr(volume.ident, sf_volume)
+        return sf_volume, sr_ref, self.tag_lun_vdi(volume.ident, sr_ref)
 
     def create_volume(self, volume: VolumeSpec) -> dict[str, str]:
         result = common.run(flows.create_volume(), backend=self, ident=volume.ident,
@@ -360,9 +411,7 @@ class SolidFireBackend(base.Backend):
                    sr_ref=sr_ref, sf_volume=sf_volume)
 
     def extend_volume(self, volume: VolumeSpec, new_size_gb: int) -> None:
-        sf_volume, sr_ref = self._volume_parts(volume)
-        assert sf_volume is not None and sr_ref is not None
-        vdi = self.tag_lun_vdi(volume.ident)
+        sf_volume, sr_ref, vdi = self._attached_parts(volume)
         new_size = new_size_gb * identity.GiB
         if new_size < vdi.virtual_size:
             raise exception.InvalidInput(
@@ -447,11 +496,11 @@ class SolidFireBackend(base.Backend):
         return self._clone(volume, sf_volume, sf_snapshot["snapshotID"])
 
     def create_cloned_volume(self, volume: VolumeSpec, src: VolumeSpec) -> dict[str, str]:
-        sf_volume, sr_ref = self._volume_parts(src)
-        assert sf_volume is not None
         if self.clone_strategy == "resign":
+            sf_volume, _ = self._volume_parts(src)
+            assert sf_volume is not None
             return self._clone(volume, sf_volume, None)
-        source_vdi = self.tag_lun_vdi(src.ident)
+        _, _, source_vdi = self._attached_parts(src)
         result = common.run(flows.clone_by_copy(), backend=self, ident=volume.ident,
                             size_bytes=volume.size_bytes, source_vdi=source_vdi)
         return result["model_update"]
@@ -468,10 +517,12 @@ class SolidFireBackend(base.Backend):
         if sf_volume is not None and self.retired(sf_volume):
             raise exception.VolumeNotFound(volume_id=volume.id,
                                            sr_uuid="(its own SolidFire LUN)")
-        sr_ref = self.find_lun_sr(volume.id)
-        if sf_volume is None or sf_snapshot is None or sr_ref is None:
+        if sf_volume is None or sf_snapshot is None:
             raise exception.SnapshotNotFound(snapshot_id=snapshot.id,
                                              sr_uuid="(SolidFire array)")
+        # A revert that failed may have left the array volume without its SR.
+        sr_ref = (self.find_lun_sr(volume.id)
+                  or self.reattach_lun_sr(volume.ident, sf_volume))
         self._refuse_attached(volume, sr_ref)
         common.run(flows.revert_to_snapshot(), backend=self, ident=volume.ident,
                    sr_ref=sr_ref, sf_volume=sf_volume, sf_snapshot=sf_snapshot)
@@ -486,7 +537,16 @@ class SolidFireBackend(base.Backend):
     # -- attach ---------------------------------------------------------------
 
     def locate(self, volume: VolumeSpec) -> str:
-        return self.tag_lun_vdi(volume.ident).uuid
+        """The VDI's uuid. 2 calls; a volume found without its SR (a failed
+        revert) gets it back first."""
+        sr_ref = self.find_lun_sr(volume.id)
+        if sr_ref is not None:
+            try:
+                return self.tag_lun_vdi(volume.ident, sr_ref).uuid
+            except exception.LunSrContent as exc:
+                if exc.kwargs["count"]:
+                    raise
+        return self._attached_parts(volume)[2].uuid
 
     def connection_data(self, vdi_uuid: str) -> dict[str, Any]:
         vdi = self.storage.vdi_by_uuid(vdi_uuid)

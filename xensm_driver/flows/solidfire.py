@@ -242,8 +242,11 @@ class IntroduceLunSrTask(_LunSrMaker):
 class ForgetLunSrTask(common.XensmTask):
     """Detach the volume's SR and drop its records (the LUN keeps them).
 
-    Revert introduces it again, so a failed teardown or rollback leaves the
-    volume attached as it was.
+    Revert puts the SR back, so a failed teardown or rollback leaves the
+    volume attached as it was -- also when this task failed itself: its
+    answer may have been lost after XAPI forgot the SR, or it may have
+    unplugged some PBDs before failing. If putting it back fails too, the
+    next verb that finds the array volume without its SR puts it back.
     """
 
     def execute(self, backend: SolidFireBackend, sr_ref: str | None) -> bool:
@@ -254,13 +257,10 @@ class ForgetLunSrTask(common.XensmTask):
 
     def revert(self, backend: SolidFireBackend, ident: identity.Identity,
                sf_volume: dict[str, Any] | None, result: Any, **kwargs: Any) -> None:
-        if _failed(result) or not result or sf_volume is None:
+        if sf_volume is None or result is False:
             return
-
-        def reattach() -> None:
-            backend.tag_lun_vdi(ident, backend.introduce_lun_sr(ident.id, sf_volume))
-
-        common.undo("the detach of volume %s's SR" % ident.id, reattach)
+        common.undo("the detach of volume %s's SR" % ident.id, backend.reattach_lun_sr,
+                    ident, sf_volume)
 
 
 # -- the VDI ------------------------------------------------------------------

@@ -57,10 +57,10 @@ Control plane (JSON, no auth), also reachable from another process through
 
 Not modelled: QoS enforcement, replication and pairing, virtual volumes,
 snapshot branches (``CreateSnapshot.snapshotID``), ``readOnly`` access (it
-behaves as ``readWrite``), snapshot expiration, checksums (a placeholder), rollback shrinking a grown volume
-(the fabric only grows LUNs), space limits (use fault injection for
-``xInsufficientSpace``). Error names not seen in public code are marked
-"(unverified)" where they are raised.
+behaves as ``readWrite``), snapshot expiration, checksums (a placeholder),
+rollback shrinking a grown volume (the fabric only grows LUNs), space
+limits (use fault injection for ``xInsufficientSpace``). Error names not
+seen in public code are marked "(unverified)" where they are raised.
 
 This module imports only the standard library and :mod:`.fabric`.
 """
@@ -485,9 +485,9 @@ class _Cluster:
         # Element API guide, DeleteVolume / PurgeDeletedVolume: a deleted
         # volume is purged automatically after the cleanup interval (about
         # 8 h by default), and its snapshots go with it.
-        for vol in [v for v in self.volumes.values()
+        for due in [v for v in self.volumes.values()
                     if v.status == 'deleted' and v.purge_at <= now]:
-            self.drop_volume(vol)
+            self.drop_volume(due)
         for job in self.jobs.values():
             if job.finished or job.done_at > now:
                 continue
