@@ -468,6 +468,25 @@ class TestSolidFireUnderPurge(SolidFireTestCase):
         self.assertEqual([("xensm-%s" % clone["id"], "active")], self.array_volumes())
         self.assertEqual(B, self.read(clone, len(B)))
 
+    def test_setup_saves_snapshots_of_a_volume_left_deleted(self) -> None:
+        # As earlier versions left it: deleted, not purged, with a snapshot.
+        self.array.configure(purge_seconds=3600)
+        vol = self.create_volume()
+        self.write(vol, A)
+        snap = self.snapshot_of(vol)
+        sf_volume = self.driver.backend.find_array_volume(vol["id"])
+        assert sf_volume is not None
+        self.driver.backend.forget_lun_sr(self.driver.backend.find_lun_sr(vol["id"]))
+        self.client.call("DeleteVolume", volumeID=sf_volume["volumeID"])
+        self.array.configure(purge_seconds=0)
+        self.driver = self.make_driver()
+        self.assertNotIn(sf_volume["volumeID"], self.world()["access"])
+        clone = self.volume()
+        clone.update(self.driver.create_volume_from_snapshot(clone, snap))
+        self.assertEqual(A, self.read(clone, len(A)))
+        self.driver.delete_snapshot(snap)
+        self.assertEqual([("xensm-%s" % clone["id"], "active")], self.array_volumes())
+
     def test_a_deleted_volume_kept_for_its_snapshots_is_no_volume(self) -> None:
         vol = self.create_volume()
         snap = self.snapshot_of(vol)

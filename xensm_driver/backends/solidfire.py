@@ -84,7 +84,30 @@ class SolidFireBackend(base.Backend):
             "%s-%s" % (opts.xensm_sf_account_prefix, self.name))["accountID"])
         self.master_ref = self.storage.master().ref
         self.vag_id = self._ensure_access_group()
+        self._retire_deleted_with_snapshots()
         self.clone_strategy = "resign" if self._has_sm("relvmoiscsi") else "copy"
+
+    def _retire_deleted_with_snapshots(self) -> None:
+        """Save the snapshots of volumes left deleted while they had some.
+
+        Earlier versions deleted such a volume and only skipped the purge;
+        Element purges it, snapshots and all, after the cleanup interval.
+        Restored and retired, its snapshots live on. 1 call, +6 per volume.
+        """
+        deleted = self.client.call("ListVolumes", volumeStatus="deleted",
+                                   accounts=[self.account_id])["volumes"]
+        for volume in deleted:
+            attributes = volume.get("attributes") or {}
+            if (attributes.get("xensm-backend") != self.name
+                    or identity.VOLUME_TAG not in attributes
+                    or not self.snapshots_of(volume["volumeID"])):
+                continue
+            LOG.warning("Array volume %s (%s) was deleted with snapshots, which the "
+                        "array would purge with it: restoring it, retired.",
+                        volume["volumeID"], volume["name"])
+            self.client.call("RestoreDeletedVolume", volumeID=volume["volumeID"])
+            self.revoke(volume["volumeID"])
+            self.retire_array_volume(dict(volume, status="active"))
 
     def _has_sm(self, sr_type: str) -> bool:
         return bool(self.storage.pool.call(
