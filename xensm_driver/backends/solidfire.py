@@ -37,6 +37,7 @@ from xensm_driver.backends import base
 from xensm_driver.backends.base import SnapshotSpec
 from xensm_driver.backends.base import VolumeSpec
 from xensm_driver.flows import common
+from xensm_driver.flows import setup_sr
 from xensm_driver.flows import solidfire as flows
 from xensm_driver.xapi.storage import VDI
 
@@ -357,14 +358,7 @@ class SolidFireBackend(base.Backend):
                         "it again.", ident.id, sf_volume["volumeID"])
             sr_ref = self.introduce_lun_sr(ident.id, sf_volume)
         else:
-            failed = self.storage.plug_unplugged(sr_ref)
-            if failed:
-                names = {h.ref: h.name_label for h in self.storage.hosts()}
-                raise exception.SRNotPlugged(
-                    sr=self.sr_name(ident.id), backend=self.name,
-                    hosts=", ".join(sorted(names.get(h, h) for h in failed)),
-                    reason="; ".join("%s: %s" % (names.get(h, h), why)
-                                     for h, why in sorted(failed.items())))
+            setup_sr.plug_everywhere(self, sr_ref)
             self.storage.scan_sr(sr_ref)
         self.tag_lun_vdi(ident, sr_ref)
         return sr_ref
@@ -409,7 +403,7 @@ class SolidFireBackend(base.Backend):
 
         A failed revert may leave the array volume without its SR, or with
         an SR record that has no PBD and no VDI (an introduce whose answer
-        was lost): the SR is put back first. 5 calls when all is well.
+        was lost): the SR is put back first. 4 calls when all is well.
         """
         sf_volume, sr_ref = self._volume_parts(volume)
         assert sf_volume is not None and sr_ref is not None
