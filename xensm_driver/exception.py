@@ -80,6 +80,20 @@ class SRNotFound(NotFound):
     message = "SR %(sr)s was not found on the pool: %(reason)s"
 
 
+class SRNotPlugged(XensmError):
+    """An SR some host of the pool cannot attach (its PBD stays unplugged)."""
+
+    message = ("SR %(sr)s of back end %(backend)s cannot be plugged on %(hosts)s: "
+               "%(reason)s. Check that those hosts reach the storage (network, "
+               "initiator name, zoning, access group), then retry.")
+
+
+class LunSrContent(XensmError):
+    """A SolidFire volume's SR does not hold exactly its one VDI (``count``)."""
+
+    message = "The SR of volume %(volume_id)s holds %(count)d user VDIs, expected exactly one."
+
+
 class InUse(XensmError):
     message = "%(kind)s %(name)s is in use: %(reason)s"
 

@@ -77,6 +77,38 @@ class TestSetup(base.SimTestCase):
         self.assertIn("unplugged on sim-host-1", str(err))
         self.assertIn("xe pbd-plug", str(err))
 
+    def test_a_host_that_cannot_plug_fails_setup_and_leaves_nothing(self) -> None:
+        # A shared SR.create answers with that host's PBD unplugged and no
+        # error (xapi_sr.ml create); setup must not take such an SR.
+        topo = self.sim.topology
+        self.control.set_lun_access(topo["iscsi"]["luns"][0]["SCSIid"],
+                                    [topo["hosts"][0]["iscsi_iqn"]])
+        pool = self.pool()
+
+        def records() -> dict[str, int]:
+            return {cls: len(pool.call("%s.get_all" % cls))
+                    for cls in ("SR", "PBD", "secret")}
+
+        before = records()
+        drv = self.driver("lvmoiscsi")
+        err = self.assertRaises(exception.SRNotPlugged, drv.do_setup, None)
+        self.assertIn("cannot be plugged on sim-host-1", str(err))
+        self.assertNotIn("sim-host-0", str(err))
+        self.assertEqual(1, drv.pool.counter.snapshot()["SR.create"])
+        self.assertEqual(before, records())
+
+    def test_unplugged_pbds_of_an_sr_are_plugged_again(self) -> None:
+        drv = self.driver()
+        drv.do_setup(None)
+        storage: Storage = drv.backend.storage
+        for pbd in storage.pbds(drv.backend.sr_ref):
+            if pbd.host != storage.master().ref:
+                drv.pool.call("PBD.unplug", pbd.ref)
+        self.assertEqual({}, storage.plug_unplugged(drv.backend.sr_ref))
+        self.assertTrue(all(p.currently_attached
+                            for p in storage.pbds(drv.backend.sr_ref)))
+        drv.check_for_setup_error()
+
     def test_bad_credentials_fail_setup_without_echoing_them(self) -> None:
         drv = self.driver(xenapi_connection_password="not-the-password")
         err = self.assertRaises(exception.AuthenticationFailed, drv.do_setup, None)

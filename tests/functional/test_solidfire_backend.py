@@ -82,6 +82,19 @@ class TestSolidFireVerbs(SolidFireTestCase):
         self.assertNotEqual(vol["provider_location"].split("/")[0],
                             clone["provider_location"].split("/")[0])
 
+    def test_volume_from_a_snapshot_taken_before_its_source_grew(self) -> None:
+        # The clone starts at the snapshot's size, whatever the source's size
+        # is now: newSize is always sent (Cinder solidfire.py _do_clone_volume).
+        vol = self.create_volume()
+        self.write(vol, A)
+        snap = self.snapshot_of(vol)
+        self.driver.extend_volume(vol, 3)
+        clone = self.volume(size=2)
+        clone.update(self.driver.create_volume_from_snapshot(clone, snap))
+        vdi = self.driver.backend.storage.vdi_by_uuid(clone["provider_id"])
+        self.assertEqual(2 * base.GiB, vdi.virtual_size)
+        self.assertEqual(A, self.read(clone, len(A)))
+
     def test_clone_of_volume(self) -> None:
         vol = self.create_volume()
         self.write(vol, A)
@@ -101,11 +114,29 @@ class TestSolidFireVerbs(SolidFireTestCase):
         self.assertGreaterEqual(sf_volume["totalSize"], 3 * base.GiB)
         self.assertEqual(A, self.read(vol, len(A)))
 
-    def test_delete_keeps_lun_until_its_last_snapshot_goes(self) -> None:
+    def test_extend_retried_after_the_scan_failed_grows_the_sr(self) -> None:
+        # The LUN grew on the first attempt; only SR.scan grows the SR into
+        # it (sm LVHDSR.scan), so the retry must scan although the LUN is big.
+        vol = self.create_volume()
+        self.write(vol, A)
+        self.control.inject_fault("SR.scan", error=["INTERNAL_ERROR", "injected"])
+        self.assertRaises(exception.XensmError, self.driver.extend_volume, vol, 2)
+        self.control.clear_faults()
+        self.driver.extend_volume(vol, 2)
+        vdi = self.driver.backend.storage.vdi_by_uuid(vol["provider_id"])
+        self.assertEqual(2 * base.GiB, vdi.virtual_size)
+        self.assertEqual(A, self.read(vol, len(A)))
+
+    def test_delete_retires_the_lun_until_its_last_snapshot_goes(self) -> None:
+        # Not DeleteVolume: Element would purge the snapshot with the volume.
         vol = self.create_volume()
         snap = self.snapshot_of(vol)
         self.driver.delete_volume(vol)
-        self.assertEqual([("xensm-%s" % vol["id"], "deleted")], self.array_volumes())
+        (sf_volume,) = self.client.call("ListVolumes")["volumes"]
+        self.assertEqual(("xensm-%s" % vol["id"], "active"),
+                         (sf_volume["name"], sf_volume["status"]))
+        self.assertIn("xensm-retired", sf_volume["attributes"])
+        self.assertEqual([], sf_volume["volumeAccessGroups"])
         self.assertNotIn("xensm-sf-volume-%s" % vol["id"], self.world()["srs"])
         self.driver.delete_snapshot(snap)
         self.assertEqual([], self.array_volumes())
@@ -130,13 +161,13 @@ class TestSolidFireVerbs(SolidFireTestCase):
         self.assertEqual([], self.client.list_snapshots())
         self.assertEqual([], self.client.call("ListGroupSnapshots")["groupSnapshots"])
 
-    def test_deleted_members_are_purged_with_their_group_snapshot(self) -> None:
+    def test_deleted_members_go_with_their_group_snapshot(self) -> None:
         vols = [self.create_volume(), self.create_volume()]
         self.driver.create_group_snapshot(None, {"id": "gs2"},
                                           [self.snapshot_spec(v) for v in vols])
         for vol in vols:
             self.driver.delete_volume(vol)
-        self.assertEqual(["deleted", "deleted"], [s for _, s in self.array_volumes()])
+        self.assertEqual(2, len(self.array_volumes()))       # retired, not deleted
         self.driver.delete_group_snapshot(None, {"id": "gs2"}, [])
         self.assertEqual([], self.array_volumes())
 
@@ -183,6 +214,20 @@ class TestSolidFireSafety(SolidFireTestCase):
         self.driver.delete_volume(gone)
         self.assertEqual([("xensm-%s" % other["id"], "active")], self.array_volumes())
         self.assertEqual(A, (self.write(other, A), self.read(other, len(A)))[1])
+
+    def test_a_host_that_cannot_plug_fails_create_and_leaves_nothing(self) -> None:
+        # SR.create answers with that host's PBD unplugged and no error
+        # (xapi_sr.ml create): the volume must not come out 'available'.
+        slave_iqn = self.sim.topology["hosts"][1]["iscsi_iqn"]
+        self.client.call("RemoveInitiatorsFromVolumeAccessGroup",
+                         volumeAccessGroupID=self.driver.backend.vag_id,
+                         initiators=[slave_iqn])
+        pool = self.driver.pool
+        before = self.world(), len(pool.call("PBD.get_all"))
+        err = self.assertRaises(exception.SRNotPlugged, self.driver.create_volume,
+                                self.volume())
+        self.assertIn("cannot be plugged on sim-host-1", str(err))
+        self.assertEqual(before, (self.world(), len(pool.call("PBD.get_all"))))
 
     def test_33rd_snapshot_is_refused_before_the_array_is_asked(self) -> None:
         vol = self.create_volume()
@@ -296,6 +341,165 @@ class TestSolidFireRetriesAndReverts(SolidFireTestCase):
         srs = [s for s in self.world()["srs"] if vol["id"] in s]
         self.assertEqual(["xensm-sf-volume-%s" % vol["id"]], srs)
         self.assertEqual(A, (self.write(vol, A), self.read(vol, len(A)))[1])
+
+
+class TestSolidFireFailedRevert(SolidFireTestCase):
+    """A revert that fails part-way never strands the volume without its SR."""
+
+    def sr_plugged(self, vol: dict[str, Any]) -> bool:
+        pool = self.driver.pool
+        srs = pool.call("SR.get_by_name_label", "xensm-sf-volume-%s" % vol["id"])
+        pbds = [pool.call("PBD.get_record", p) for sr in srs
+                for p in pool.call("SR.get_PBDs", sr)]
+        return len(srs) == 1 and len(pbds) == 2 and all(
+            p["currently_attached"] for p in pbds)
+
+    def written(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A volume holding A in its snapshot and B now."""
+        vol = self.create_volume()
+        self.write(vol, A)
+        snap = self.snapshot_of(vol)
+        self.write(vol, B)
+        return vol, snap
+
+    def assert_usable(self, vol: dict[str, Any], snap: dict[str, Any]) -> None:
+        data = self.driver.initialize_connection(vol, {})["data"]
+        self.assertEqual(vol["provider_id"], data["vdi_uuid"])
+        self.assertTrue(self.sr_plugged(vol))
+        self.driver.extend_volume(vol, 2)
+        self.driver.revert_to_snapshot(None, vol, snap)
+        self.assertEqual(A, self.read(vol, len(A)))
+
+    def test_a_lost_forget_answer_is_undone(self) -> None:
+        # "after": XAPI forgot the SR; "before": only the PBDs were unplugged.
+        for drop in ("after", "before"):
+            vol, snap = self.written()
+            self.control.inject_fault("SR.forget", drop=drop)
+            self.assertRaises(exception.XensmError, self.driver.revert_to_snapshot,
+                              None, vol, snap)
+            self.control.clear_faults()
+            self.assertTrue(self.sr_plugged(vol), drop)
+            self.assertEqual(B, self.read(vol, len(B)))      # no rollback happened
+            self.assert_usable(vol, snap)
+
+    def test_a_forget_answer_past_the_call_timeout_is_undone(self) -> None:
+        self.driver = self.make_driver(xenapi_call_timeout=1)
+        vol, snap = self.written()
+        self.control.inject_fault("SR.forget", hang=3)
+        self.assertRaises(exception.XensmError, self.driver.revert_to_snapshot,
+                          None, vol, snap)
+        self.control.clear_faults()
+        self.assertTrue(self.sr_plugged(vol))
+        self.assertEqual(B, self.read(vol, len(B)))
+        self.assert_usable(vol, snap)
+
+    def test_every_verb_puts_back_an_sr_a_failed_rollback_left_out(self) -> None:
+        faults: list[tuple[str, dict[str, Any]]] = [
+            ("SR.probe", {"error": ["INTERNAL_ERROR", "injected"]}),
+            ("SR.introduce", {"error": ["INTERNAL_ERROR", "injected"]}),
+            ("SR.introduce", {"drop": "after"}),
+            ("PBD.plug", {"error": ["INTERNAL_ERROR", "injected"]}),
+            ("SR.scan", {"error": ["INTERNAL_ERROR", "injected"]}),
+        ]
+        verbs: dict[str, Callable[[dict[str, Any], dict[str, Any]], Any]] = {
+            "revert": lambda vol, snap: self.driver.revert_to_snapshot(None, vol, snap),
+            "attach": lambda vol, snap: self.driver.initialize_connection(vol, {}),
+            "extend": lambda vol, snap: self.driver.extend_volume(vol, 2),
+        }
+        for method, fault in faults:
+            for verb, run in verbs.items():
+                vol, snap = self.written()
+                self.array.inject_fault("RollbackToSnapshot", error_name="xInvalidParameter")
+                self.control.inject_fault(method, **fault)
+                self.assertRaises(exception.XensmError, self.driver.revert_to_snapshot,
+                                  None, vol, snap)
+                self.control.clear_faults()
+                self.array.clear_faults()
+                where = "%s %s, then %s" % (method, fault, verb)
+                self.assertFalse(self.sr_plugged(vol), where)
+                run(vol, snap)
+                self.assertTrue(self.sr_plugged(vol), where)
+                self.assertEqual(A if verb == "revert" else B, self.read(vol, len(A)),
+                                 where)
+                self.assert_usable(vol, snap)
+                self.driver.delete_snapshot(snap)
+                self.driver.delete_volume(vol)
+        self.assertEqual([], self.array_volumes())
+
+
+class TestSolidFireUnderPurge(SolidFireTestCase):
+    """Element purges a deleted volume, and its snapshots with it, after the
+    cleanup interval; here the interval is 0, so it happens at once."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.array.configure(purge_seconds=0)
+
+    def test_a_snapshot_outlives_its_deleted_volume(self) -> None:
+        vol = self.create_volume()
+        self.write(vol, A)
+        snap = self.snapshot_of(vol)
+        self.driver.delete_volume(vol)
+        self.assertNotIn("xensm-sf-volume-%s" % vol["id"], self.world()["srs"])
+        clone = self.volume()
+        clone.update(self.driver.create_volume_from_snapshot(clone, snap))
+        self.assertEqual(A, self.read(clone, len(A)))
+        self.driver.delete_snapshot(snap)
+        self.assertEqual([("xensm-%s" % clone["id"], "active")], self.array_volumes())
+        self.assertEqual(A, self.read(clone, len(A)))
+        self.driver.delete_volume(clone)
+        self.assertEqual([], self.array_volumes())
+        self.assertEqual([], self.client.list_snapshots())
+
+    def test_group_snapshot_members_outlive_their_volumes(self) -> None:
+        vols = [self.create_volume(), self.create_volume()]
+        for vol, data in zip(vols, (A, B), strict=True):
+            self.write(vol, data)
+        snaps = [self.snapshot_spec(v) for v in vols]
+        _, updates = self.driver.create_group_snapshot(None, {"id": "gs3"}, snaps)
+        ids = {u["id"]: u["provider_id"] for u in updates}
+        for vol in vols:
+            self.driver.delete_volume(vol)
+        clone = self.volume()
+        member = dict(snaps[1], provider_id=ids[snaps[1]["id"]])
+        clone.update(self.driver.create_volume_from_snapshot(clone, member))
+        self.assertEqual(B, self.read(clone, len(B)))
+        self.driver.delete_group_snapshot(None, {"id": "gs3"}, snaps)
+        self.assertEqual([("xensm-%s" % clone["id"], "active")], self.array_volumes())
+        self.assertEqual(B, self.read(clone, len(B)))
+
+    def test_setup_saves_snapshots_of_a_volume_left_deleted(self) -> None:
+        # As earlier versions left it: deleted, not purged, with a snapshot.
+        self.array.configure(purge_seconds=3600)
+        vol = self.create_volume()
+        self.write(vol, A)
+        snap = self.snapshot_of(vol)
+        sf_volume = self.driver.backend.find_array_volume(vol["id"])
+        assert sf_volume is not None
+        self.driver.backend.forget_lun_sr(self.driver.backend.find_lun_sr(vol["id"]))
+        self.client.call("DeleteVolume", volumeID=sf_volume["volumeID"])
+        self.array.configure(purge_seconds=0)
+        self.driver = self.make_driver()
+        self.assertNotIn(sf_volume["volumeID"], self.world()["access"])
+        clone = self.volume()
+        clone.update(self.driver.create_volume_from_snapshot(clone, snap))
+        self.assertEqual(A, self.read(clone, len(A)))
+        self.driver.delete_snapshot(snap)
+        self.assertEqual([("xensm-%s" % clone["id"], "active")], self.array_volumes())
+
+    def test_a_deleted_volume_kept_for_its_snapshots_is_no_volume(self) -> None:
+        vol = self.create_volume()
+        snap = self.snapshot_of(vol)
+        self.driver.delete_volume(vol)
+        self.driver.delete_volume(vol)                       # a retried delete
+        self.assertRaises(exception.VolumeNotFound, self.driver.create_snapshot,
+                          self.snapshot_spec(vol))
+        self.assertRaises(exception.VolumeNotFound, self.driver.extend_volume, vol, 2)
+        self.assertRaises(exception.NotFound, self.driver.revert_to_snapshot,
+                          None, vol, snap)
+        self.assertEqual([], self.world()["access"])
+        self.driver.delete_snapshot(snap)
+        self.assertEqual([], self.array_volumes())
 
 
 class TestSolidFireWithoutResign(SolidFireTestCase):

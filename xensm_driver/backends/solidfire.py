@@ -10,12 +10,20 @@ resigned and introduced (``xensm_clone_strategy = resign``); without it,
 a cloned volume is a fresh LUN with the source VDI copied in by XAPI
 (``copy``), and a volume cannot be made from a snapshot at all -- the
 refusal says so.
+
+Element purges a deleted volume after its cleanup interval (about 8 h by
+default) and its snapshots go with it. So a volume whose snapshots are still
+wanted is not deleted but *retired*: detached, out of the access group,
+tagged ``xensm-retired``, seen by snapshot lookups only, and deleted with
+its last snapshot. Volumes and snapshots then behave as on SM back ends,
+where a snapshot outlives its volume.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import re
 from typing import Any
 from typing import ClassVar
@@ -29,6 +37,7 @@ from xensm_driver.backends import base
 from xensm_driver.backends.base import SnapshotSpec
 from xensm_driver.backends.base import VolumeSpec
 from xensm_driver.flows import common
+from xensm_driver.flows import setup_sr
 from xensm_driver.flows import solidfire as flows
 from xensm_driver.xapi.storage import VDI
 
@@ -38,6 +47,8 @@ LOG = logging.getLogger(__name__)
 #: journals and the VHD's metadata (bitmaps are 1/512 of the disk).
 SR_OVERHEAD = 64 << 20
 MiB = 1 << 20
+#: Array volume attribute of a retired volume: the time it was retired.
+RETIRED = "xensm-retired"
 
 
 class SolidFireBackend(base.Backend):
@@ -74,7 +85,30 @@ class SolidFireBackend(base.Backend):
             "%s-%s" % (opts.xensm_sf_account_prefix, self.name))["accountID"])
         self.master_ref = self.storage.master().ref
         self.vag_id = self._ensure_access_group()
+        self._retire_deleted_with_snapshots()
         self.clone_strategy = "resign" if self._has_sm("relvmoiscsi") else "copy"
+
+    def _retire_deleted_with_snapshots(self) -> None:
+        """Save the snapshots of volumes left deleted while they had some.
+
+        Earlier versions deleted such a volume and only skipped the purge;
+        Element purges it, snapshots and all, after the cleanup interval.
+        Restored and retired, its snapshots live on. 1 call, +6 per volume.
+        """
+        deleted = self.client.call("ListVolumes", volumeStatus="deleted",
+                                   accounts=[self.account_id])["volumes"]
+        for volume in deleted:
+            attributes = volume.get("attributes") or {}
+            if (attributes.get("xensm-backend") != self.name
+                    or identity.VOLUME_TAG not in attributes
+                    or not self.snapshots_of(volume["volumeID"])):
+                continue
+            LOG.warning("Array volume %s (%s) was deleted with snapshots, which the "
+                        "array would purge with it: restoring it, retired.",
+                        volume["volumeID"], volume["name"])
+            self.client.call("RestoreDeletedVolume", volumeID=volume["volumeID"])
+            self.revoke(volume["volumeID"])
+            self.retire_array_volume(dict(volume, status="active"))
 
     def _has_sm(self, sr_type: str) -> bool:
         return bool(self.storage.pool.call(
@@ -153,19 +187,31 @@ class SolidFireBackend(base.Backend):
         raw = size_bytes + size_bytes // 512 + SR_OVERHEAD
         return -(-raw // MiB) * MiB
 
-    def find_array_volume(self, volume_id: str, *, include_deleted: bool = False
+    def find_array_volume(self, volume_id: str, *, include_retired: bool = False
                           ) -> dict[str, Any] | None:
         """The array volume of a Cinder volume, by name and tag, or None.
 
         Never by ID alone: after an out-of-band delete a lookup by ID can
         answer with the next volume (LP#1782373), and that one is not ours.
+        A retired volume (deleted, kept for its snapshots) is found only
+        with ``include_retired``, as are deleted ones not yet purged.
         """
         for volume in self.client.find_volumes_by_name(
-                self.array_name(volume_id), include_deleted=include_deleted,
+                self.array_name(volume_id), include_deleted=include_retired,
                 account_id=self.account_id):
-            if (volume.get("attributes") or {}).get(identity.VOLUME_TAG) == volume_id:
+            attributes = volume.get("attributes") or {}
+            if attributes.get(identity.VOLUME_TAG) != volume_id:
+                continue
+            if include_retired or not self.retired(volume):
                 return volume
         return None
+
+    @staticmethod
+    def retired(sf_volume: dict[str, Any]) -> bool:
+        """Deleted by its user: retired and kept for snapshots, or deleted on
+        the array (by an earlier version or out of band) awaiting its purge."""
+        return (RETIRED in (sf_volume.get("attributes") or {})
+                or sf_volume.get("status") == "deleted")
 
     def find_lun_sr(self, volume_id: str,
                     sf_volume: dict[str, Any] | None = None) -> str | None:
@@ -222,15 +268,41 @@ class SolidFireBackend(base.Backend):
                 raise
 
     def delete_array_volume(self, array_volume_id: int) -> None:
-        """DeleteVolume, and PurgeDeletedVolume unless snapshots remain."""
+        """DeleteVolume and PurgeDeletedVolume; "already gone" is done."""
         with contextlib.suppress(exception.ArrayNotFound):
             self.client.call("DeleteVolume", volumeID=array_volume_id)
-        if self.snapshots_of(array_volume_id):
-            LOG.info("Array volume %s still has snapshots: deleted but not purged "
-                     "until its last snapshot goes.", array_volume_id)
-            return
         with contextlib.suppress(exception.ArrayNotFound):
             self.client.call("PurgeDeletedVolume", volumeID=array_volume_id)
+
+    def retire_array_volume(self, sf_volume: dict[str, Any]) -> None:
+        """Delete the array volume, or retire it while it has snapshots.
+
+        DeleteVolume would have Element purge the snapshots with the volume
+        after the cleanup interval, so a volume with snapshots stays active,
+        tagged :data:`RETIRED` (access already revoked by the caller), until
+        :meth:`purge_if_unwanted` sees its last snapshot go. 1 call, +1 to
+        retire and look again, +2 to delete.
+        """
+        volume_id = int(sf_volume["volumeID"])
+        if self.snapshots_of(volume_id):
+            attributes = dict(sf_volume.get("attributes") or {})
+            attributes[RETIRED] = datetime.datetime.now(datetime.UTC).strftime(
+                "%Y-%m-%dT%H:%M:%SZ")
+            self.client.call("ModifyVolume", volumeID=volume_id, attributes=attributes)
+            # A snapshot deleted meanwhile saw the volume live and kept it.
+            if self.snapshots_of(volume_id):
+                LOG.info("Array volume %s (%s) has snapshots: retired, not deleted, "
+                         "until its last snapshot goes.", volume_id, sf_volume["name"])
+                return
+        self.delete_array_volume(volume_id)
+
+    def purge_if_unwanted(self, array_volume_id: int) -> None:
+        """Delete a retired volume once its last snapshot is gone. 1-4 calls."""
+        volume = self.client.get_volume_by_id(array_volume_id, include_deleted=True)
+        if volume is None or not self.retired(volume):
+            return
+        if not self.snapshots_of(array_volume_id):
+            self.delete_array_volume(array_volume_id)
 
     def destroy_array_volume(self, array_volume_id: int) -> None:
         """Undo a volume this flow made: revoke, delete, purge, quietly."""
@@ -267,6 +339,30 @@ class SolidFireBackend(base.Backend):
             raise
         return sr_ref
 
+    def reattach_lun_sr(self, ident: identity.Identity, sf_volume: dict[str, Any]) -> str:
+        """Put the volume's SR back as a failed revert or teardown left it.
+
+        Gone (forgotten, perhaps by a call whose answer was lost): probed,
+        introduced, plugged and scanned again. Still there: its unplugged
+        PBDs are plugged again and it is scanned; an SR record with no PBD
+        at all (an introduce whose answer was lost) is forgotten and
+        introduced anew. Then its VDI gets its identity back. Returns the
+        SR ref.
+        """
+        sr_ref = self.find_lun_sr(ident.id, sf_volume)
+        if sr_ref is not None and not self.storage.pbds(sr_ref):
+            self.forget_lun_sr(sr_ref)
+            sr_ref = None
+        if sr_ref is None:
+            LOG.warning("Volume %s has its array volume %s but no SR: introducing "
+                        "it again.", ident.id, sf_volume["volumeID"])
+            sr_ref = self.introduce_lun_sr(ident.id, sf_volume)
+        else:
+            setup_sr.plug_everywhere(self, sr_ref)
+            self.storage.scan_sr(sr_ref)
+        self.tag_lun_vdi(ident, sr_ref)
+        return sr_ref
+
     def tag_lun_vdi(self, ident: identity.Identity, sr_ref: str | None = None) -> VDI:
         """Name and tag the one user VDI on the volume's SR (after an introduce).
 
@@ -278,9 +374,7 @@ class SolidFireBackend(base.Backend):
         vdis = [v for v in self.storage.sr_vdis(sr_ref) if v.managed
                 and not v.is_a_snapshot] if sr_ref else []
         if len(vdis) != 1:
-            raise exception.XensmError(
-                "The SR of volume %s holds %d user VDIs, expected exactly one."
-                % (ident.id, len(vdis)))
+            raise exception.LunSrContent(volume_id=ident.id, count=len(vdis))
         vdi = vdis[0]
         if vdi.name_label != ident.name_label or not ident.matches(vdi.other_config):
             tags = ident.tags(vdi.other_config)
@@ -292,12 +386,34 @@ class SolidFireBackend(base.Backend):
 
     def _volume_parts(self, volume: VolumeSpec, *, required: bool = True
                       ) -> tuple[dict[str, Any] | None, str | None]:
+        """The volume's array volume and SR. ``required``: both must exist,
+        and an array volume found without its SR (a failed revert) gets it
+        back. 3 calls when both are there."""
         sf_volume = self.find_array_volume(volume.id)
         sr_ref = self.find_lun_sr(volume.id, sf_volume)
+        if required and sf_volume is not None and sr_ref is None:
+            sr_ref = self.reattach_lun_sr(volume.ident, sf_volume)
         if required and (sf_volume is None or sr_ref is None):
             raise exception.VolumeNotFound(volume_id=volume.id,
                                            sr_uuid="(its own SolidFire LUN)")
         return sf_volume, sr_ref
+
+    def _attached_parts(self, volume: VolumeSpec) -> tuple[dict[str, Any], str, VDI]:
+        """The volume's array volume, SR and VDI (named and tagged).
+
+        A failed revert may leave the array volume without its SR, or with
+        an SR record that has no PBD and no VDI (an introduce whose answer
+        was lost): the SR is put back first. 4 calls when all is well.
+        """
+        sf_volume, sr_ref = self._volume_parts(volume)
+        assert sf_volume is not None and sr_ref is not None
+        try:
+            return sf_volume, sr_ref, self.tag_lun_vdi(volume.ident, sr_ref)
+        except exception.LunSrContent as exc:
+            if exc.kwargs["count"]:
+                raise
+        sr_ref = self.reattach_lun_sr(volume.ident, sf_volume)
+        return sf_volume, sr_ref, self.tag_lun_vdi(volume.ident, sr_ref)
 
     def create_volume(self, volume: VolumeSpec) -> dict[str, str]:
         result = common.run(flows.create_volume(), backend=self, ident=volume.ident,
@@ -312,9 +428,7 @@ class SolidFireBackend(base.Backend):
                    sr_ref=sr_ref, sf_volume=sf_volume)
 
     def extend_volume(self, volume: VolumeSpec, new_size_gb: int) -> None:
-        sf_volume, sr_ref = self._volume_parts(volume)
-        assert sf_volume is not None and sr_ref is not None
-        vdi = self.tag_lun_vdi(volume.ident)
+        sf_volume, sr_ref, vdi = self._attached_parts(volume)
         new_size = new_size_gb * identity.GiB
         if new_size < vdi.virtual_size:
             raise exception.InvalidInput(
@@ -358,7 +472,7 @@ class SolidFireBackend(base.Backend):
     def find_array_snapshot(self, snapshot: SnapshotSpec
                             ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """``(array volume, array snapshot)`` of a snapshot; either may be None."""
-        sf_volume = self.find_array_volume(snapshot.volume.id, include_deleted=True)
+        sf_volume = self.find_array_volume(snapshot.volume.id, include_retired=True)
         if sf_volume is None:
             return None, None
         name = self.array_name(snapshot.id)
@@ -382,17 +496,7 @@ class SolidFireBackend(base.Backend):
         assert sf_volume is not None
         with contextlib.suppress(exception.ArrayNotFound):
             self.client.call("DeleteSnapshot", snapshotID=sf_snapshot["snapshotID"])
-        self._purge_if_unwanted(int(sf_volume["volumeID"]))
-
-    def _purge_if_unwanted(self, array_volume_id: int) -> None:
-        """Purge a volume deleted while its snapshots were still wanted,
-        once the last of them is gone."""
-        volume = self.client.get_volume_by_id(array_volume_id, include_deleted=True)
-        if volume is None or volume.get("status") != "deleted":
-            return
-        if not self.snapshots_of(array_volume_id):
-            with contextlib.suppress(exception.ArrayNotFound):
-                self.client.call("PurgeDeletedVolume", volumeID=array_volume_id)
+        self.purge_if_unwanted(int(sf_volume["volumeID"]))
 
     def create_volume_from_snapshot(self, volume: VolumeSpec,
                                     snapshot: SnapshotSpec) -> dict[str, str]:
@@ -409,11 +513,11 @@ class SolidFireBackend(base.Backend):
         return self._clone(volume, sf_volume, sf_snapshot["snapshotID"])
 
     def create_cloned_volume(self, volume: VolumeSpec, src: VolumeSpec) -> dict[str, str]:
-        sf_volume, sr_ref = self._volume_parts(src)
-        assert sf_volume is not None
         if self.clone_strategy == "resign":
+            sf_volume, _ = self._volume_parts(src)
+            assert sf_volume is not None
             return self._clone(volume, sf_volume, None)
-        source_vdi = self.tag_lun_vdi(src.ident)
+        _, _, source_vdi = self._attached_parts(src)
         result = common.run(flows.clone_by_copy(), backend=self, ident=volume.ident,
                             size_bytes=volume.size_bytes, source_vdi=source_vdi)
         return result["model_update"]
@@ -427,10 +531,15 @@ class SolidFireBackend(base.Backend):
 
     def revert_to_snapshot(self, volume: VolumeSpec, snapshot: SnapshotSpec) -> None:
         sf_volume, sf_snapshot = self.find_array_snapshot(snapshot)
-        sr_ref = self.find_lun_sr(volume.id)
-        if sf_volume is None or sf_snapshot is None or sr_ref is None:
+        if sf_volume is not None and self.retired(sf_volume):
+            raise exception.VolumeNotFound(volume_id=volume.id,
+                                           sr_uuid="(its own SolidFire LUN)")
+        if sf_volume is None or sf_snapshot is None:
             raise exception.SnapshotNotFound(snapshot_id=snapshot.id,
                                              sr_uuid="(SolidFire array)")
+        # A revert that failed may have left the array volume without its SR.
+        sr_ref = (self.find_lun_sr(volume.id)
+                  or self.reattach_lun_sr(volume.ident, sf_volume))
         self._refuse_attached(volume, sr_ref)
         common.run(flows.revert_to_snapshot(), backend=self, ident=volume.ident,
                    sr_ref=sr_ref, sf_volume=sf_volume, sf_snapshot=sf_snapshot)
@@ -445,7 +554,16 @@ class SolidFireBackend(base.Backend):
     # -- attach ---------------------------------------------------------------
 
     def locate(self, volume: VolumeSpec) -> str:
-        return self.tag_lun_vdi(volume.ident).uuid
+        """The VDI's uuid. 2 calls; a volume found without its SR (a failed
+        revert) gets it back first."""
+        sr_ref = self.find_lun_sr(volume.id)
+        if sr_ref is not None:
+            try:
+                return self.tag_lun_vdi(volume.ident, sr_ref).uuid
+            except exception.LunSrContent as exc:
+                if exc.kwargs["count"]:
+                    raise
+        return self._attached_parts(volume)[2].uuid
 
     def connection_data(self, vdi_uuid: str) -> dict[str, Any]:
         vdi = self.storage.vdi_by_uuid(vdi_uuid)
@@ -514,7 +632,7 @@ class SolidFireBackend(base.Backend):
                 self.client.call("DeleteGroupSnapshot",
                                  groupSnapshotID=found["groupSnapshotID"], saveMembers=False)
             for volume_id in {int(m["volumeID"]) for m in found.get("members", [])}:
-                self._purge_if_unwanted(volume_id)
+                self.purge_if_unwanted(volume_id)
         return ({"status": "deleted"},
                 [{"id": s.id, "status": "deleted"} for s in snapshots])
 

@@ -65,12 +65,43 @@ class CreateSrTask(common.XensmTask):
                       result, exc)
 
 
+class PlugEverywhereTask(common.XensmTask):
+    """Make sure every host has the new SR plugged, or fail naming the hosts.
+
+    A shared SR.create returns the SR with a host's PBD unplugged, and
+    raises nothing, when that host cannot attach it (xen-api ``xapi_sr.ml``
+    ``create`` does not read its ``Async.PBD.plug`` results). Such PBDs are
+    plugged once more; a host that still cannot is an error, so the SR is
+    undone by the task that made it rather than used half attached (a volume
+    on it would attach from some hosts only). Nothing to revert.
+    """
+
+    def execute(self, backend: Backend, sr_ref: str) -> None:
+        plug_everywhere(backend, sr_ref)
+
+
+def plug_everywhere(backend: Backend, sr_ref: str) -> None:
+    """Plug the SR's unplugged PBDs; SRNotPlugged names the hosts where it
+    still is not. 1 call, +1 per unplugged PBD, +2 to name what failed."""
+    failed = backend.storage.plug_unplugged(sr_ref)
+    if failed:
+        names = {h.ref: h.name_label for h in backend.storage.hosts()}
+        sr = backend.storage.get_sr(sr_ref)
+        raise exception.SRNotPlugged(
+            sr="%s (%s)" % (sr.uuid, sr.name_label), backend=backend.name,
+            hosts=", ".join(sorted(names.get(h, h) for h in failed)),
+            reason="; ".join("%s: %s" % (names.get(h, h), why)
+                             for h, why in sorted(failed.items())))
+
+
 def create_sr(secret_keys: list[str]) -> linear_flow.Flow:
-    """create_sr: CreateSecretTask per password -> CreateSrTask.
+    """create_sr: CreateSecretTask per password -> CreateSrTask ->
+    PlugEverywhereTask.
 
     Store: backend, name_label, shared.
     """
     flow = linear_flow.Flow("create_sr")
     for key in secret_keys:
         flow.add(CreateSecretTask(key))
-    return flow.add(CreateSrTask(requires=["secret_%s" % k for k in secret_keys]))
+    return flow.add(CreateSrTask(requires=["secret_%s" % k for k in secret_keys]),
+                    PlugEverywhereTask())

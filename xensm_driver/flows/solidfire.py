@@ -20,6 +20,7 @@ from taskflow.patterns import linear_flow
 from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver.flows import common
+from xensm_driver.flows.setup_sr import PlugEverywhereTask
 from xensm_driver.xapi.storage import VDI
 
 if TYPE_CHECKING:
@@ -103,14 +104,15 @@ class CloneArrayVolumeTask(_ArrayVolumeMaker):
         existing = backend.find_array_volume(ident.id)
         if existing is not None:
             return dict(existing, _made_here=False)
+        # newSize always, as Cinder's _do_clone_volume sends it: a clone is
+        # its snapshot's size otherwise, which may be below the source's
+        # size now and below the volume's.
         params: dict[str, Any] = {
             "volumeID": source_volume["volumeID"], "name": backend.array_name(ident.id),
-            "newAccountID": backend.account_id, "attributes": backend.array_attributes(ident.id)}
+            "newAccountID": backend.account_id, "attributes": backend.array_attributes(ident.id),
+            "newSize": backend.lun_size(size_bytes)}
         if source_snapshot_id is not None:
             params["snapshotID"] = source_snapshot_id
-        lun_size = backend.lun_size(size_bytes)
-        if lun_size > int(source_volume["totalSize"]):
-            params["newSize"] = lun_size
         self.asked = True
         result = backend.client.call("CloneVolume", **params)
         backend.client.wait_async(result["asyncHandle"],
@@ -240,8 +242,11 @@ class IntroduceLunSrTask(_LunSrMaker):
 class ForgetLunSrTask(common.XensmTask):
     """Detach the volume's SR and drop its records (the LUN keeps them).
 
-    Revert introduces it again, so a failed teardown or rollback leaves the
-    volume attached as it was.
+    Revert puts the SR back, so a failed teardown or rollback leaves the
+    volume attached as it was -- also when this task failed itself: its
+    answer may have been lost after XAPI forgot the SR, or it may have
+    unplugged some PBDs before failing. If putting it back fails too, the
+    next verb that finds the array volume without its SR puts it back.
     """
 
     def execute(self, backend: SolidFireBackend, sr_ref: str | None) -> bool:
@@ -252,13 +257,10 @@ class ForgetLunSrTask(common.XensmTask):
 
     def revert(self, backend: SolidFireBackend, ident: identity.Identity,
                sf_volume: dict[str, Any] | None, result: Any, **kwargs: Any) -> None:
-        if _failed(result) or not result or sf_volume is None:
+        if sf_volume is None or result is False:
             return
-
-        def reattach() -> None:
-            backend.tag_lun_vdi(ident, backend.introduce_lun_sr(ident.id, sf_volume))
-
-        common.undo("the detach of volume %s's SR" % ident.id, reattach)
+        common.undo("the detach of volume %s's SR" % ident.id, backend.reattach_lun_sr,
+                    ident, sf_volume)
 
 
 # -- the VDI ------------------------------------------------------------------
@@ -340,8 +342,8 @@ class CopyVdiTask(common.XensmTask):
 # -- teardown and rollback ----------------------------------------------------
 
 class DeleteArrayVolumeTask(common.XensmTask):
-    """Revoke access and delete the array volume; purge it unless snapshots
-    of it are still wanted (purging would destroy them). Nothing to revert.
+    """Revoke access and delete the array volume, or retire it while it has
+    snapshots (Element would purge them with it). Nothing to revert.
     """
 
     def execute(self, backend: SolidFireBackend, ident: identity.Identity,
@@ -351,7 +353,7 @@ class DeleteArrayVolumeTask(common.XensmTask):
                         ident.name_label)
             return
         backend.revoke(sf_volume["volumeID"])
-        backend.delete_array_volume(sf_volume["volumeID"])
+        backend.retire_array_volume(sf_volume)
 
 
 class RollbackTask(common.XensmTask):
@@ -374,21 +376,29 @@ class ResizeLunTask(common.XensmTask):
                                 totalSize=lun_size)
 
 
-class RefreshSrTask(common.XensmTask):
-    """Make XAPI see the grown LUN (SR.update)."""
+class GrowLunSrTask(common.XensmTask):
+    """Grow the SR into the grown LUN: SR.scan.
+
+    Only a scan grows an LVHD SR (sm ``LVHDSR.scan`` -> ``_expand_size``,
+    by 100 MiB or more); ``SR.update`` only re-reads its stats, and a
+    ``VDI.resize`` into space only the LUN has fails with
+    SR_BACKEND_FAILURE_44. A scan is safe to repeat, so a retried extend
+    whose LUN is already grown still grows the SR.
+    """
 
     def execute(self, backend: SolidFireBackend, sr_ref: str) -> None:
-        backend.storage.pool.call("SR.update", sr_ref, obj=sr_ref)
+        backend.storage.scan_sr(sr_ref)
 
 
 # -- flows --------------------------------------------------------------------
 
 def create_volume() -> linear_flow.Flow:
     """CreateArrayVolumeTask -> GrantAccessTask -> CreateLunSrTask ->
-    FillLunTask -> ReadVdiTask -> ModelUpdateTask. Store: ident, size_bytes."""
+    PlugEverywhereTask -> FillLunTask -> ReadVdiTask -> ModelUpdateTask.
+    Store: ident, size_bytes."""
     return linear_flow.Flow("sf_create_volume").add(
-        CreateArrayVolumeTask(), GrantAccessTask(), CreateLunSrTask(), FillLunTask(),
-        ReadVdiTask(), ModelUpdateTask())
+        CreateArrayVolumeTask(), GrantAccessTask(), CreateLunSrTask(),
+        PlugEverywhereTask(), FillLunTask(), ReadVdiTask(), ModelUpdateTask())
 
 
 def clone_by_resign() -> linear_flow.Flow:
@@ -405,8 +415,9 @@ def clone_by_copy() -> linear_flow.Flow:
     """A fresh volume (as create_volume), then CopyVdiTask from the source's
     attached VDI. Store: ident, size_bytes, source_vdi."""
     return linear_flow.Flow("sf_clone_by_copy").add(
-        CreateArrayVolumeTask(), GrantAccessTask(), CreateLunSrTask(), FillLunTask(),
-        ReadVdiTask(), CopyVdiTask(), ModelUpdateTask())
+        CreateArrayVolumeTask(), GrantAccessTask(), CreateLunSrTask(),
+        PlugEverywhereTask(), FillLunTask(), ReadVdiTask(), CopyVdiTask(),
+        ModelUpdateTask())
 
 
 def delete_volume() -> linear_flow.Flow:
@@ -431,7 +442,7 @@ def revert_to_snapshot() -> linear_flow.Flow:
 
 
 def extend_volume() -> linear_flow.Flow:
-    """ResizeLunTask -> RefreshSrTask -> GrowVdiTask.
+    """ResizeLunTask -> GrowLunSrTask -> GrowVdiTask.
     Store: sf_volume, sr_ref, vdi, size_bytes."""
     return linear_flow.Flow("sf_extend_volume").add(
-        ResizeLunTask(), RefreshSrTask(), GrowVdiTask())
+        ResizeLunTask(), GrowLunSrTask(), GrowVdiTask())

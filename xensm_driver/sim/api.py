@@ -905,19 +905,16 @@ class Xapi:
                     'host': h, 'SR': sr,
                     'device_config': dict(dc) if h == host
                     else self._copy_secrets(dc)}))
-            try:
-                for pbd in pbds:
+            # xen-api xapi_sr.ml create: once the SM made the SR, every PBD
+            # gets an Async.PBD.plug and Tasks.wait_for_all waits for them
+            # without reading their results: a host that cannot plug keeps
+            # its PBD unplugged and SR.create still returns the SR.
+            for pbd in pbds:
+                try:
                     self._plug(pbd)
-            except XapiError:
-                for pbd in pbds:
-                    self.db.update('PBD', pbd, currently_attached=False)
-                    self._forget_secrets(self.db.get('PBD', pbd)
-                                         ['device_config'])
-                    self.db.destroy('PBD', pbd)
-                self.attached.pop(sr, None)
-                self.db.destroy('SR', sr)
-                be.wipe(self.ctx, place, sr_dir)
-                raise
+                except XapiError as exc:
+                    LOG.info('SR.create %s: PBD %s did not plug: %s',
+                             name_label, pbd, exc.details)
             self._refresh_sr(sr)
             return sr
 
@@ -1010,18 +1007,28 @@ class Xapi:
     @api('SR.scan', 'sr:ref:SR')
     def sr_scan(self, s: str, sr: str) -> str:
         att = self._att(sr)
+        # sm LVHDSR.scan: _refresh_size, then _expand_size grows the VG.
+        self._resize(sr, att, grow=True)
         self._scan(sr, att)
         return ''
 
     @api('SR.update', 'sr:ref:SR')
     def sr_update(self, s: str, sr: str) -> str:
         att = self._att(sr)
-        pbd = self._plugged_pbds(sr)[0]
-        rec = self.db.get('PBD', pbd)
-        att.place = att.backend.locate(self.ctx, rec['device_config'],
-                                       self.db.get('host', rec['host']))
+        # sm LVHDSR.update -> _updateStats only re-reads the VG's stats.
+        self._resize(sr, att, grow=False)
         self._refresh_sr(sr)
         return ''
+
+    def _resize(self, sr: str, att: Attachment, *, grow: bool) -> None:
+        """Find the SR's storage again and take its size as the SM reports
+        it (see :meth:`storage.Backend.sr_size`)."""
+        pbd = self._plugged_pbds(sr)[0]
+        rec = self.db.get('PBD', pbd)
+        place = att.backend.locate(self.ctx, rec['device_config'],
+                                   self.db.get('host', rec['host']))
+        place.capacity = att.backend.sr_size(place, att.directory, grow=grow)
+        att.place = place
 
     @api('SR.probe', 'host:ref:host device_config:map_ss type:str '
          'sm_config:map_ss', 1)
@@ -1142,10 +1149,15 @@ class Xapi:
             if meta is None or meta.get('uuid') != sr_rec['uuid']:
                 raise sm_error(47, 'no SR %s found on the device'
                                % sr_rec['uuid'])
+        # sm LVHDSR.attach grows the VG into a grown device on the master only.
+        on_master = rec['host'] == self._master()
+        place.capacity = be.sr_size(place, sr_dir, grow=on_master)
         if sr not in self.attached:
             self.attached[sr] = Attachment(be, place, sr_dir)
             if sr_rec['physical_size'] == -1:
                 self._recompute_space(sr)
+        elif on_master:
+            self.attached[sr].place = place
 
     @api('PBD.unplug', 'self:ref:PBD')
     def pbd_unplug(self, s: str, pbd: str) -> str:

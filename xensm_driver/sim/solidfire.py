@@ -49,17 +49,18 @@ Control plane (JSON, no auth), also reachable from another process through
   response). ``method = "async:CloneVolume"`` makes the nth clone *job* end in
   ``error_name`` (``GetAsyncResult`` reports it; the clone volume is removed).
 - ``GET /sim/faults``; ``POST /sim/faults/clear``
-- ``POST /sim/config`` ``{"clone_seconds": s}``: how long a clone job runs
-  (its volume is ``init`` meanwhile)
+- ``POST /sim/config`` ``{"clone_seconds": s, "purge_seconds": s}``: how
+  long a clone job runs (its volume is ``init`` meanwhile); how long a
+  deleted volume waits before it is purged (Element's cleanup interval,
+  about 8 h by default; 0: at the next call). Also a constructor argument.
 - ``GET /sim/dump``: the whole state.
 
 Not modelled: QoS enforcement, replication and pairing, virtual volumes,
 snapshot branches (``CreateSnapshot.snapshotID``), ``readOnly`` access (it
-behaves as ``readWrite``), automatic purge after ``purgeTime``, snapshot
-expiration, checksums (a placeholder), rollback shrinking a grown volume
-(the fabric only grows LUNs), space limits (use fault injection for
-``xInsufficientSpace``). Error names not seen in public code are marked
-"(unverified)" where they are raised.
+behaves as ``readWrite``), snapshot expiration, checksums (a placeholder),
+rollback shrinking a grown volume (the fabric only grows LUNs), space
+limits (use fault injection for ``xInsufficientSpace``). Error names not
+seen in public code are marked "(unverified)" where they are raised.
 
 This module imports only the standard library and :mod:`.fabric`.
 """
@@ -144,6 +145,9 @@ DEFAULT_LIMITS: dict[str, int] = {
 QOS_DEFAULT = {'minIOPS': 50, 'maxIOPS': 15000, 'burstIOPS': 15000, 'burstTime': 60}
 QOS_CURVE = {'4096': 100, '8192': 160, '16384': 270, '32768': 500, '65536': 1000,
              '131072': 1950, '262144': 3900, '524288': 7600, '1048576': 15000}
+#: Element's default cleanup interval: a deleted volume is purged this long
+#: after DeleteVolume (Element API guide, DeleteVolume).
+PURGE_SECONDS = 8 * 3600.0
 ACCESS_MODES = ('readWrite', 'readOnly', 'locked', 'replicationTarget')
 VENDOR = 'SolidFir'
 ISCSI_PORT = 3260
@@ -221,6 +225,7 @@ class _Volume:
     status: str = 'active'
     delete_time: str = ''
     purge_time: str = ''
+    purge_at: float = 0.0           # time.monotonic() of the automatic purge
 
 
 @dataclass
@@ -354,7 +359,7 @@ class _Cluster:
 
     def __init__(self, fabric: Fabric, *, cluster_name: str, svip: str, mvip: str,
                  unique_id: str, data_dir: str, limits: dict[str, int],
-                 capacity_bytes: int) -> None:
+                 capacity_bytes: int, purge_seconds: float) -> None:
         self.fabric = fabric
         self.cluster_name = cluster_name
         self.svip = svip
@@ -365,6 +370,7 @@ class _Cluster:
         self.limits = limits
         self.capacity_bytes = capacity_bytes
         self.clone_seconds = 0.0
+        self.purge_seconds = purge_seconds
         self.lock = threading.RLock()
         self.accounts: dict[int, _Account] = {}
         self.volumes: dict[int, _Volume] = {}
@@ -474,8 +480,14 @@ class _Cluster:
     # -- async jobs -----------------------------------------------------------------
 
     def tick(self) -> None:
-        """Finish every job whose time has come."""
+        """Finish every job, and purge every deleted volume, whose time has come."""
         now = time.monotonic()
+        # Element API guide, DeleteVolume / PurgeDeletedVolume: a deleted
+        # volume is purged automatically after the cleanup interval (about
+        # 8 h by default), and its snapshots go with it.
+        for due in [v for v in self.volumes.values()
+                    if v.status == 'deleted' and v.purge_at <= now]:
+            self.drop_volume(due)
         for job in self.jobs.values():
             if job.finished or job.done_at > now:
                 continue
@@ -752,7 +764,8 @@ class _Cluster:
         vol = self.volume(p.integer('volumeID', required=True))
         vol.status = 'deleted'
         vol.delete_time = _now()
-        vol.purge_time = _later(8 * 3600)
+        vol.purge_time = _later(self.purge_seconds)
+        vol.purge_at = time.monotonic() + self.purge_seconds
         for vag in self.vags.values():
             if vol.id in vag.volumes:
                 vag.volumes.remove(vol.id)
@@ -1493,7 +1506,8 @@ class ElementSimulator:
                  cluster_name: str = 'xensm-sim-sf', svip: str = '127.0.0.1',
                  unique_id: str | None = None, *, data_dir: str | None = None,
                  limits: dict[str, int] | None = None,
-                 capacity_bytes: int = 20 * 1024 ** 4) -> None:
+                 capacity_bytes: int = 20 * 1024 ** 4,
+                 purge_seconds: float = PURGE_SECONDS) -> None:
         if unique_id is None:
             unique_id = ''.join(secrets.choice(string.ascii_lowercase + string.digits)
                                 for _ in range(4))
@@ -1513,7 +1527,8 @@ class ElementSimulator:
         self.cluster = _Cluster(fabric, cluster_name=cluster_name, svip=svip, mvip=host,
                                 unique_id=unique_id, data_dir=data_dir,
                                 limits=dict(DEFAULT_LIMITS, **(limits or {})),
-                                capacity_bytes=capacity_bytes)
+                                capacity_bytes=capacity_bytes,
+                                purge_seconds=purge_seconds)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -1596,7 +1611,10 @@ class ElementSimulator:
             with c.lock:
                 if 'clone_seconds' in spec:
                     c.clone_seconds = float(spec['clone_seconds'])
-                return 200, {'clone_seconds': c.clone_seconds}
+                if 'purge_seconds' in spec:
+                    c.purge_seconds = float(spec['purge_seconds'])
+                return 200, {'clone_seconds': c.clone_seconds,
+                             'purge_seconds': c.purge_seconds}
         if route == ('GET', '/sim/dump'):
             with c.lock:
                 c.tick()
@@ -1652,10 +1670,13 @@ class ElementControl:
     def clear_faults(self) -> None:
         self._request('POST', '/sim/faults/clear')
 
-    def configure(self, *, clone_seconds: float | None = None) -> dict[str, Any]:
+    def configure(self, *, clone_seconds: float | None = None,
+                  purge_seconds: float | None = None) -> dict[str, Any]:
         spec: dict[str, Any] = {}
         if clone_seconds is not None:
             spec['clone_seconds'] = clone_seconds
+        if purge_seconds is not None:
+            spec['purge_seconds'] = purge_seconds
         return self._request('POST', '/sim/config', spec)
 
     def dump(self) -> dict[str, Any]:

@@ -42,6 +42,9 @@ LV_INCREMENT = 4 * MiB
 MSIZE = 2 * 1024 * GiB      # LVHD preallocates VHD metadata for 2 TiB
 MAX_CHAIN_SIZE = 30
 LVM_MGT_LV = 4 * MiB        # the SR's management volume on LVM types
+#: sm ``LVHDSR._expand_size`` resizes the PV only when the device is at least
+#: this much larger than the volume group (``resizethreshold``).
+VG_GROW_THRESHOLD = 100 * MiB
 
 
 def roundup(n: int, unit: int) -> int:
@@ -277,6 +280,12 @@ class Backend:
         if sr_dir:
             shutil.rmtree(sr_dir, ignore_errors=True)
 
+    def sr_size(self, place: Place, sr_dir: str | None, *, grow: bool) -> int:
+        """The SR's ``physical_size`` as its SM reports it, ``place`` being
+        where its storage was just found. ``grow``: the SM may first grow the
+        SR into a larger device (``SR.scan``, ``PBD.plug`` on the master)."""
+        return place.capacity
+
 
 # -- nfs -----------------------------------------------------------------------------
 class NfsBackend(Backend):
@@ -342,11 +351,42 @@ class NfsBackend(Backend):
         return srlist_xml(self.found_srs(place))
 
 
-# -- LVM on a local disk --------------------------------------------------------------
-class LvmBackend(Backend):
-    type = 'lvm'
+# -- LVHD: a volume group on one device ----------------------------------------------
+class LvhdBackend(Backend):
+    """sm's LVHDSR family: VDIs are LVs in a volume group on one device, and
+    the SR is as big as the volume group, which need not fill the device.
+
+    The VG fills the device when the SR is made. After the device grows,
+    ``SR.update`` (sm ``LVHDSR.update`` -> ``_updateStats``) only re-reads the
+    VG's stats; ``SR.scan`` (``LVHDSR.scan``) and ``PBD.plug`` on the master
+    (``LVHDSR.attach``) call ``_refresh_size`` and ``_expand_size``, which
+    resizes the PV only when the device is at least
+    :data:`VG_GROW_THRESHOLD` larger than the VG (sm drivers/LVHDSR.py). LVM
+    keeps the VG's size on the PV; here it is ``vg_size`` in ``sr.json``.
+    """
+
     fmt = 'lvhd'
     thin = False
+
+    def format(self, place: Place, sr_dir: str, sr_uuid: str) -> None:
+        super().format(place, sr_dir, sr_uuid)
+        path = os.path.join(sr_dir, 'sr.json')
+        write_json(path, dict(read_sr_meta(sr_dir) or {}, vg_size=place.capacity))
+
+    def sr_size(self, place: Place, sr_dir: str | None, *, grow: bool) -> int:
+        meta = read_sr_meta(sr_dir)
+        if meta is None or sr_dir is None:
+            return place.capacity
+        vg_size = int(meta.get('vg_size', place.capacity))
+        if grow and place.capacity >= vg_size + VG_GROW_THRESHOLD:
+            vg_size = place.capacity
+            write_json(os.path.join(sr_dir, 'sr.json'), dict(meta, vg_size=vg_size))
+        return vg_size
+
+
+# -- LVM on a local disk --------------------------------------------------------------
+class LvmBackend(LvhdBackend):
+    type = 'lvm'
     sm = SmInfo('Local LVHD', 'SR plugin which represents disks as VHD '
                 'disks on Logical Volumes within a locally-attached Volume '
                 'Group', '/opt/xensource/sm/LVMSR', LVHD_CAPS,
@@ -448,10 +488,8 @@ def iscsi_login(ctx: Ctx, dc: dict[str, str],
     return address, port, iqn, luns
 
 
-class LvmoIscsiBackend(Backend):
+class LvmoIscsiBackend(LvhdBackend):
     type = 'lvmoiscsi'
-    fmt = 'lvhd'
-    thin = False
     sm = SmInfo('LVHD over iSCSI', 'SR plugin which represents disks as '
                 'Logical Volumes within a Volume Group created on an iSCSI '
                 'LUN', '/opt/xensource/sm/LVMoISCSISR', LVHD_SHARED_CAPS,
@@ -578,6 +616,9 @@ class IscsiBackend(LvmoIscsiBackend):
 
     def format(self, place: Place, sr_dir: str, sr_uuid: str) -> None:
         pass
+
+    # Every LUN of the target, as found: no volume group to grow.
+    sr_size = Backend.sr_size
 
 
 # -- arrays (netapp, equal) ----------------------------------------------------------

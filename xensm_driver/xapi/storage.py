@@ -252,6 +252,26 @@ class Storage:
             raise
         return sr_ref
 
+    def plug_unplugged(self, sr_ref: str) -> dict[str, str]:
+        """Plug every unplugged PBD of the SR; what still failed, by host ref.
+
+        A shared ``SR.create`` returns with a PBD unplugged, and raises
+        nothing, when a host cannot attach the SR (xen-api ``xapi_sr.ml``
+        ``create`` does not read its ``Async.PBD.plug`` results). 1 call, +1
+        per unplugged PBD.
+        """
+        failed: dict[str, str] = {}
+        for pbd in self.pbds(sr_ref):
+            if pbd.currently_attached:
+                continue
+            try:
+                self.pool.call("PBD.plug", pbd.ref, obj=sr_ref)
+            except exception.SRBackendFailure as exc:
+                failed[pbd.host] = "%s (%s)" % (exc.code, exc.sm_text or exc.sm_name)
+            except exception.XapiError as exc:
+                failed[pbd.host] = exc.code
+        return failed
+
     def unplug(self, sr_ref: str) -> None:
         """Unplug every plugged PBD of the SR. 1 + 1 per plugged PBD."""
         for pbd in self.pbds(sr_ref):

@@ -8,6 +8,7 @@ import xml.dom.minidom
 from tests.functional.sim import base
 
 GiB = base.GiB
+MiB = base.MiB
 
 
 class SrTypeTest(base.SimTestCase):
@@ -178,6 +179,24 @@ class SrTypeTest(base.SimTestCase):
                                targetIQN=t['iqn'], SCSIid=new['scsi_id']),
                            'lvmoiscsi')
 
+    def test_shared_create_leaves_a_host_that_cannot_plug_unplugged(self) -> None:
+        # xen-api xapi_sr.ml create: Async.PBD.plug per host, results unread.
+        lun = self.topo['iscsi']['luns'][1]['SCSIid']
+        master_iqn = self.topo['hosts'][0]['iscsi_iqn']
+        slave = self.topo['hosts'][1]
+        self.ctl.set_lun_access(lun, [master_iqn])
+        sr = self.create('lvmoiscsi', self.iscsi_dc(SCSIid=lun))
+        plugged = {self.x.PBD.get_host(p): self.x.PBD.get_currently_attached(p)
+                   for p in self.x.SR.get_PBDs(sr)}
+        self.assertEqual({self.master: True, slave['ref']: False}, plugged)
+        self.vdi(sr)                                   # usable from the master
+        (pbd,) = [p for p in self.x.SR.get_PBDs(sr)
+                  if self.x.PBD.get_host(p) == slave['ref']]
+        self.assertFailure(['SR_BACKEND_FAILURE_107'], self.x.PBD.plug, pbd)
+        self.ctl.set_lun_access(lun, [master_iqn, slave['iscsi_iqn']])
+        self.x.PBD.plug(pbd)
+        self.assertTrue(self.x.PBD.get_currently_attached(pbd))
+
     def test_lvmohba(self) -> None:
         exc = self.assertFailure(['SR_BACKEND_FAILURE_107'], self.create,
                                  'lvmohba', {})
@@ -328,8 +347,42 @@ class SrTypeTest(base.SimTestCase):
         self.assertFailure(['SR_OPERATION_NOT_SUPPORTED'],
                            self.x.SR.probe_ext, self.master, {}, 'nfs', {})
 
-    def test_lun_grows_and_sr_update(self) -> None:
+    def test_lun_grows_the_sr_on_scan_not_on_update(self) -> None:
+        # sm LVHDSR.update only re-reads the VG; LVHDSR.scan grows it.
         sr = self.create('lvmoiscsi', self.iscsi_dc())
+        before = self.x.SR.get_physical_size(sr)
         self.ctl.resize_lun(self.iscsi_dc()['SCSIid'], 150 * GiB)
         self.x.SR.update(sr)
+        self.assertEqual(before, self.x.SR.get_physical_size(sr))
+        vdi = self.vdi(sr)
+        self.assertFailure(['SR_BACKEND_FAILURE_44'], self.x.VDI.resize, vdi,
+                           str(int(before) + GiB))
+        self.x.SR.scan(sr)
+        self.assertEqual(str(150 * GiB), self.x.SR.get_physical_size(sr))
+        self.x.VDI.resize(vdi, str(int(before) + GiB))
+
+    def test_sr_grows_by_100_mib_or_more_only(self) -> None:
+        # sm LVHDSR._expand_size: resizethreshold = 100 MiB.
+        sr = self.create('lvmoiscsi', self.iscsi_dc())
+        before = int(self.x.SR.get_physical_size(sr))
+        scsi_id = self.iscsi_dc()['SCSIid']
+        self.ctl.resize_lun(scsi_id, before + 96 * MiB)
+        self.x.SR.scan(sr)
+        self.assertEqual(str(before), self.x.SR.get_physical_size(sr))
+        self.ctl.resize_lun(scsi_id, before + 100 * MiB)
+        self.x.SR.scan(sr)
+        self.assertEqual(str(before + 100 * MiB), self.x.SR.get_physical_size(sr))
+
+    def test_plug_on_the_master_grows_the_sr(self) -> None:
+        # sm LVHDSR.attach (master): _refresh_size, then _expand_size.
+        sr = self.create('lvmoiscsi', self.iscsi_dc())
+        uuid = self.x.SR.get_uuid(sr)
+        self.ctl.resize_lun(self.iscsi_dc()['SCSIid'], 150 * GiB)
+        for pbd in self.x.SR.get_PBDs(sr):
+            self.x.PBD.unplug(pbd)
+        self.x.SR.forget(sr)
+        sr = self.x.SR.introduce(uuid, 'back', '', 'lvmoiscsi', 'user', True, {})
+        for h in self.topo['hosts']:
+            self.x.PBD.plug(self.x.PBD.create({'host': h['ref'], 'SR': sr,
+                                               'device_config': self.iscsi_dc()}))
         self.assertEqual(str(150 * GiB), self.x.SR.get_physical_size(sr))

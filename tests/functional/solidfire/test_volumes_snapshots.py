@@ -3,6 +3,7 @@ clones, group snapshots, delete/purge and capacity -- checked byte for byte."""
 
 from __future__ import annotations
 
+import datetime
 import os
 import threading
 
@@ -371,6 +372,30 @@ class TestDeleteAndPurge(base.ElementTestCase):
         self.assertEqual(([], []), (group['volumes'], group['deletedVolumes']))
         self.assertRaises(exception.ArrayNotFound, self.client.call, 'ListSnapshots',
                           volumeID=vol['volumeID'])
+
+    def test_deleted_volume_is_purged_after_the_cleanup_interval(self):
+        # Element purges a deleted volume, snapshots and all, after the
+        # cleanup interval: about 8 h by default, as purgeTime says.
+        vol = self.create_volume('UUID-auto')
+        self.client.call('CreateSnapshot', volumeID=vol['volumeID'])
+        deleted = self.client.call('DeleteVolume', volumeID=vol['volumeID'])['volume']
+        delay = (datetime.datetime.fromisoformat(deleted['purgeTime'])
+                 - datetime.datetime.fromisoformat(deleted['deleteTime']))
+        self.assertEqual(8 * 3600, delay.total_seconds())
+        self.assertEqual(1, len(self.client.list_snapshots(vol['volumeID'])))
+        # With a short interval, the next call finds it purged.
+        self.assertEqual(0, self.control.configure(purge_seconds=0)['purge_seconds'])
+        other = self.create_volume('UUID-gone')
+        self.client.call('CreateSnapshot', volumeID=other['volumeID'])
+        self.client.call('DeleteVolume', volumeID=other['volumeID'])
+        self.assertIsNone(self.client.get_volume_by_id(other['volumeID'],
+                                                       include_deleted=True))
+        self.assertRaises(KeyError, self.lun, other)
+        self.assertEqual([], [s for s in self.client.list_snapshots()
+                              if s['volumeID'] == other['volumeID']])
+        # The first one keeps the purge time it was given.
+        self.assertEqual('deleted', self.volume_by_id(
+            vol['volumeID'], include_deleted=True)['status'])
 
     def test_purge_needs_delete_first(self):
         vol = self.create_volume('UUID-p')
