@@ -285,20 +285,36 @@ class LifecycleMixin:
             self.delete(manager, obj_id)
         self.assert_sr_holds_nothing_new(section, before)
 
-    def test_revert_to_snapshot_restores_the_bytes_in_place(self: Any) -> None:
+    def test_revert_to_snapshot_swaps_in_the_snapshot_and_cinder_follows(self: Any) -> None:
         section = self.SECTION
         before = set(self.sr_vdis(section, gc=True))
         vol = self.create_volume(1, section=section)
         vdi = self.assert_volume_on_sr(section, vol, 1)
         self.write(vdi["uuid"], A)
         snap = self.create_snapshot(vol.id)
-        self.write(vdi["uuid"], B)
+        self.write(vdi["uuid"], B + B)              # over A, and past it
 
         self.client.volumes.revert_to_snapshot(vol, snap)
         vol = self.wait(self.client.volumes, vol.id, "available")
         self.wait(self.client.volume_snapshots, snap.id, "available")
-        self.assert_content(self.db_volume(vol.id).provider_id, A)
-        self.assert_volume_on_sr(section, vol, 1)
+        # The driver swapped a clone of the snapshot in, with a new uuid.
+        # Cinder ignores revert's model update: its record still names the
+        # replaced VDI, which the driver follows to the volume's VDI.
+        recorded = self.db_volume(vol.id).provider_id
+        self.assertEqual(vdi["uuid"], recorded)
+        info = self.client.volumes.initialize_connection(vol, CONNECTOR)
+        self.client.volumes.terminate_connection(vol, CONNECTOR)
+        current = self.vdi(section, info["data"]["vdi_uuid"])
+        self.assertIn(recorded, current["other_config"]["xensm-replaces"].split())
+        self.assert_content(current["uuid"], A)
+        self.assertEqual(bytes(len(B)), self.read(current["uuid"], 2 * len(A))[len(A):])
+        # cinder-volume's next start records the new VDI (update_provider_info).
+        from cinder import context
+        manager = self.stack.volume_services[section].manager
+        ctxt = context.get_admin_context()
+        manager._sync_provider_info(ctxt, manager._get_my_volumes(ctxt),
+                                    manager._get_my_snapshots(ctxt))
+        self.assertEqual(current["uuid"], self.db_volume(vol.id).provider_id)
         # Cinder's temporary "[revert]" backup snapshot, if it took one, is gone.
         self.assertEqual([snap.id], [s.id for s in self.client.volume_snapshots.list(
             search_opts={"volume_id": vol.id})])
