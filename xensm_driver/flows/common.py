@@ -17,6 +17,7 @@ import dataclasses
 import time
 import uuid as uuidlib
 from collections.abc import Callable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -570,20 +571,26 @@ class DestroyFoundTask(XensmTask):
         if found.vdi is None:
             LOG.warning("%s has no VDI on SR %s; treating the delete as done.",
                         ident.name_label, backend.sr_uuid)
-        for stray in found.leftovers:
-            LOG.warning("Destroying VDI %s on SR %s, made for %s but never finished.",
-                        stray.uuid, backend.sr_uuid, ident.name_label)
-        destroyed = False
-        for vdi in ([found.vdi] if found.vdi else []) + list(found.leftovers):
-            try:
-                backend.storage.destroy_vdi(vdi.ref)
-                destroyed = True
-            except GONE:
-                LOG.warning("VDI %s of %s vanished before it was destroyed.",
-                            vdi.uuid, ident.name_label)
+        destroyed = destroy_each(backend, [found.vdi] if found.vdi else [], ident.name_label)
+        destroy_each(backend, found.leftovers,
+                     "made for %s but never finished" % ident.name_label)
         for source in found.marked_sources:
             unmark(backend, ident, source)
         return destroyed
+
+
+def destroy_each(backend: SRBackend, vdis: Iterable[VDI], what: str) -> bool:
+    """Destroy the VDIs (``what`` they are, for the log); one already gone
+    counts as done. Whether any was destroyed. 1 call each."""
+    destroyed = False
+    for vdi in vdis:
+        LOG.info("Destroying VDI %s on SR %s (%s).", vdi.uuid, backend.sr_uuid, what)
+        try:
+            backend.storage.destroy_vdi(vdi.ref)
+            destroyed = True
+        except GONE:
+            LOG.warning("VDI %s (%s) vanished before it was destroyed.", vdi.uuid, what)
+    return destroyed
 
 
 def undo(what: str, fn: Callable[..., Any], *args: Any) -> None:

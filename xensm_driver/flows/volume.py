@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from oslo_log import log as logging
 from taskflow.patterns import linear_flow
 
 from xensm_driver import exception
@@ -18,8 +17,6 @@ from xensm_driver.xapi.storage import VDI
 
 if TYPE_CHECKING:
     from xensm_driver.backends.sm import SRBackend
-
-LOG = logging.getLogger(__name__)
 
 
 def create_volume() -> linear_flow.Flow:
@@ -97,13 +94,7 @@ class DestroyLeftoversTask(common.XensmTask):
     Nothing to revert. 1 call each; usually none."""
 
     def execute(self, backend: SRBackend, leftovers: tuple[VDI, ...]) -> None:
-        for vdi in leftovers:
-            LOG.warning("Destroying VDI %s on SR %s, left by an earlier revert.",
-                        vdi.uuid, backend.sr_uuid)
-            try:
-                backend.storage.destroy_vdi(vdi.ref)
-            except common.GONE:
-                pass
+        common.destroy_each(backend, leftovers, "left by an earlier revert")
 
 
 class TagRevertedVdiTask(common.XensmTask):
