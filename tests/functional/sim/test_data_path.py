@@ -170,3 +170,14 @@ class DataPathTest(base.SimTestCase):
         self.assertEqual(empty + 3 * (2 * base.MiB + 512), used)
         sr_used = int(self.x.SR.get_physical_utilisation(sr))
         self.assertEqual(used, sr_used)
+
+    def test_importing_zeros_allocates_blocks(self) -> None:
+        # blktap block-vhd.c has no zero-skip: a raw import of zeros
+        # allocates every block it writes (xen-api import_raw_vdi.ml).
+        sr = self.sr('nfs')
+        vdi = self.vdi(sr, 64 * base.MiB)
+        empty = int(self.x.VDI.get_physical_utilisation(vdi))
+        self.write(vdi, b'\0' * (6 * base.MiB))
+        used = int(self.x.VDI.get_physical_utilisation(vdi))
+        self.assertEqual(empty + 3 * (2 * base.MiB + 512), used)
+        self.assertEqual(b'\0' * (64 * base.MiB), self.read(vdi))
