@@ -1663,11 +1663,7 @@ class Xapi:
             if self._depth(rec) >= storage.MAX_CHAIN_SIZE:
                 raise sm_error(109)
             if be.fmt == 'lvhd':
-                snap_lv = (storage.lvhd_inflated(vs) if clone
-                           else storage.lvhd_deflated(0))
-                if storage.lvhd_inflated(vs) + snap_lv > self._free(sr, att):
-                    raise sm_error(44)
-                plan['snap_lv'] = snap_lv
+                self._lvhd_snapshot_space(rec, att, clone, plan)
             plan['base_uuid'] = str(uuidlib.uuid4())
             assert att.directory
             plan['copies'] = [
@@ -1685,6 +1681,41 @@ class Xapi:
             plan['thick'] = thick
             plan['copies'] = [os.path.join(lun.path, 'lun.raw')]
         return plan
+
+    def _lvhd_snapshot_space(self, rec: dict[str, Any], att: Attachment,
+                             clone: bool, plan: dict[str, Any]) -> None:
+        """Size the new LVs of an LVHD snapshot or clone; refuse (44) if
+        the SR lacks the room.
+
+        sm ``LVHDVDI._snapshot`` (thick SR, VDI detached): the leaf that
+        keeps the VDI's identity is full size unless the VDI is itself a
+        snapshot (cloning a snapshot leaves it thin); the new VDI is thin
+        for a snapshot and full for a clone. The room needed is both
+        plus two journal LVs, minus what deflating the old leaf into the
+        base copy frees, so an unwritten thick VDI's snapshot costs tens
+        of MiB, not a second full leaf.
+        """
+        vs = rec['virtual_size']
+        meta = self._meta_read(att, rec['uuid'])
+        full = storage.lvhd_inflated(vs)
+        thin = storage.lvhd_thin()
+        leaf_lv = thin if rec['is_a_snapshot'] else full
+        snap_lv = full if clone else thin
+        now_lv = meta.get('lv') or full
+        base_lv = storage.lvhd_deflated(
+            storage.runs_count(meta.get('blocks', [])))
+        need = (leaf_lv + snap_lv + 2 * storage.LVHD_JOURNAL
+                - (now_lv - base_lv))
+        if need > self._free(rec['SR'], att):
+            raise sm_error(44)
+        plan['leaf_lv'] = leaf_lv
+        plan['snap_lv'] = snap_lv
+
+    def _empty_differencing(self, rec: dict[str, Any],
+                            att: Attachment) -> bool:
+        """A leaf with a VHD parent and no block of its own."""
+        return bool(rec['sm_config'].get('vhd-parent')) and not \
+            self._meta_read(att, rec['uuid']).get('blocks')
 
     def _snapshot_commit(self, vdi: str, att: Attachment, clone: bool,
                          plan: dict[str, Any]) -> str:
@@ -1709,7 +1740,28 @@ class Xapi:
             'snapshot_time': epoch_stamp() if clone else now_stamp(),
         }
         snap_uuid = plan['snap_uuid']
-        if be.fmt in ('vhd', 'lvhd'):
+        if be.fmt in ('vhd', 'lvhd') and self._empty_differencing(rec, att):
+            # blktap vhd-util-snapshot.c vhd_util_find_snapshot_target (sm's
+            # FileSR._snapshot and LVHDSR._finishSnapshot call it without
+            # -e): a differencing leaf with no block written is skipped; the
+            # new VHDs link to its parent and no base copy is made, so
+            # unwritten snapshots share one base copy. Decided here, under
+            # the lock, as the coalescer may have changed the chain.
+            self._unlink(plan['copies'][0])
+            leaf_lv = plan.get('leaf_lv')
+            if leaf_lv is not None and leaf_lv != meta.get('lv'):
+                self._meta_write(att, rec['uuid'], lv=leaf_lv)
+                self._vdi_update(vdi, physical_utilisation=self._phys(
+                    be, vs, [], leaf_lv))
+            snap = self._vdi_create(dict(
+                common, uuid=snap_uuid, location=snap_uuid,
+                sm_config={'vdi_type': 'vhd', 'vhd-parent':
+                           rec['sm_config']['vhd-parent']},
+                physical_utilisation=self._phys(be, vs, [],
+                                                plan.get('snap_lv'))))
+            self._meta_write(att, snap_uuid, blocks=[],
+                             lv=plan.get('snap_lv'))
+        elif be.fmt in ('vhd', 'lvhd'):
             base_uuid = plan['base_uuid']
             old_parent = rec['sm_config'].get('vhd-parent', '')
             blocks = meta.get('blocks', [])
@@ -1726,7 +1778,7 @@ class Xapi:
                 'physical_utilisation': self._phys(be, vs, blocks, base_lv),
                 'allowed_operations': self._vdi_allowed_ops(be, False)})
             self._vdi_meta_sync(base)
-            leaf_lv = storage.lvhd_inflated(vs)
+            leaf_lv = plan.get('leaf_lv', storage.lvhd_inflated(vs))
             self._meta_write(att, rec['uuid'], blocks=[], lv=leaf_lv)
             self._vdi_update(vdi, sm_config={**rec['sm_config'],
                                              'vhd-parent': base_uuid},

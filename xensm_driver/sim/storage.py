@@ -42,6 +42,7 @@ LV_INCREMENT = 4 * MiB
 MSIZE = 2 * 1024 * GiB      # LVHD preallocates VHD metadata for 2 TiB
 MAX_CHAIN_SIZE = 30
 LVM_MGT_LV = 4 * MiB        # the SR's management volume on LVM types
+LVHD_JOURNAL = 4 * MiB      # sm journaler.py Journaler.LV_SIZE
 
 
 def roundup(n: int, unit: int) -> int:
@@ -71,6 +72,11 @@ def lvhd_inflated(virtual_size: int) -> int:
     """``lvhdutil.calcSizeVHDLV``: a fully inflated LVHD leaf's LV."""
     return lv_size(virtual_size + vhd_overhead_empty(MSIZE) +
                    vhd_overhead_bitmap(virtual_size))
+
+
+def lvhd_thin() -> int:
+    """sm ``LVHDVDI._snapshot``'s ``thinpr``: an empty VHD's LV."""
+    return roundup(vhd_overhead_empty(MSIZE), LV_INCREMENT)
 
 
 def lvhd_deflated(blocks: int) -> int:
