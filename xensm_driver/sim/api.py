@@ -125,11 +125,16 @@ class Xapi:
                  auth_failure_delay: float = 5.0,
                  max_sessions_per_user: int = 500,
                  state_file: str | None = None,
-                 packs: tuple[str, ...] = ()) -> None:
+                 packs: tuple[str, ...] = (),
+                 absent_sm_types: tuple[str, ...] = ()) -> None:
         self.fabric = fabric
         # The SR types this pool's SM offers: stock ones plus any
-        # supplemental pack installed on it.
-        self.backends: dict[str, Backend] = dict(BACKENDS)
+        # supplemental pack installed on it, less those left out (netapp
+        # and equal were StorageLink adapters of XenServer 5.6-6.0: a
+        # current pool has no SM record for them and SR.create answers
+        # SR_UNKNOWN_DRIVER, xen-api xapi_sr.ml via Sm.sm_of_type).
+        self.backends: dict[str, Backend] = {
+            t: b for t, b in BACKENDS.items() if t not in absent_sm_types}
         for pack in packs:
             if pack not in PACKS:
                 raise ValueError('unknown supplemental pack %r (known: %s)'

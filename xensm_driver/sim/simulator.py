@@ -74,7 +74,9 @@ class Simulator:
     make every host serve HTTPS; ``fabric`` shares a storage network with
     array simulators; ``latency`` is added to every XAPI call;
     ``data_idle_timeout`` is how long a data-path transfer may stall
-    before its task fails with VDI_IO_ERROR.
+    before its task fails with VDI_IO_ERROR; ``absent_sm_types`` are SR
+    types this pool's SM lacks (``('netapp', 'equal')`` is every current
+    pool: those were StorageLink adapters of XenServer 5.6-6.0).
     """
 
     def __init__(self, host: str = '127.0.0.1', port: int = 0,
@@ -88,7 +90,8 @@ class Simulator:
                  fabric: Fabric | None = None, latency: float = 0.0,
                  data_idle_timeout: float = 5.0,
                  supplemental_packs: tuple[str, ...] | list[str] = (),
-                 solidfire: bool = False) -> None:
+                 solidfire: bool = False,
+                 absent_sm_types: tuple[str, ...] | list[str] = ()) -> None:
         if pool_hosts < 1:
             raise ValueError('pool_hosts must be >= 1')
         self.bind_host = host
@@ -113,7 +116,8 @@ class Simulator:
                          max_sessions_per_user,
                          os.path.join(state_dir, 'xapi-db.json')
                          if state_dir else None,
-                         packs=tuple(supplemental_packs))
+                         packs=tuple(supplemental_packs),
+                         absent_sm_types=tuple(absent_sm_types))
         # A SolidFire Element cluster on the same fabric: its volumes are
         # iSCSI LUNs that lvmoiscsi SRs of this pool can sit on.
         self.solidfire: ElementSimulator | None = None

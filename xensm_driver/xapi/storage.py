@@ -215,6 +215,20 @@ class Storage:
             caps.update((rec.get("features") or {}).keys())
         return frozenset(caps)
 
+    def sm_features(self, sr_type: str) -> frozenset[str] | None:
+        """The SM plugin's capabilities for ``sr_type``, or None when the
+        pool has no plugin of that type (XAPI would answer
+        SR_UNKNOWN_DRIVER). 1 call."""
+        records = self.pool.call("SM.get_all_records_where",
+                                 'field "type"=%s' % _quote(sr_type))
+        if not records:
+            return None
+        caps: set[str] = set()
+        for rec in records.values():
+            caps.update(rec.get("capabilities") or ())
+            caps.update((rec.get("features") or {}).keys())
+        return frozenset(caps)
+
     def create_sr(self, host_ref: str, device_config: Mapping[str, str], sr_type: str,
                   name_label: str, *, shared: bool, name_description: str = "",
                   content_type: str = "user", physical_size: int = 0,

@@ -23,11 +23,12 @@ MiB = 1024 ** 2
 class SimTestCase(testtools.TestCase):
     srs: tuple[str, ...] = ()
     pool_hosts = 2
+    sim_kwargs: dict[str, Any] = {}
 
     def setUp(self) -> None:
         super().setUp()
         self.sim = Simulator(port=0, pool_hosts=self.pool_hosts, srs=self.srs,
-                             auth_failure_delay=0.05)
+                             auth_failure_delay=0.05, **self.sim_kwargs)
         self.sim.start()
         self.addCleanup(self.sim.stop)
         self.session = self.login()

@@ -333,3 +333,21 @@ class SrTypeTest(base.SimTestCase):
         self.ctl.resize_lun(self.iscsi_dc()['SCSIid'], 150 * GiB)
         self.x.SR.update(sr)
         self.assertEqual(str(150 * GiB), self.x.SR.get_physical_size(sr))
+
+
+class AbsentSmTypeTest(base.SimTestCase):
+    """A current pool: no StorageLink adapters (netapp, equal)."""
+
+    pool_hosts = 1
+    sim_kwargs = {'absent_sm_types': ('netapp', 'equal')}
+
+    def test_no_sm_record_and_sr_create_is_unknown_driver(self) -> None:
+        self.assertEqual({}, self.x.SM.get_all_records_where(
+            'field "type"="netapp"'))
+        self.assertNotIn('equal', self.x.SR.get_supported_types())
+        host = self.x.host.get_all()[0]
+        self.assertFailure(['SR_UNKNOWN_DRIVER', 'netapp'],
+                           self.x.SR.create, host,
+                           {'target': '127.0.0.1', 'username': 'u',
+                            'password': 'p', 'aggregate': 'a'},
+                           '0', 'n', '', 'netapp', 'user', True, {})
