@@ -798,8 +798,12 @@ class Xapi:
         return out
 
     def _forget_secrets(self, dc: dict[str, str]) -> None:
+        """Destroy a PBD's own copies of its secrets (xen-api
+        ``xapi_secret.ml`` ``clean_out_passwds``, from ``PBD.destroy`` and
+        ``SR.forget``/``destroy``): never the secret a caller passed in,
+        since every PBD got a copy of that (:meth:`_copy_secrets`)."""
         for k, v in dc.items():
-            if k.endswith('_secret'):
+            if k.endswith('password_secret'):
                 ref = self.db.by_uuid['secret'].get(v)
                 if ref:
                     self.db.destroy('secret', ref)
@@ -857,7 +861,10 @@ class Xapi:
         with self.lock:
             host_rec = self.db.get('host', host)
             be = self._backend(sr_type)
+            given = dc
             dc = self._move_passwords(dc)
+            # Secrets made here from plain passwords, not the caller's.
+            moved = {k: v for k, v in dc.items() if k not in given}
             try:
                 be.validate(self.ctx, dc, create=True)
                 if sr_type == 'equal':
@@ -873,7 +880,7 @@ class Xapi:
                 if sr_dir:
                     be.format(place, sr_dir, sr_uuid)
             except XapiError:
-                self._forget_secrets(dc)
+                self._forget_secrets(moved)
                 raise
             smc = dict(sm_config or {})
             if be.fmt == 'lvhd':
@@ -898,8 +905,8 @@ class Xapi:
             for h in targets:
                 pbds.append(self.db.create('PBD', {
                     'host': h, 'SR': sr,
-                    'device_config': dict(dc) if h == host
-                    else self._copy_secrets(dc)}))
+                    'device_config': self._copy_secrets(dc)}))
+            self._forget_secrets(moved)
             try:
                 for pbd in pbds:
                     self._plug(pbd)
@@ -928,9 +935,16 @@ class Xapi:
         raise XapiError('SR_BACKEND_FAILURE_1', '', RESIGNED, '')
 
     def _copy_secrets(self, dc: dict[str, str]) -> dict[str, str]:
+        """device_config with each ``*password_secret`` a fresh copy.
+
+        xen-api ``xapi_pbd.ml`` ``create_common`` calls
+        ``Xapi_secret.duplicate_passwds`` so that every PBD (the master's
+        included) holds its own secret; the caller keeps and owns its own.
+        """
         out = {}
         for k, v in dc.items():
-            if k.endswith('_secret') and v in self.db.by_uuid['secret']:
+            if k.endswith('password_secret') and \
+                    v in self.db.by_uuid['secret']:
                 val = self._secret_value(v)
                 ref = self.db.create('secret', {'value': val})
                 out[k] = self.db.get('secret', ref)['uuid']
@@ -1091,8 +1105,11 @@ class Xapi:
         for p in self.db.children('PBD', 'SR', sr):
             if self.db.get('PBD', p)['host'] == host:
                 raise XapiError('PBD_EXISTS', sr, host, p)
+        moved = self._move_passwords(dc)
+        config = self._copy_secrets(moved)
+        self._forget_secrets({k: v for k, v in moved.items() if k not in dc})
         return self.db.create('PBD', {
-            'host': host, 'SR': sr, 'device_config': self._move_passwords(dc),
+            'host': host, 'SR': sr, 'device_config': config,
             'other_config': dict(rec.get('other_config', {}))})
 
     @api('PBD.destroy', 'self:ref:PBD')
