@@ -150,6 +150,9 @@ class Xapi:
         self.db = Database()
         self.sessions: dict[str, SessionInfo] = {}
         self.task_times: dict[str, float] = {}
+        # The session each task was made in (a session with a pending task
+        # survives the session GC).
+        self.task_session: dict[str, str] = {}
         # Tasks whose operation is still running (an Async call, a transfer):
         # cancelling one only asks it to stop; it ends when the work does.
         self.task_work: set[str] = set()
@@ -380,19 +383,46 @@ class Xapi:
                 'validation_time': now_stamp(), 'auth_user_name': uname,
                 'originator': originator, 'is_local_superuser': True})
             self.sessions[ref] = SessionInfo(uname, originator, now, now)
-            self._enforce_session_cap(uname, originator)
             return ref
 
-    def _enforce_session_cap(self, uname: str, originator: str) -> None:
-        for key, attr in ((uname, 'username'), (originator, 'originator')):
-            if attr == 'originator' and not originator:
-                continue
-            mine = [(info.last_active, ref) for ref, info in
-                    self.sessions.items() if getattr(info, attr) == key]
-            excess = len(mine) - self.max_sessions
-            if excess > 0:
-                for _t, ref in sorted(mine)[:excess]:
+    def gc_sessions(self) -> int:
+        """The periodic session GC; returns how many sessions it ended.
+
+        xen-api ``db_gc_util.ml`` ``timeout_sessions``: sessions of root
+        (or of no user name) are grouped by originator, other users' by
+        user name, and each group is capped (``max_sessions_per_originator``
+        / ``max_sessions_per_user_name``, 500 each): past the cap the least
+        recently active go (``timeout_sessions_common``), as does a session
+        idle beyond the inactive timeout. A session with a task still
+        pending is never disposable. (Root sessions with no originator
+        form one group here, capped like the others; xapi caps that group
+        with its global ``max_sessions``.) Nothing is capped at login: a client
+        may hold more sessions than the cap until the GC next runs.
+        """
+        with self.lock:
+            pending = {self.task_session.get(t) for t, rec in
+                       self.db.tables['task'].items()
+                       if rec['status'] == 'pending'}
+            now = time.monotonic()
+            groups: dict[tuple[str, str], list[tuple[float, str]]] = {}
+            ended = 0
+            for ref, info in list(self.sessions.items()):
+                if ref in pending:
+                    continue
+                if now - info.last_active > SESSION_IDLE_TIMEOUT:
                     self._drop_session(ref)
+                    ended += 1
+                    continue
+                key = (('originator', info.originator)
+                       if info.username in ('', 'root')
+                       else ('username', info.username))
+                groups.setdefault(key, []).append((info.last_active, ref))
+            for members in groups.values():
+                excess = len(members) - self.max_sessions
+                for _t, ref in sorted(members)[:max(excess, 0)]:
+                    self._drop_session(ref)
+                    ended += 1
+            return ended
 
     def _drop_session(self, ref: str) -> None:
         self.sessions.pop(ref, None)
@@ -591,6 +621,8 @@ class Xapi:
             'status': 'pending', 'resident_on': self._master(),
             'allowed_operations': ['cancel', 'destroy'], 'progress': 0.0})
         self.task_times[ref] = time.monotonic()
+        if session:
+            self.task_session[ref] = session
         return ref
 
     def _gc_tasks(self) -> None:
@@ -599,12 +631,14 @@ class Xapi:
             rec = self.db.tables['task'].get(ref)
             if rec is None:
                 self.task_times.pop(ref, None)
+                self.task_session.pop(ref, None)
                 continue
             ttl = (TASK_PENDING_TTL if rec['status'] == 'pending'
                    else TASK_FINISHED_TTL)
             if now - t0 > ttl:
                 self.db.destroy('task', ref)
                 self.task_times.pop(ref, None)
+                self.task_session.pop(ref, None)
 
     def task_done(self, ref: str, result: Any = None,
                   error: list[str] | None = None) -> None:
@@ -672,6 +706,7 @@ class Xapi:
         self.db.get('task', ref)
         self.db.destroy('task', ref)
         self.task_times.pop(ref, None)
+        self.task_session.pop(ref, None)
         return ''
 
     @api('task.cancel', 'self:ref:task', async_ok=False)

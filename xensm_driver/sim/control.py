@@ -20,6 +20,9 @@ POST        /sim/faults/clear                remove every fault
 POST        /sim/latency                     ``{seconds}``: added to every XAPI call
 POST        /sim/sessions/expire             ``{session_ref}`` (null: all) ->
                                              ``{expired: n}``
+POST        /sim/sessions/gc                 run the session GC now (cap per
+                                             originator / user name) ->
+                                             ``{ended: n}``
 GET         /sim/dump                        -> ``{Class: {ref: record}}``
 GET         /sim/topology                    -> the default storage (see Simulator)
 POST        /sim/gc                          ``{paused}``: pause/resume the coalescer
@@ -134,6 +137,10 @@ class SimControl:
         result = self._call('POST', '/sim/sessions/expire',
                             {'session_ref': session_ref})
         return int(result['expired'])
+
+    def gc_sessions(self) -> int:
+        """Run the pool's session GC now; how many sessions it ended."""
+        return int(self._call('POST', '/sim/sessions/gc', {})['ended'])
 
     # -- state -----------------------------------------------------------------
     def dump(self) -> dict[str, dict[str, dict[str, Any]]]:

@@ -70,7 +70,9 @@ class Simulator:
     database and the fabric across restarts (default: memory and a
     temporary directory removed by :meth:`stop`); ``auth_failure_delay``
     is how long a failed login waits (xapi: 5 s); ``max_sessions_per_user``
-    the cap beyond which the oldest sessions are invalidated; TLS files
+    the cap per originator (root) or per user name beyond which the
+    session GC, every ``session_gc_interval`` seconds, ends the least
+    recently active sessions (``POST /sim/sessions/gc`` runs it now); TLS files
     make every host serve HTTPS; ``fabric`` shares a storage network with
     array simulators; ``latency`` is added to every XAPI call;
     ``data_idle_timeout`` is how long a data-path transfer may stall
@@ -91,7 +93,8 @@ class Simulator:
                  data_idle_timeout: float = 5.0,
                  supplemental_packs: tuple[str, ...] | list[str] = (),
                  solidfire: bool = False,
-                 absent_sm_types: tuple[str, ...] | list[str] = ()) -> None:
+                 absent_sm_types: tuple[str, ...] | list[str] = (),
+                 session_gc_interval: float = 60.0) -> None:
         if pool_hosts < 1:
             raise ValueError('pool_hosts must be >= 1')
         self.bind_host = host
@@ -102,6 +105,7 @@ class Simulator:
         self.tls = (tls_certfile, tls_keyfile) if tls_certfile else None
         # Seconds a data-path transfer may stall before its task fails.
         self.data_idle_timeout = float(data_idle_timeout)
+        self.session_gc_interval = float(session_gc_interval)
         self._tmp: str | None = None
         if state_dir:
             os.makedirs(state_dir, exist_ok=True)
@@ -165,6 +169,10 @@ class Simulator:
                                  daemon=True)
             t.start()
             self._threads.append(t)
+        t = threading.Thread(target=self._session_gc,
+                             name='xensm-sim-session-gc', daemon=True)
+        t.start()
+        self._threads.append(t)
         self._started = True
         return self
 
@@ -195,6 +203,11 @@ class Simulator:
                 self.xapi.save_if_dirty()
             except OSError:
                 LOG.exception('could not save the simulator state')
+
+    def _session_gc(self) -> None:
+        # xapi's periodic database GC (db_gc.ml) ends excess sessions.
+        while not self._stopping.wait(self.session_gc_interval):
+            self.xapi.gc_sessions()
 
     def _addresses(self) -> list[str]:
         return [self.bind_host] + ['127.0.0.%d' % (2 + i)
@@ -405,6 +418,8 @@ class Simulator:
         if route == ('POST', '/sim/latency'):
             f.latency = float(args.get('seconds', 0.0))
             return {'seconds': f.latency}
+        if route == ('POST', '/sim/sessions/gc'):
+            return {'ended': xapi.gc_sessions()}
         if route == ('POST', '/sim/sessions/expire'):
             return {'expired': xapi.expire_sessions(args.get('session_ref'))}
         if route == ('GET', '/sim/dump'):
