@@ -161,6 +161,9 @@ class Xapi:
         self.space: dict[str, list[int]] = {}
         self.vhd_children: dict[str, dict[str, None]] = {}
         self.gc_paused = False
+        # SRs whose coalescer was kicked and has not run yet (sm _kickGC).
+        self.gc_pending: set[str] = set()
+        self.gc_delay = 0.0
         # Called with the dotted name of a call an async task runs; returns
         # a faults.Fault (or None) so injected faults reach Async.* too.
         self.fault_hook: Callable[[str], Any] | None = None
@@ -1055,6 +1058,7 @@ class Xapi:
     def sr_scan(self, s: str, sr: str) -> str:
         att = self._att(sr)
         self._scan(sr, att)
+        self._kick_gc(sr)       # sm FileSR.scan and LVHDSR.scan: _kickGC
         return ''
 
     @api('SR.update', 'sr:ref:SR')
@@ -1589,10 +1593,11 @@ class Xapi:
             assert att.directory
             self._array_drop_lun(att.directory, rec['uuid'])
         self._remove_files(att, rec['uuid'])
-        parent = rec['sm_config'].get('vhd-parent')
         self._vdi_forget_record(vdi)
-        if parent:
-            self._gc(sr, parent)
+        # sm FileVDI.delete / LVHDVDI.delete end with _kickGC: the
+        # coalescer runs later in the background (cleanup.py), so base
+        # copies outlive VDI.destroy for a while.
+        self._kick_gc(sr)
 
     def _remove_files(self, att: Attachment, uuid: str) -> None:
         if not att.directory:
@@ -1603,30 +1608,90 @@ class Xapi:
             except FileNotFoundError:
                 pass
 
-    def _gc(self, sr: str, base_uuid: str) -> None:
-        """Coalesce: drop base copies left with no or one child."""
+    # -- the coalescer (sm cleanup.py), in the background --------------------
+    def _kick_gc(self, sr: str) -> None:
+        """sm ``SR._kickGC``: ask the background coalescer to look at ``sr``."""
+        self.gc_pending.add(sr)
+        self.cond.notify_all()
+
+    def gc_worker(self, stopping: threading.Event) -> None:
+        """The coalescer: runs kicked SRs' GC until ``stopping`` is set."""
+        with self.lock:
+            while not stopping.is_set():
+                ready = [] if self.gc_paused else sorted(self.gc_pending)
+                if not ready:
+                    self.cond.wait(0.5)
+                    continue
+                until = time.monotonic() + self.gc_delay
+                while not stopping.is_set():
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.cond.wait(left)
+                if self.gc_paused or stopping.is_set():
+                    continue
+                for sr in ready:
+                    if self._gc_sr(sr):
+                        self.gc_pending.discard(sr)
+                self.cond.notify_all()
+                if self.gc_pending & set(ready):
+                    self.cond.wait(0.05)      # a VDI is busy: retry soon
+
+    def wait_gc(self, timeout: float) -> int:
+        """Wait until the coalescer has nothing left to do (or is held);
+        return how many SRs still wait for it."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while self.gc_pending and not self.gc_paused:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.cond.wait(min(remaining, 0.5))
+            return len(self.gc_pending)
+
+    def _gc_sr(self, sr: str) -> bool:
+        """Coalesce what ``sr`` allows now; False if a busy VDI blocked it."""
+        if not self.db.exists('SR', sr) or sr not in self.attached:
+            return True
+        done = True
+        bases = [self.db.get('VDI', v)['uuid']
+                 for v in self.db.children('VDI', 'SR', sr)
+                 if not self.db.get('VDI', v)['managed']]
+        for b in bases:
+            if self._vdi_by_uuid(b):
+                done = self._gc(sr, b) and done
+        return done
+
+    def _gc(self, sr: str, base_uuid: str) -> bool:
+        """Coalesce: drop base copies left with no or one child.
+
+        Returns False when a VDI it would touch is busy (try again later).
+        """
         sr_rec = self.db.get('SR', sr)
         if self.gc_paused or sr_rec['other_config'].get('coalesce') == 'false':
-            return
+            return True
         att = self.attached.get(sr)
         if att is None or att.backend.fmt not in ('vhd', 'lvhd'):
-            return
+            return True
         while base_uuid:
             base = self._vdi_by_uuid(base_uuid)
             if base is None:
-                return
+                return True
             brec = self.db.get('VDI', base)
             if brec['managed'] or brec['SR'] != sr:
-                return
+                return True
             kids = list(self.vhd_children.get(base_uuid, {}))
             grand = brec['sm_config'].get('vhd-parent', '')
             if len(kids) > 1:
-                return
+                return True
+            if base in self.busy or any(
+                    self._vdi_by_uuid(k) in self.busy for k in kids):
+                return False
             bmeta = self._meta_read(att, base_uuid)
             if len(kids) == 1:
                 child = self._vdi_by_uuid(kids[0])
                 if child is None:
-                    return
+                    return True
                 crec = self.db.get('VDI', child)
                 cmeta = self._meta_read(att, kids[0])
                 blocks = storage.runs_union(bmeta.get('blocks', []),
@@ -1651,8 +1716,9 @@ class Xapi:
             self._remove_files(att, base_uuid)
             self._vdi_forget_record(base)
             if len(kids) == 1:
-                return
+                return True
             base_uuid = grand
+        return True
 
     @api('VDI.forget', 'self:ref:VDI')
     def vdi_forget(self, s: str, vdi: str) -> str:
@@ -2416,20 +2482,19 @@ class Xapi:
                     for cls in PUBLIC}
 
     def set_gc_paused(self, paused: bool) -> None:
+        """Hold the coalescer, or release it and let it catch up now."""
         with self.lock:
             self.gc_paused = paused
             if not paused:
                 self.run_gc()
 
     def run_gc(self) -> None:
+        """Coalesce every attached SR now (what the background GC would)."""
         with self.lock:
             for sr in list(self.attached):
-                bases = [self.db.get('VDI', v)['uuid']
-                         for v in self.db.children('VDI', 'SR', sr)
-                         if not self.db.get('VDI', v)['managed']]
-                for b in bases:
-                    if self._vdi_by_uuid(b):
-                        self._gc(sr, b)
+                if self._gc_sr(sr):
+                    self.gc_pending.discard(sr)
+            self.cond.notify_all()
 
     def host_refs(self) -> list[str]:
         with self.lock:

@@ -25,8 +25,12 @@ POST        /sim/sessions/gc                 run the session GC now (cap per
                                              ``{ended: n}``
 GET         /sim/dump                        -> ``{Class: {ref: record}}``
 GET         /sim/topology                    -> the default storage (see Simulator)
-POST        /sim/gc                          ``{paused}``: pause/resume the coalescer
-POST        /sim/gc/run                      coalesce now
+POST        /sim/gc                          ``{paused}``: hold/release the background
+                                             coalescer (release: it catches up now)
+POST        /sim/gc/run                      coalesce every SR now
+POST        /sim/gc/wait                     ``{timeout}``: wait until the coalescer
+                                             has done what deletes and scans asked
+                                             (or is held) -> ``{pending: n}``
 POST        /sim/state/save                  flush the state to --state-dir now
 GET         /sim/fabric                      -> targets, LUNs, exports, disks, arrays
 POST        /sim/fabric/targets              ``{address, iqn, port, chap:[u,p]}``
@@ -157,6 +161,12 @@ class SimControl:
 
     def run_gc(self) -> None:
         self._call('POST', '/sim/gc/run', {})
+
+    def wait_gc(self, timeout: float = 30.0) -> int:
+        """Wait for the background coalescer to finish what it was asked;
+        returns how many SRs it still has to do (0 unless held or stuck)."""
+        return int(self._call('POST', '/sim/gc/wait',
+                              {'timeout': timeout})['pending'])
 
     def save_state(self) -> None:
         self._call('POST', '/sim/state/save', {})

@@ -78,7 +78,9 @@ class Simulator:
     ``data_idle_timeout`` is how long a data-path transfer may stall
     before its task fails with VDI_IO_ERROR; ``absent_sm_types`` are SR
     types this pool's SM lacks (``('netapp', 'equal')`` is every current
-    pool: those were StorageLink adapters of XenServer 5.6-6.0).
+    pool: those were StorageLink adapters of XenServer 5.6-6.0);
+    ``gc_delay`` is how long the background coalescer waits after a delete
+    or scan kicks it (``POST /sim/gc/wait`` waits for it to finish).
     """
 
     def __init__(self, host: str = '127.0.0.1', port: int = 0,
@@ -94,7 +96,8 @@ class Simulator:
                  supplemental_packs: tuple[str, ...] | list[str] = (),
                  solidfire: bool = False,
                  absent_sm_types: tuple[str, ...] | list[str] = (),
-                 session_gc_interval: float = 60.0) -> None:
+                 session_gc_interval: float = 60.0,
+                 gc_delay: float = 0.2) -> None:
         if pool_hosts < 1:
             raise ValueError('pool_hosts must be >= 1')
         self.bind_host = host
@@ -131,6 +134,7 @@ class Simulator:
                 password=SOLIDFIRE['password'], svip=SOLIDFIRE['svip'],
                 data_dir=os.path.join(root, 'solidfire'))
         self.xapi.fault_hook = self.faults.match
+        self.xapi.gc_delay = float(gc_delay)
         self.topology: dict[str, Any] = {}
         self.port = 0
         self._servers: list[Server] = []
@@ -169,6 +173,11 @@ class Simulator:
                                  daemon=True)
             t.start()
             self._threads.append(t)
+        t = threading.Thread(target=self.xapi.gc_worker,
+                             args=(self._stopping,), name='xensm-sim-coalesce',
+                             daemon=True)
+        t.start()
+        self._threads.append(t)
         t = threading.Thread(target=self._session_gc,
                              name='xensm-sim-session-gc', daemon=True)
         t.start()
@@ -432,6 +441,8 @@ class Simulator:
         if route == ('POST', '/sim/gc/run'):
             xapi.run_gc()
             return {}
+        if route == ('POST', '/sim/gc/wait'):
+            return {'pending': xapi.wait_gc(float(args.get('timeout', 30.0)))}
         if route == ('POST', '/sim/state/save'):
             xapi.save_if_dirty()
             return {}

@@ -112,15 +112,40 @@ class VdiTest(base.SimTestCase):
         # Snapshots survive with a dangling snapshot_of.
         self.assertEqual(v, self.x.VDI.get_snapshot_of(s1))
         self.assertEqual(v, self.x.VDI.get_snapshot_of(s2))
-        # Coalesce: no base copy is left with a single child.
+        # Coalesce (in the background): no base copy is left with a
+        # single child.
+        self.assertEqual(0, self.ctl.wait_gc())
         recs = self.x.VDI.get_all_records_where('field "SR"="%s"' % sr)
         bases = [r for r in recs.values() if not r['managed']]
         self.assertEqual(1, len(bases))
         self.assertEqual(3, len(recs))
         self.x.VDI.destroy(s1)
+        self.ctl.wait_gc()
         recs = self.x.VDI.get_all_records_where('field "SR"="%s"' % sr)
         self.assertEqual([s2], list(recs))
         self.assertNotIn('vhd-parent', recs[s2]['sm_config'])
+
+    def test_coalesce_runs_after_destroy_not_inside_it(self) -> None:
+        # sm VDI.delete ends with _kickGC; cleanup.py coalesces later.
+        sr = self.sr('nfs')
+        v = self.vdi(sr)
+        s = self.x.VDI.snapshot(v)
+        self.ctl.pause_gc(True)          # hold the coalescer: no race
+        self.x.VDI.destroy(s)
+        base = self.x.VDI.get_sm_config(v)['vhd-parent']
+        self.assertFalse(self.x.VDI.get_managed(self.x.VDI.get_by_uuid(base)))
+        self.assertNotEqual(0, self.ctl.wait_gc(0))    # still to do
+        self.ctl.pause_gc(False)
+        self.assertEqual(0, self.ctl.wait_gc())
+        self.assertEqual([v], self.x.SR.get_VDIs(sr))
+        # A scan kicks it too (sm FileSR.scan: _kickGC).
+        self.x.SR.add_to_other_config(sr, 'coalesce', 'false')
+        s = self.x.VDI.snapshot(v)
+        self.x.VDI.destroy(s)
+        self.x.SR.remove_from_other_config(sr, 'coalesce')
+        self.x.SR.scan(sr)
+        self.assertEqual(0, self.ctl.wait_gc())
+        self.assertEqual([v], self.x.SR.get_VDIs(sr))
 
     def test_coalesce_can_be_paused(self) -> None:
         sr = self.sr('nfs')
