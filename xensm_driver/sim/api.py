@@ -157,6 +157,7 @@ class Xapi:
         # cancelling one only asks it to stop; it ends when the work does.
         self.task_work: set[str] = set()
         self.busy: dict[str, str] = {}
+        self.rows: dict[str, int] = {}      # rows scanned, by call name
         self.attached: dict[str, Attachment] = {}
         self.space: dict[str, list[int]] = {}
         self.vhd_children: dict[str, dict[str, None]] = {}
@@ -302,7 +303,37 @@ class Xapi:
         values = self._decode(method, args[nsess:])
         if is_async:
             return self._spawn_task(method, session, values)
+        self._count_rows(method.name)
         return self._run(method, session, values)
+
+    #: Lookups that read every row of their class's table: xen-api
+    #: db_cache_impl.ml answers get_all_records_where (and get_all_records,
+    #: get_all) by filtering the whole table, and get_by_name_label by a
+    #: scan too; only get_by_uuid and per-ref reads use an index.
+    SCANS = ('get_all_records_where', 'get_all_records', 'get_all',
+             'get_by_name_label')
+    INDEXED = ('get_by_uuid', 'get_record')
+
+    def _count_rows(self, name: str) -> None:
+        """Add what call ``name`` reads on a real pool to the rows counter."""
+        cls, _, msg = name.partition('.')
+        if msg in self.SCANS and cls in self.db.tables:
+            rows = len(self.db.tables[cls])
+        elif msg in self.INDEXED:
+            rows = 1
+        else:
+            return
+        with self.lock:
+            self.rows[name] = self.rows.get(name, 0) + rows
+
+    def rows_scanned(self) -> dict[str, int]:
+        """Database rows each lookup verb has read, by dotted name."""
+        with self.lock:
+            return dict(self.rows)
+
+    def reset_rows(self) -> None:
+        with self.lock:
+            self.rows.clear()
 
     def _run(self, method: Method, session: Any, values: list[Any]) -> Any:
         call_args = ([session] if method.needs_session else []) + values

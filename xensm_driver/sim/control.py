@@ -12,7 +12,11 @@ GET         /sim/calls                       -> ``{method: count}``; XAPI calls 
                                              aliases folded in), data path as
                                              ``http:import_raw_vdi`` /
                                              ``http:export_raw_vdi``
-POST        /sim/calls/reset                 zero the counters
+GET         /sim/rows                        -> ``{method: rows}``: database rows the
+                                             lookups read as a real pool would (a
+                                             scan reads the whole table of its
+                                             class, get_by_uuid/get_record one)
+POST        /sim/calls/reset                 zero the counters (calls and rows)
 GET         /sim/faults                      -> list of faults (with seen/fired)
 POST        /sim/faults                      ``{method, error, nth, times, latency,
                                              drop, hang, after_bytes}`` -> the fault
@@ -103,6 +107,11 @@ class SimControl:
 
     def calls(self) -> dict[str, int]:
         result: dict[str, int] = self._call('GET', '/sim/calls')
+        return result
+
+    def rows(self) -> dict[str, int]:
+        """Database rows scanned per lookup verb since the last reset."""
+        result: dict[str, int] = self._call('GET', '/sim/rows')
         return result
 
     def reset_calls(self) -> None:

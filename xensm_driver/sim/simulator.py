@@ -407,8 +407,11 @@ class Simulator:
             return {'ok': True, 'time': time.time()}
         if route == ('GET', '/sim/calls'):
             return f.calls()
+        if route == ('GET', '/sim/rows'):
+            return xapi.rows_scanned()
         if route in (('POST', '/sim/calls/reset'), ('DELETE', '/sim/calls')):
             f.reset_calls()
+            xapi.reset_rows()
             return {}
         if route == ('GET', '/sim/faults'):
             return f.faults()

@@ -328,8 +328,8 @@ class Storage:
 
     def find_vdis(self, sr_ref: str, name_label: str) -> list[VDI]:
         """The SR's VDIs with this name label. 1 call, flat in SR size."""
-        where = 'field "SR"=%s and field "name__label"=%s' % (
-            _quote(sr_ref), _quote(name_label))
+        where = 'field "name__label"=%s and field "SR"=%s' % (
+            _quote(name_label), _quote(sr_ref))
         records = self.pool.call("VDI.get_all_records_where", where, obj=name_label)
         return [VDI.from_xapi(r, rec) for r, rec in records.items()]
 
@@ -366,7 +366,7 @@ class Storage:
 
         Grows with the number of base copies, not with the number of VDIs.
         """
-        where = 'field "SR"=%s and field "managed"="false"' % _quote(sr_ref)
+        where = 'field "managed"="false" and field "SR"=%s' % _quote(sr_ref)
         records = self.pool.call("VDI.get_all_records_where", where, obj=sr_ref)
         return [VDI.from_xapi(r, rec) for r, rec in records.items()]
 

@@ -389,3 +389,25 @@ class VdiTest(base.SimTestCase):
         eq = self.vdi(self.sr('equal'), 4 * MiB)
         self.assertFailure(['SR_OPERATION_NOT_SUPPORTED'],
                            self.x.VDI.enable_cbt, eq)
+
+
+class LookupCostTest(base.SimTestCase):
+    """xen-api db_cache_impl.ml: uuid lookups are indexed, filters scan."""
+
+    srs = ('nfs',)
+
+    def test_rows_scanned_per_lookup(self) -> None:
+        sr = self.sr('nfs')
+        v = self.vdi(sr, 4 * MiB, 'wanted')
+        for i in range(9):
+            self.vdi(sr, 4 * MiB, 'other-%d' % i)
+        n = len(self.x.VDI.get_all())
+        uuid = self.x.VDI.get_uuid(v)
+        self.ctl.reset_calls()
+        self.x.VDI.get_all_records_where('field "uuid"="%s"' % uuid)
+        self.x.VDI.get_by_name_label('wanted')
+        self.x.VDI.get_record(self.x.VDI.get_by_uuid(uuid))
+        self.assertEqual({'VDI.get_all_records_where': n,
+                          'VDI.get_by_name_label': n,
+                          'VDI.get_by_uuid': 1, 'VDI.get_record': 1},
+                         self.ctl.rows())
