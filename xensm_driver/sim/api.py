@@ -157,6 +157,7 @@ class Xapi:
         # cancelling one only asks it to stop; it ends when the work does.
         self.task_work: set[str] = set()
         self.busy: dict[str, str] = {}
+        self.sr_busy: dict[str, str] = {}   # SR ref -> its running operation
         self.rows: dict[str, int] = {}      # rows scanned, by call name
         self.attached: dict[str, Attachment] = {}
         self.space: dict[str, list[int]] = {}
@@ -1448,6 +1449,31 @@ class Xapi:
                 self.db.update('VDI', r, current_operations={})
         self.cond.notify_all()
 
+    # xen-api message_forwarding.ml runs VDI.create/destroy/snapshot/clone/
+    # resize inside SR.with_sr_marked: each also holds an SR operation, and
+    # xapi_sr_operations.ml lets only ``plug`` run beside one. A conflicting
+    # call is retried inside XAPI (OTHER_OPERATION_IN_PROGRESS, helpers.ml
+    # retry policy) rather than failed, so here it queues; it fails only
+    # after BUSY_TIMEOUT.
+    def _claim_sr(self, sr: str, op: str) -> None:
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while sr in self.sr_busy:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise XapiError('OTHER_OPERATION_IN_PROGRESS', 'SR', sr,
+                                self.sr_busy[sr])
+            self.cond.wait(min(remaining, 1.0))
+        self.sr_busy[sr] = op
+        if self.db.exists('SR', sr):
+            self.db.update('SR', sr, current_operations={
+                'OpaqueRef:' + str(uuidlib.uuid4()): op})
+
+    def _release_sr(self, sr: str) -> None:
+        self.sr_busy.pop(sr, None)
+        if self.db.exists('SR', sr):
+            self.db.update('SR', sr, current_operations={})
+        self.cond.notify_all()
+
     def _in_use(self, vdi: str) -> bool:
         for vbd in self.db.children('VBD', 'VDI', vdi):
             v = self.db.get('VBD', vbd)
@@ -1475,6 +1501,16 @@ class Xapi:
 
     @api('VDI.create', 'args:record')
     def vdi_create(self, s: str, rec: dict[str, Any]) -> str:
+        sr = str(rec.get('SR', ''))
+        if sr not in self.db.tables['SR']:
+            return self._vdi_create_call(rec)
+        self._claim_sr(sr, 'vdi_create')
+        try:
+            return self._vdi_create_call(rec)
+        finally:
+            self._release_sr(sr)
+
+    def _vdi_create_call(self, rec: dict[str, Any]) -> str:
         for key in ('SR', 'virtual_size', 'type', 'sharable', 'read_only',
                     'other_config'):
             if key not in rec:
@@ -1600,10 +1636,14 @@ class Xapi:
             self._need(sr, att.backend, 'VDI_DELETE')
             self._claim([vdi], 'destroy')
             try:
-                rec = self.db.get('VDI', vdi)
-                if self._in_use(vdi):
-                    raise XapiError('VDI_IN_USE', vdi, 'destroy')
-                self._destroy_storage(vdi, rec, att)
+                self._claim_sr(sr, 'vdi_destroy')
+                try:
+                    rec = self.db.get('VDI', vdi)
+                    if self._in_use(vdi):
+                        raise XapiError('VDI_IN_USE', vdi, 'destroy')
+                    self._destroy_storage(vdi, rec, att)
+                finally:
+                    self._release_sr(sr)
             finally:
                 self._release([vdi])
         return ''
@@ -1782,6 +1822,11 @@ class Xapi:
             if rec['on_boot'] == 'reset':
                 raise XapiError('VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION')
             self._claim([vdi], op)
+            try:
+                self._claim_sr(sr, 'vdi_' + op)
+            except XapiError:
+                self._release([vdi])
+                raise
         try:
             with self.lock:
                 rec = dict(self.db.get('VDI', vdi))
@@ -1798,6 +1843,7 @@ class Xapi:
                 return self._snapshot_commit(vdi, att, clone, plan)
         finally:
             with self.lock:
+                self._release_sr(sr)
                 self._release([vdi])
 
     @staticmethod
@@ -1988,10 +2034,28 @@ class Xapi:
                     'name_description': src['name_description'],
                     'tags': list(src['tags']), 'sm_config': {}})
                 created = True
-            refs = [vdi] if target == vdi else [vdi, target]
+            # The source is read, not locked (xen-api xapi_vdi.ml copy
+            # attaches it read-only in dom0, sm_fs_ops.ml copy_vdi): other
+            # readers run beside the copy, and destroying the source is
+            # VDI_IN_USE at once. Only a running exclusive operation on it
+            # (snapshot, resize...) is waited for. The destination is held.
+            refs = [target]
+            reader = ''
             try:
+                if target != vdi:
+                    self._claim([vdi], 'copy')
+                    self._release([vdi])
+                    dom0 = self.db.get('host', self._master())[
+                        'control_domain']
+                    reader = self.db.create('VBD', {
+                        'VM': dom0, 'VDI': vdi, 'mode': 'RO',
+                        'userdevice': self._free_userdevice(dom0),
+                        'currently_attached': True, 'device': 'xvdy',
+                        'other_config': {'copy_to': target}})
                 self._claim(refs, 'copy')
             except XapiError:
+                if reader:
+                    self.db.destroy('VBD', reader)
                 if created:
                     self._destroy_created(target)
                 raise
@@ -2015,6 +2079,8 @@ class Xapi:
             raise
         finally:
             with self.lock:
+                if reader and self.db.exists('VBD', reader):
+                    self.db.destroy('VBD', reader)
                 self._release(refs)
 
     def _destroy_created(self, vdi: str) -> None:
@@ -2086,6 +2152,11 @@ class Xapi:
             raise XapiError('VDI_NOT_MANAGED', vdi)
         self._claim([vdi], 'resize')
         try:
+            self._claim_sr(sr, 'vdi_resize')
+        except XapiError:
+            self._release([vdi])
+            raise
+        try:
             rec = self.db.get('VDI', vdi)
             new = self._round_size(sr, be, size)
             old = rec['virtual_size']
@@ -2115,6 +2186,7 @@ class Xapi:
                                  thick=bool(meta.get('thick'))))
             self._vdi_meta_sync(vdi)
         finally:
+            self._release_sr(sr)
             self._release([vdi])
         return ''
 
