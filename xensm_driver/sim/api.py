@@ -5,7 +5,9 @@ One :class:`Xapi` holds all state of one simulated pool behind one lock
 lock except the parts that move data (snapshot, clone and copy copy VDI
 files outside it, after marking the VDIs busy) and the parts that sleep
 (authentication-failure delay, ``event.from``).  Conflicting operations on
-one VDI queue behind each other as xapi's internal retry makes them do.
+one VDI, and the SR operation that VDI create/destroy/snapshot/clone/resize
+also hold, queue behind each other as xapi's internal retry makes them do;
+the coalescer runs in a background worker (:meth:`Xapi.gc_worker`).
 """
 
 from __future__ import annotations
