@@ -39,6 +39,7 @@ def _driver_counts(sim: SimProcess, sr_type: str) -> dict[str, Any]:
     counted = Counted(sim)
     array = _array_control(sim, sr_type)
     server: dict[str, dict[str, int]] = {}
+    rows: dict[str, dict[str, int]] = {}
     client: dict[str, int] = {}
     array_calls: dict[str, dict[str, int]] = {}
 
@@ -51,6 +52,7 @@ def _driver_counts(sim: SimProcess, sr_type: str) -> dict[str, Any]:
             raise AssertionError("%s on %s cost %s, then %s" % (verb, sr_type, server[verb],
                                                                  calls))
         server[verb] = calls
+        rows[verb] = sim.ctl.rows()
         client[verb] = counter.total() - before
         if array is not None:
             array_calls[verb] = dict(sorted(array.calls().items()))
@@ -75,7 +77,7 @@ def _driver_counts(sim: SimProcess, sr_type: str) -> dict[str, Any]:
         run("delete_snapshot", lambda: drv.delete_snapshot(snap))
         for each in (from_snap, clone, vol):
             run("delete_volume", lambda each=each: drv.delete_volume(each))
-        return {"server": server, "client": client, "array": array_calls,
+        return {"server": server, "rows": rows, "client": client, "array": array_calls,
                 "sr_uuid": getattr(drv.backend, "sr_uuid", None)}
     finally:
         drv.close()
@@ -136,6 +138,9 @@ def measure(sim: SimProcess, backends: tuple[str, ...]) -> dict[str, Any]:
                 "floor": None,
                 "old_driver": floor.OLD_DRIVER[verb] if sr_type == "nfs" else None,
                 "driver_methods": server[verb],
+                # Database rows the pool master reads (scans count every VDI).
+                "rows": sum(counts["rows"][verb].values()),
+                "rows_by_method": counts["rows"][verb],
                 # A task's status is polled until it ends: timing decides how often.
                 "task_polls": server[verb].get("task.get_status", 0),
             }

@@ -48,6 +48,16 @@ def calls_table(res: dict[str, Any]) -> str:
     return table(["verb", *backends, "floor", "old NFS driver"], rows)
 
 
+def rows_per_verb_table(res: dict[str, Any]) -> str:
+    known = [b for b in ALL_BACKENDS if b in res["calls"]]
+    backends = known + sorted(set(res["calls"]) - set(known))
+    if not backends or "rows" not in res["calls"][backends[0]][floor.VERBS[0]]:
+        return "(not measured in this run)"
+    rows = [[verb, *(res["calls"][b][verb]["rows"] for b in backends)]
+            for verb in floor.VERBS]
+    return table(["verb", *backends], rows)
+
+
 def throughput_table(res: dict[str, Any]) -> str:
     rows = []
     for r in res["throughput"]["rows"]:
@@ -86,6 +96,17 @@ def scale_table(res: dict[str, Any]) -> str:
                   "floor stats", "floor create", "floor delete"], rows)
 
 
+def rows_table(res: dict[str, Any]) -> str:
+    keys = ["get_volume_stats", "create_volume", "delete_volume", "update_provider_info",
+            "floor_get_volume_stats", "floor_create_volume", "floor_delete_volume"]
+    points = res["scale"]["points"]
+    if "rows" not in points[0]["create_volume"]:
+        return "(not measured in this run)"
+    rows = [[p["vdis_on_sr"], *(p[k]["rows"] for k in keys)] for p in points]
+    return table(["VDIs on SR", "stats", "create", "delete", "update_provider_info",
+                  "floor stats", "floor create", "floor delete"], rows)
+
+
 def memory_table(res: dict[str, Any]) -> str:
     m = res["memory"]
     rows = [[mode, m[mode]["ops"], m[mode]["rss_after_setup_mib"], m[mode]["rss_half_mib"],
@@ -117,6 +138,11 @@ def render(res: dict[str, Any]) -> str:
         "The floor is for SM-native SRs; SolidFire (one LUN and one SR per volume) "
         "adds its Element API requests (\"+ n array\").",
         "",
+        "Database rows the pool master reads per verb (same runs; the pool holds "
+        "every back end's VDIs, and a filter scans them all)",
+        "",
+        rows_per_verb_table(res),
+        "",
         "Throughput, mixed workload (%s) on %s, best of %d runs of %ss each; "
         "driver/floor > 1 means the driver is faster. The driver is one instance "
         "shared by the callers with a pool of 'pool' XAPI sessions; the floor "
@@ -131,6 +157,12 @@ def render(res: dict[str, Any]) -> str:
                                                                    sc["repeats"]),
         "",
         scale_table(res),
+        "",
+        "Database rows the pool master reads per operation on that SR (a "
+        "get_all_records_where or get_by_name_label scans every VDI of the pool; "
+        "get_by_uuid and get_record read one), counted by the simulator",
+        "",
+        rows_table(res),
         "",
         "Memory: a child process running the mixed workload, %d callers x %d cycles"
         % (res["memory"]["concurrency"], res["memory"]["cycles_per_caller"]),

@@ -73,15 +73,20 @@ def _series(counted: Counted, fn: Callable[[], Any], repeats: int,
             what: str) -> dict[str, Any]:
     """Run ``fn`` ``repeats`` times: its (constant) calls and median time."""
     calls: dict[str, int] | None = None
+    rows: dict[str, int] = {}
     samples = []
     for _ in range(repeats):
         _, made, seconds = counted(fn)
         if calls is not None and made != calls:
             raise AssertionError("%s cost %s, then %s" % (what, calls, made))
         calls = made
+        # Database rows a real pool reads for the lookups (the simulator
+        # counts them as xen-api's db_cache_impl would): the last run's.
+        rows = counted.sim.ctl.rows()
         samples.append(seconds)
     assert calls is not None
-    return {"calls": sum(calls.values()), "methods": calls, "ms": median_ms(samples)}
+    return {"calls": sum(calls.values()), "methods": calls, "ms": median_ms(samples),
+            "rows": sum(rows.values()), "rows_by_method": rows}
 
 
 def _verdict(points: list[dict[str, Any]], key: str) -> dict[str, Any]:

@@ -498,6 +498,20 @@ class ReconcileTest(CliTestCase):
         self.assertEqual(xensm.EXIT_OK, self.xensm("reconcile").code)
 
 
+class MissingSmTypeTest(CliTestCase):
+    """netapp on a current pool, which has no StorageLink adapters."""
+
+    SIM_KWARGS = {"absent_sm_types": ("netapp", "equal")}
+    SR_TYPE = "netapp"
+
+    def test_check_says_the_type_is_not_installed(self) -> None:
+        self.control.reset_calls()
+        result = self.xensm("check", expect=xensm.EXIT_CONFIG)
+        self.assertIn("SR type netapp is not installed on this pool", result.err)
+        self.assertIn("StorageLink", result.err)
+        self.assertNotIn("SR.create", self.control.calls())
+
+
 class SolidFireTest(CliTestCase):
     """A back end with one SR per volume and consistent group snapshots."""
 

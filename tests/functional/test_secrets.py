@@ -74,6 +74,21 @@ class TestCHAPProtectedLVMoISCSI(SecretsMixin, base.DriverTestCase):
                 self.assertIn("chappassword_secret", pbd["device_config"])
 
 
+    def test_no_secret_leaked_or_destroyed_wrongly(self) -> None:
+        # XAPI copies a secret into each PBD (xapi_pbd.ml duplicate_passwds):
+        # the driver deletes its own once the SR exists, so every secret
+        # left on the pool is a PBD's, and each PBD's is still there.
+        pool = self.driver.pool
+        secrets = {rec["uuid"] for rec in pool.call("secret.get_all_records").values()}
+        used = [pbd["device_config"]["chappassword_secret"]
+                for pbd in pool.call("PBD.get_all_records").values()
+                if pbd["SR"] == self.driver.backend.sr_ref]
+        self.assertEqual(2, len(set(used)))
+        self.assertEqual(set(used), secrets)
+        # The SR keeps working: a new driver finds and checks it.
+        self.make_driver().create_volume(self.volume())
+
+
 class TestSolidFire(SecretsMixin, base.DriverTestCase):
     SR_TYPE = "solidfire"
     SIM_KWARGS = {"solidfire": True, "supplemental_packs": ["relvmoiscsi"]}

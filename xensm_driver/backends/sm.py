@@ -45,8 +45,18 @@ _VHD = frozenset({base.SNAPSHOT, base.CLONE, base.REVERT, base.EXTEND, base.MANA
                   base.VHD_CHAIN, base.SNAPSHOT_OF_SNAPSHOT})
 
 
+#: Why a pool lacks the netapp and equal SM types.
+_STORAGELINK_HINT = (
+    " netapp and equal were StorageLink adapters of XenServer 5.6 to 6.0; no current "
+    "XenServer or XCP-ng pool has them, so use this back end only with a pool that "
+    "still does, or pick an SR type the pool offers (lvmoiscsi on the array's LUN).")
+
+
 class SRBackend(base.Backend):
     """A back end whose volumes are VDIs on one SM-native SR."""
+
+    #: Said after "not installed on this pool" when the SM type is missing.
+    MISSING_SM_HINT: ClassVar[str] = ""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -100,6 +110,7 @@ class SRBackend(base.Backend):
                 reason="no SR has this name and xensm_sr_create is false in [%s]"
                        % self.options.section)
         self.device_config()    # fail on a missing required option before any call
+        self._require_sm_type()
         LOG.info("Creating %s SR %r for back end %s", self.SR_TYPE, self.sr_name_label,
                  self.name)
         result = common.run(setup_sr.create_sr(sorted(self.secret_values())),
@@ -134,7 +145,7 @@ class SRBackend(base.Backend):
                 "SR %s (%s) of back end %s is not attached everywhere: %s. Plug it "
                 "(xe pbd-plug) or repair it (xe sr-repair), then restart the back end."
                 % (sr.uuid, sr.name_label, self.name, "; ".join(detail)))
-        features = self.storage.sm_capabilities(self.SR_TYPE)
+        features = self._require_sm_type()
         lacking = sorted({SM_FEATURE[c] for c in self.CAPABILITIES if c in SM_FEATURE}
                          - features)
         if lacking:
@@ -142,6 +153,19 @@ class SRBackend(base.Backend):
                 "The %s SM plugin of the pool lacks %s, which back end %s needs for "
                 "its declared capabilities; upgrade the SM package or use another "
                 "SR type." % (self.SR_TYPE, ", ".join(lacking), self.name))
+
+    def _require_sm_type(self) -> frozenset[str]:
+        """The pool's SM features for this SR type; fail plainly when the
+        pool has no such plugin. 1 call."""
+        features = self.storage.sm_features(self.SR_TYPE)
+        if features is None:
+            raise exception.ConfigError(
+                option="xensm_sr_type in [%s]" % self.options.section,
+                reason="SR type %s is not installed on this pool: its SM has no %s "
+                       "plugin (XAPI answers SR_UNKNOWN_DRIVER; `xe sm-list` shows the "
+                       "types it has).%s" % (self.SR_TYPE, self.SR_TYPE,
+                                             self.MISSING_SM_HINT))
+        return features
 
     def stats(self) -> dict[str, Any]:
         """Capacity figures from the SR. 3 calls."""
@@ -423,9 +447,13 @@ class LVMoHBABackend(SRBackend):
 
 
 class NetAppBackend(SRBackend):
-    """NetApp FlexVol LUNs: snapshots and clones on the array, no VHD chain."""
+    """NetApp FlexVol LUNs: snapshots and clones on the array, no VHD chain.
+
+    A StorageLink adapter of XenServer 5.6-6.0: current pools lack it.
+    """
 
     SR_TYPE: ClassVar[str] = "netapp"
+    MISSING_SM_HINT: ClassVar[str] = _STORAGELINK_HINT
     CAPABILITIES: ClassVar[frozenset[str]] = (_VHD - {base.VHD_CHAIN}) | {base.THIN}
     STORAGE_PROTOCOL: ClassVar[str] = "iSCSI"
     CONFIG_KEYS: ClassVar[tuple[ConfigKey, ...]] = (
@@ -438,9 +466,13 @@ class NetAppBackend(SRBackend):
 
 
 class EqualLogicBackend(SRBackend):
-    """EqualLogic volumes: array snapshots and clones, no snapshot of a snapshot."""
+    """EqualLogic volumes: array snapshots and clones, no snapshot of a snapshot.
+
+    A StorageLink adapter of XenServer 5.6-6.0: current pools lack it.
+    """
 
     SR_TYPE: ClassVar[str] = "equal"
+    MISSING_SM_HINT: ClassVar[str] = _STORAGELINK_HINT
     CAPABILITIES: ClassVar[frozenset[str]] = (
         _VHD - {base.VHD_CHAIN, base.SNAPSHOT_OF_SNAPSHOT}) | {base.THIN}
     STORAGE_PROTOCOL: ClassVar[str] = "iSCSI"

@@ -43,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help='seconds added to every XAPI call')
     p.add_argument('--auth-failure-delay', type=float, default=5.0,
                    help='seconds before a failed login answers (xapi: 5)')
-    p.add_argument('--max-sessions-per-user', type=int, default=500)
+    p.add_argument('--max-sessions-per-user', type=int, default=500,
+                   help='session GC cap per originator (root) or user name '
+                        '(xapi: 500)')
+    p.add_argument('--session-gc-interval', type=float, default=60.0,
+                   help='seconds between session GC runs')
     p.add_argument('--tls-cert', default=None, help='serve HTTPS with this '
                    'certificate (PEM)')
     p.add_argument('--tls-key', default=None, help='key for --tls-cert')
@@ -70,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                     state_dir=args.state_dir, srs=tuple(args.sr),
                     auth_failure_delay=args.auth_failure_delay,
                     max_sessions_per_user=args.max_sessions_per_user,
+                    session_gc_interval=args.session_gc_interval,
                     tls_certfile=args.tls_cert, tls_keyfile=args.tls_key,
                     latency=args.latency, solidfire=args.solidfire,
                     supplemental_packs=tuple(args.packs))

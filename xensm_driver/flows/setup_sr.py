@@ -94,14 +94,42 @@ def plug_everywhere(backend: Backend, sr_ref: str) -> None:
                              for h, why in sorted(failed.items())))
 
 
+class DestroySecretTask(common.XensmTask):
+    """Delete the secret CreateSecretTask made, once the SR exists.
+
+    XAPI gives every PBD its own copy of a ``*password_secret``
+    (xen-api ``xapi_pbd.ml`` ``duplicate_passwds``) and SR.forget/destroy
+    delete only those copies, so the driver's own would outlive the SR.
+    The last task: nothing after it can fail and need the secret back. A
+    failure to delete is logged, not raised: the SR is made and usable.
+    """
+
+    def __init__(self, key: str, **kwargs: Any) -> None:
+        super().__init__(name="DestroySecretTask:%s" % key,
+                         requires=["secret_%s" % key], **kwargs)
+        self.key = key
+
+    def execute(self, backend: Backend, **secret_uuid: str) -> None:
+        uuid = secret_uuid["secret_%s" % self.key]
+        try:
+            backend.storage.destroy_secret(uuid)
+        except exception.XensmError as exc:
+            LOG.warning("Could not delete secret %s (device_config %s of back end %s) "
+                        "after the SR was made: %s", uuid, self.key, backend.name, exc)
+
+
 def create_sr(secret_keys: list[str]) -> linear_flow.Flow:
     """create_sr: CreateSecretTask per password -> CreateSrTask ->
-    PlugEverywhereTask.
+    PlugEverywhereTask -> DestroySecretTask per password (the PBDs hold their
+    own copies).
 
     Store: backend, name_label, shared.
     """
     flow = linear_flow.Flow("create_sr")
     for key in secret_keys:
         flow.add(CreateSecretTask(key))
-    return flow.add(CreateSrTask(requires=["secret_%s" % k for k in secret_keys]),
-                    PlugEverywhereTask())
+    flow.add(CreateSrTask(requires=["secret_%s" % k for k in secret_keys]),
+             PlugEverywhereTask())
+    for key in secret_keys:
+        flow.add(DestroySecretTask(key))
+    return flow

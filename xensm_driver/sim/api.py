@@ -5,7 +5,9 @@ One :class:`Xapi` holds all state of one simulated pool behind one lock
 lock except the parts that move data (snapshot, clone and copy copy VDI
 files outside it, after marking the VDIs busy) and the parts that sleep
 (authentication-failure delay, ``event.from``).  Conflicting operations on
-one VDI queue behind each other as xapi's internal retry makes them do.
+one VDI, and the SR operation that VDI create/destroy/snapshot/clone/resize
+also hold, queue behind each other as xapi's internal retry makes them do;
+the coalescer runs in a background worker (:meth:`Xapi.gc_worker`).
 """
 
 from __future__ import annotations
@@ -125,11 +127,16 @@ class Xapi:
                  auth_failure_delay: float = 5.0,
                  max_sessions_per_user: int = 500,
                  state_file: str | None = None,
-                 packs: tuple[str, ...] = ()) -> None:
+                 packs: tuple[str, ...] = (),
+                 absent_sm_types: tuple[str, ...] = ()) -> None:
         self.fabric = fabric
         # The SR types this pool's SM offers: stock ones plus any
-        # supplemental pack installed on it.
-        self.backends: dict[str, Backend] = dict(BACKENDS)
+        # supplemental pack installed on it, less those left out (netapp
+        # and equal were StorageLink adapters of XenServer 5.6-6.0: a
+        # current pool has no SM record for them and SR.create answers
+        # SR_UNKNOWN_DRIVER, xen-api xapi_sr.ml via Sm.sm_of_type).
+        self.backends: dict[str, Backend] = {
+            t: b for t, b in BACKENDS.items() if t not in absent_sm_types}
         for pack in packs:
             if pack not in PACKS:
                 raise ValueError('unknown supplemental pack %r (known: %s)'
@@ -145,14 +152,22 @@ class Xapi:
         self.db = Database()
         self.sessions: dict[str, SessionInfo] = {}
         self.task_times: dict[str, float] = {}
+        # The session each task was made in (a session with a pending task
+        # survives the session GC).
+        self.task_session: dict[str, str] = {}
         # Tasks whose operation is still running (an Async call, a transfer):
         # cancelling one only asks it to stop; it ends when the work does.
         self.task_work: set[str] = set()
         self.busy: dict[str, str] = {}
+        self.sr_busy: dict[str, str] = {}   # SR ref -> its running operation
+        self.rows: dict[str, int] = {}      # rows scanned, by call name
         self.attached: dict[str, Attachment] = {}
         self.space: dict[str, list[int]] = {}
         self.vhd_children: dict[str, dict[str, None]] = {}
         self.gc_paused = False
+        # SRs whose coalescer was kicked and has not run yet (sm _kickGC).
+        self.gc_pending: set[str] = set()
+        self.gc_delay = 0.0
         # Called with the dotted name of a call an async task runs; returns
         # a faults.Fault (or None) so injected faults reach Async.* too.
         self.fault_hook: Callable[[str], Any] | None = None
@@ -291,7 +306,37 @@ class Xapi:
         values = self._decode(method, args[nsess:])
         if is_async:
             return self._spawn_task(method, session, values)
+        self._count_rows(method.name)
         return self._run(method, session, values)
+
+    #: Lookups that read every row of their class's table: xen-api
+    #: db_cache_impl.ml answers get_all_records_where (and get_all_records,
+    #: get_all) by filtering the whole table, and get_by_name_label by a
+    #: scan too; only get_by_uuid and per-ref reads use an index.
+    SCANS = ('get_all_records_where', 'get_all_records', 'get_all',
+             'get_by_name_label')
+    INDEXED = ('get_by_uuid', 'get_record')
+
+    def _count_rows(self, name: str) -> None:
+        """Add what call ``name`` reads on a real pool to the rows counter."""
+        cls, _, msg = name.partition('.')
+        if msg in self.SCANS and cls in self.db.tables:
+            rows = len(self.db.tables[cls])
+        elif msg in self.INDEXED:
+            rows = 1
+        else:
+            return
+        with self.lock:
+            self.rows[name] = self.rows.get(name, 0) + rows
+
+    def rows_scanned(self) -> dict[str, int]:
+        """Database rows each lookup verb has read, by dotted name."""
+        with self.lock:
+            return dict(self.rows)
+
+    def reset_rows(self) -> None:
+        with self.lock:
+            self.rows.clear()
 
     def _run(self, method: Method, session: Any, values: list[Any]) -> Any:
         call_args = ([session] if method.needs_session else []) + values
@@ -375,19 +420,46 @@ class Xapi:
                 'validation_time': now_stamp(), 'auth_user_name': uname,
                 'originator': originator, 'is_local_superuser': True})
             self.sessions[ref] = SessionInfo(uname, originator, now, now)
-            self._enforce_session_cap(uname, originator)
             return ref
 
-    def _enforce_session_cap(self, uname: str, originator: str) -> None:
-        for key, attr in ((uname, 'username'), (originator, 'originator')):
-            if attr == 'originator' and not originator:
-                continue
-            mine = [(info.last_active, ref) for ref, info in
-                    self.sessions.items() if getattr(info, attr) == key]
-            excess = len(mine) - self.max_sessions
-            if excess > 0:
-                for _t, ref in sorted(mine)[:excess]:
+    def gc_sessions(self) -> int:
+        """The periodic session GC; returns how many sessions it ended.
+
+        xen-api ``db_gc_util.ml`` ``timeout_sessions``: sessions of root
+        (or of no user name) are grouped by originator, other users' by
+        user name, and each group is capped (``max_sessions_per_originator``
+        / ``max_sessions_per_user_name``, 500 each): past the cap the least
+        recently active go (``timeout_sessions_common``), as does a session
+        idle beyond the inactive timeout. A session with a task still
+        pending is never disposable. (Root sessions with no originator
+        form one group here, capped like the others; xapi caps that group
+        with its global ``max_sessions``.) Nothing is capped at login: a client
+        may hold more sessions than the cap until the GC next runs.
+        """
+        with self.lock:
+            pending = {self.task_session.get(t) for t, rec in
+                       self.db.tables['task'].items()
+                       if rec['status'] == 'pending'}
+            now = time.monotonic()
+            groups: dict[tuple[str, str], list[tuple[float, str]]] = {}
+            ended = 0
+            for ref, info in list(self.sessions.items()):
+                if ref in pending:
+                    continue
+                if now - info.last_active > SESSION_IDLE_TIMEOUT:
                     self._drop_session(ref)
+                    ended += 1
+                    continue
+                key = (('originator', info.originator)
+                       if info.username in ('', 'root')
+                       else ('username', info.username))
+                groups.setdefault(key, []).append((info.last_active, ref))
+            for members in groups.values():
+                excess = len(members) - self.max_sessions
+                for _t, ref in sorted(members)[:max(excess, 0)]:
+                    self._drop_session(ref)
+                    ended += 1
+            return ended
 
     def _drop_session(self, ref: str) -> None:
         self.sessions.pop(ref, None)
@@ -596,6 +668,8 @@ class Xapi:
             'status': 'pending', 'resident_on': self._master(),
             'allowed_operations': ['cancel', 'destroy'], 'progress': 0.0})
         self.task_times[ref] = time.monotonic()
+        if session:
+            self.task_session[ref] = session
         return ref
 
     def _gc_tasks(self) -> None:
@@ -604,12 +678,14 @@ class Xapi:
             rec = self.db.tables['task'].get(ref)
             if rec is None:
                 self.task_times.pop(ref, None)
+                self.task_session.pop(ref, None)
                 continue
             ttl = (TASK_PENDING_TTL if rec['status'] == 'pending'
                    else TASK_FINISHED_TTL)
             if now - t0 > ttl:
                 self.db.destroy('task', ref)
                 self.task_times.pop(ref, None)
+                self.task_session.pop(ref, None)
 
     def task_done(self, ref: str, result: Any = None,
                   error: list[str] | None = None) -> None:
@@ -677,6 +753,7 @@ class Xapi:
         self.db.get('task', ref)
         self.db.destroy('task', ref)
         self.task_times.pop(ref, None)
+        self.task_session.pop(ref, None)
         return ''
 
     @api('task.cancel', 'self:ref:task', async_ok=False)
@@ -803,8 +880,12 @@ class Xapi:
         return out
 
     def _forget_secrets(self, dc: dict[str, str]) -> None:
+        """Destroy a PBD's own copies of its secrets (xen-api
+        ``xapi_secret.ml`` ``clean_out_passwds``, from ``PBD.destroy`` and
+        ``SR.forget``/``destroy``): never the secret a caller passed in,
+        since every PBD got a copy of that (:meth:`_copy_secrets`)."""
         for k, v in dc.items():
-            if k.endswith('_secret'):
+            if k.endswith('password_secret'):
                 ref = self.db.by_uuid['secret'].get(v)
                 if ref:
                     self.db.destroy('secret', ref)
@@ -862,7 +943,10 @@ class Xapi:
         with self.lock:
             host_rec = self.db.get('host', host)
             be = self._backend(sr_type)
+            given = dc
             dc = self._move_passwords(dc)
+            # Secrets made here from plain passwords, not the caller's.
+            moved = {k: v for k, v in dc.items() if k not in given}
             try:
                 be.validate(self.ctx, dc, create=True)
                 if sr_type == 'equal':
@@ -878,7 +962,7 @@ class Xapi:
                 if sr_dir:
                     be.format(place, sr_dir, sr_uuid)
             except XapiError:
-                self._forget_secrets(dc)
+                self._forget_secrets(moved)
                 raise
             smc = dict(sm_config or {})
             if be.fmt == 'lvhd':
@@ -903,8 +987,8 @@ class Xapi:
             for h in targets:
                 pbds.append(self.db.create('PBD', {
                     'host': h, 'SR': sr,
-                    'device_config': dict(dc) if h == host
-                    else self._copy_secrets(dc)}))
+                    'device_config': self._copy_secrets(dc)}))
+            self._forget_secrets(moved)
             # xen-api xapi_sr.ml create: once the SM made the SR, every PBD
             # gets an Async.PBD.plug and Tasks.wait_for_all waits for them
             # without reading their results: a host that cannot plug keeps
@@ -930,9 +1014,16 @@ class Xapi:
         raise XapiError('SR_BACKEND_FAILURE_1', '', RESIGNED, '')
 
     def _copy_secrets(self, dc: dict[str, str]) -> dict[str, str]:
+        """device_config with each ``*password_secret`` a fresh copy.
+
+        xen-api ``xapi_pbd.ml`` ``create_common`` calls
+        ``Xapi_secret.duplicate_passwds`` so that every PBD (the master's
+        included) holds its own secret; the caller keeps and owns its own.
+        """
         out = {}
         for k, v in dc.items():
-            if k.endswith('_secret') and v in self.db.by_uuid['secret']:
+            if k.endswith('password_secret') and \
+                    v in self.db.by_uuid['secret']:
                 val = self._secret_value(v)
                 ref = self.db.create('secret', {'value': val})
                 out[k] = self.db.get('secret', ref)['uuid']
@@ -1010,6 +1101,7 @@ class Xapi:
         # sm LVHDSR.scan: _refresh_size, then _expand_size grows the VG.
         self._resize(sr, att, grow=True)
         self._scan(sr, att)
+        self._kick_gc(sr)       # sm FileSR.scan and LVHDSR.scan: _kickGC
         return ''
 
     @api('SR.update', 'sr:ref:SR')
@@ -1103,8 +1195,11 @@ class Xapi:
         for p in self.db.children('PBD', 'SR', sr):
             if self.db.get('PBD', p)['host'] == host:
                 raise XapiError('PBD_EXISTS', sr, host, p)
+        moved = self._move_passwords(dc)
+        config = self._copy_secrets(moved)
+        self._forget_secrets({k: v for k, v in moved.items() if k not in dc})
         return self.db.create('PBD', {
-            'host': host, 'SR': sr, 'device_config': self._move_passwords(dc),
+            'host': host, 'SR': sr, 'device_config': config,
             'other_config': dict(rec.get('other_config', {}))})
 
     @api('PBD.destroy', 'self:ref:PBD')
@@ -1378,6 +1473,31 @@ class Xapi:
                 self.db.update('VDI', r, current_operations={})
         self.cond.notify_all()
 
+    # xen-api message_forwarding.ml runs VDI.create/destroy/snapshot/clone/
+    # resize inside SR.with_sr_marked: each also holds an SR operation, and
+    # xapi_sr_operations.ml lets only ``plug`` run beside one. A conflicting
+    # call is retried inside XAPI (OTHER_OPERATION_IN_PROGRESS, helpers.ml
+    # retry policy) rather than failed, so here it queues; it fails only
+    # after BUSY_TIMEOUT.
+    def _claim_sr(self, sr: str, op: str) -> None:
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while sr in self.sr_busy:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise XapiError('OTHER_OPERATION_IN_PROGRESS', 'SR', sr,
+                                self.sr_busy[sr])
+            self.cond.wait(min(remaining, 1.0))
+        self.sr_busy[sr] = op
+        if self.db.exists('SR', sr):
+            self.db.update('SR', sr, current_operations={
+                'OpaqueRef:' + str(uuidlib.uuid4()): op})
+
+    def _release_sr(self, sr: str) -> None:
+        self.sr_busy.pop(sr, None)
+        if self.db.exists('SR', sr):
+            self.db.update('SR', sr, current_operations={})
+        self.cond.notify_all()
+
     def _in_use(self, vdi: str) -> bool:
         for vbd in self.db.children('VBD', 'VDI', vdi):
             v = self.db.get('VBD', vbd)
@@ -1405,6 +1525,16 @@ class Xapi:
 
     @api('VDI.create', 'args:record')
     def vdi_create(self, s: str, rec: dict[str, Any]) -> str:
+        sr = str(rec.get('SR', ''))
+        if sr not in self.db.tables['SR']:
+            return self._vdi_create_call(rec)
+        self._claim_sr(sr, 'vdi_create')
+        try:
+            return self._vdi_create_call(rec)
+        finally:
+            self._release_sr(sr)
+
+    def _vdi_create_call(self, rec: dict[str, Any]) -> str:
         for key in ('SR', 'virtual_size', 'type', 'sharable', 'read_only',
                     'other_config'):
             if key not in rec:
@@ -1530,10 +1660,14 @@ class Xapi:
             self._need(sr, att.backend, 'VDI_DELETE')
             self._claim([vdi], 'destroy')
             try:
-                rec = self.db.get('VDI', vdi)
-                if self._in_use(vdi):
-                    raise XapiError('VDI_IN_USE', vdi, 'destroy')
-                self._destroy_storage(vdi, rec, att)
+                self._claim_sr(sr, 'vdi_destroy')
+                try:
+                    rec = self.db.get('VDI', vdi)
+                    if self._in_use(vdi):
+                        raise XapiError('VDI_IN_USE', vdi, 'destroy')
+                    self._destroy_storage(vdi, rec, att)
+                finally:
+                    self._release_sr(sr)
             finally:
                 self._release([vdi])
         return ''
@@ -1554,10 +1688,11 @@ class Xapi:
             assert att.directory
             self._array_drop_lun(att.directory, rec['uuid'])
         self._remove_files(att, rec['uuid'])
-        parent = rec['sm_config'].get('vhd-parent')
         self._vdi_forget_record(vdi)
-        if parent:
-            self._gc(sr, parent)
+        # sm FileVDI.delete / LVHDVDI.delete end with _kickGC: the
+        # coalescer runs later in the background (cleanup.py), so base
+        # copies outlive VDI.destroy for a while.
+        self._kick_gc(sr)
 
     def _remove_files(self, att: Attachment, uuid: str) -> None:
         if not att.directory:
@@ -1568,30 +1703,90 @@ class Xapi:
             except FileNotFoundError:
                 pass
 
-    def _gc(self, sr: str, base_uuid: str) -> None:
-        """Coalesce: drop base copies left with no or one child."""
+    # -- the coalescer (sm cleanup.py), in the background --------------------
+    def _kick_gc(self, sr: str) -> None:
+        """sm ``SR._kickGC``: ask the background coalescer to look at ``sr``."""
+        self.gc_pending.add(sr)
+        self.cond.notify_all()
+
+    def gc_worker(self, stopping: threading.Event) -> None:
+        """The coalescer: runs kicked SRs' GC until ``stopping`` is set."""
+        with self.lock:
+            while not stopping.is_set():
+                ready = [] if self.gc_paused else sorted(self.gc_pending)
+                if not ready:
+                    self.cond.wait(0.5)
+                    continue
+                until = time.monotonic() + self.gc_delay
+                while not stopping.is_set():
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        break
+                    self.cond.wait(left)
+                if self.gc_paused or stopping.is_set():
+                    continue
+                for sr in ready:
+                    if self._gc_sr(sr):
+                        self.gc_pending.discard(sr)
+                self.cond.notify_all()
+                if self.gc_pending & set(ready):
+                    self.cond.wait(0.05)      # a VDI is busy: retry soon
+
+    def wait_gc(self, timeout: float) -> int:
+        """Wait until the coalescer has nothing left to do (or is held);
+        return how many SRs still wait for it."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while self.gc_pending and not self.gc_paused:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.cond.wait(min(remaining, 0.5))
+            return len(self.gc_pending)
+
+    def _gc_sr(self, sr: str) -> bool:
+        """Coalesce what ``sr`` allows now; False if a busy VDI blocked it."""
+        if not self.db.exists('SR', sr) or sr not in self.attached:
+            return True
+        done = True
+        bases = [self.db.get('VDI', v)['uuid']
+                 for v in self.db.children('VDI', 'SR', sr)
+                 if not self.db.get('VDI', v)['managed']]
+        for b in bases:
+            if self._vdi_by_uuid(b):
+                done = self._gc(sr, b) and done
+        return done
+
+    def _gc(self, sr: str, base_uuid: str) -> bool:
+        """Coalesce: drop base copies left with no or one child.
+
+        Returns False when a VDI it would touch is busy (try again later).
+        """
         sr_rec = self.db.get('SR', sr)
         if self.gc_paused or sr_rec['other_config'].get('coalesce') == 'false':
-            return
+            return True
         att = self.attached.get(sr)
         if att is None or att.backend.fmt not in ('vhd', 'lvhd'):
-            return
+            return True
         while base_uuid:
             base = self._vdi_by_uuid(base_uuid)
             if base is None:
-                return
+                return True
             brec = self.db.get('VDI', base)
             if brec['managed'] or brec['SR'] != sr:
-                return
+                return True
             kids = list(self.vhd_children.get(base_uuid, {}))
             grand = brec['sm_config'].get('vhd-parent', '')
             if len(kids) > 1:
-                return
+                return True
+            if base in self.busy or any(
+                    self._vdi_by_uuid(k) in self.busy for k in kids):
+                return False
             bmeta = self._meta_read(att, base_uuid)
             if len(kids) == 1:
                 child = self._vdi_by_uuid(kids[0])
                 if child is None:
-                    return
+                    return True
                 crec = self.db.get('VDI', child)
                 cmeta = self._meta_read(att, kids[0])
                 blocks = storage.runs_union(bmeta.get('blocks', []),
@@ -1616,8 +1811,9 @@ class Xapi:
             self._remove_files(att, base_uuid)
             self._vdi_forget_record(base)
             if len(kids) == 1:
-                return
+                return True
             base_uuid = grand
+        return True
 
     @api('VDI.forget', 'self:ref:VDI')
     def vdi_forget(self, s: str, vdi: str) -> str:
@@ -1650,6 +1846,11 @@ class Xapi:
             if rec['on_boot'] == 'reset':
                 raise XapiError('VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION')
             self._claim([vdi], op)
+            try:
+                self._claim_sr(sr, 'vdi_' + op)
+            except XapiError:
+                self._release([vdi])
+                raise
         try:
             with self.lock:
                 rec = dict(self.db.get('VDI', vdi))
@@ -1666,6 +1867,7 @@ class Xapi:
                 return self._snapshot_commit(vdi, att, clone, plan)
         finally:
             with self.lock:
+                self._release_sr(sr)
                 self._release([vdi])
 
     @staticmethod
@@ -1685,11 +1887,7 @@ class Xapi:
             if self._depth(rec) >= storage.MAX_CHAIN_SIZE:
                 raise sm_error(109)
             if be.fmt == 'lvhd':
-                snap_lv = (storage.lvhd_inflated(vs) if clone
-                           else storage.lvhd_deflated(0))
-                if storage.lvhd_inflated(vs) + snap_lv > self._free(sr, att):
-                    raise sm_error(44)
-                plan['snap_lv'] = snap_lv
+                self._lvhd_snapshot_space(rec, att, clone, plan)
             plan['base_uuid'] = str(uuidlib.uuid4())
             assert att.directory
             plan['copies'] = [
@@ -1707,6 +1905,41 @@ class Xapi:
             plan['thick'] = thick
             plan['copies'] = [os.path.join(lun.path, 'lun.raw')]
         return plan
+
+    def _lvhd_snapshot_space(self, rec: dict[str, Any], att: Attachment,
+                             clone: bool, plan: dict[str, Any]) -> None:
+        """Size the new LVs of an LVHD snapshot or clone; refuse (44) if
+        the SR lacks the room.
+
+        sm ``LVHDVDI._snapshot`` (thick SR, VDI detached): the leaf that
+        keeps the VDI's identity is full size unless the VDI is itself a
+        snapshot (cloning a snapshot leaves it thin); the new VDI is thin
+        for a snapshot and full for a clone. The room needed is both
+        plus two journal LVs, minus what deflating the old leaf into the
+        base copy frees, so an unwritten thick VDI's snapshot costs tens
+        of MiB, not a second full leaf.
+        """
+        vs = rec['virtual_size']
+        meta = self._meta_read(att, rec['uuid'])
+        full = storage.lvhd_inflated(vs)
+        thin = storage.lvhd_thin()
+        leaf_lv = thin if rec['is_a_snapshot'] else full
+        snap_lv = full if clone else thin
+        now_lv = meta.get('lv') or full
+        base_lv = storage.lvhd_deflated(
+            storage.runs_count(meta.get('blocks', [])))
+        need = (leaf_lv + snap_lv + 2 * storage.LVHD_JOURNAL
+                - (now_lv - base_lv))
+        if need > self._free(rec['SR'], att):
+            raise sm_error(44)
+        plan['leaf_lv'] = leaf_lv
+        plan['snap_lv'] = snap_lv
+
+    def _empty_differencing(self, rec: dict[str, Any],
+                            att: Attachment) -> bool:
+        """A leaf with a VHD parent and no block of its own."""
+        return bool(rec['sm_config'].get('vhd-parent')) and not \
+            self._meta_read(att, rec['uuid']).get('blocks')
 
     def _snapshot_commit(self, vdi: str, att: Attachment, clone: bool,
                          plan: dict[str, Any]) -> str:
@@ -1731,7 +1964,28 @@ class Xapi:
             'snapshot_time': epoch_stamp() if clone else now_stamp(),
         }
         snap_uuid = plan['snap_uuid']
-        if be.fmt in ('vhd', 'lvhd'):
+        if be.fmt in ('vhd', 'lvhd') and self._empty_differencing(rec, att):
+            # blktap vhd-util-snapshot.c vhd_util_find_snapshot_target (sm's
+            # FileSR._snapshot and LVHDSR._finishSnapshot call it without
+            # -e): a differencing leaf with no block written is skipped; the
+            # new VHDs link to its parent and no base copy is made, so
+            # unwritten snapshots share one base copy. Decided here, under
+            # the lock, as the coalescer may have changed the chain.
+            self._unlink(plan['copies'][0])
+            leaf_lv = plan.get('leaf_lv')
+            if leaf_lv is not None and leaf_lv != meta.get('lv'):
+                self._meta_write(att, rec['uuid'], lv=leaf_lv)
+                self._vdi_update(vdi, physical_utilisation=self._phys(
+                    be, vs, [], leaf_lv))
+            snap = self._vdi_create(dict(
+                common, uuid=snap_uuid, location=snap_uuid,
+                sm_config={'vdi_type': 'vhd', 'vhd-parent':
+                           rec['sm_config']['vhd-parent']},
+                physical_utilisation=self._phys(be, vs, [],
+                                                plan.get('snap_lv'))))
+            self._meta_write(att, snap_uuid, blocks=[],
+                             lv=plan.get('snap_lv'))
+        elif be.fmt in ('vhd', 'lvhd'):
             base_uuid = plan['base_uuid']
             old_parent = rec['sm_config'].get('vhd-parent', '')
             blocks = meta.get('blocks', [])
@@ -1748,7 +2002,7 @@ class Xapi:
                 'physical_utilisation': self._phys(be, vs, blocks, base_lv),
                 'allowed_operations': self._vdi_allowed_ops(be, False)})
             self._vdi_meta_sync(base)
-            leaf_lv = storage.lvhd_inflated(vs)
+            leaf_lv = plan.get('leaf_lv', storage.lvhd_inflated(vs))
             self._meta_write(att, rec['uuid'], blocks=[], lv=leaf_lv)
             self._vdi_update(vdi, sm_config={**rec['sm_config'],
                                              'vhd-parent': base_uuid},
@@ -1804,10 +2058,28 @@ class Xapi:
                     'name_description': src['name_description'],
                     'tags': list(src['tags']), 'sm_config': {}})
                 created = True
-            refs = [vdi] if target == vdi else [vdi, target]
+            # The source is read, not locked (xen-api xapi_vdi.ml copy
+            # attaches it read-only in dom0, sm_fs_ops.ml copy_vdi): other
+            # readers run beside the copy, and destroying the source is
+            # VDI_IN_USE at once. Only a running exclusive operation on it
+            # (snapshot, resize...) is waited for. The destination is held.
+            refs = [target]
+            reader = ''
             try:
+                if target != vdi:
+                    self._claim([vdi], 'copy')
+                    self._release([vdi])
+                    dom0 = self.db.get('host', self._master())[
+                        'control_domain']
+                    reader = self.db.create('VBD', {
+                        'VM': dom0, 'VDI': vdi, 'mode': 'RO',
+                        'userdevice': self._free_userdevice(dom0),
+                        'currently_attached': True, 'device': 'xvdy',
+                        'other_config': {'copy_to': target}})
                 self._claim(refs, 'copy')
             except XapiError:
+                if reader:
+                    self.db.destroy('VBD', reader)
                 if created:
                     self._destroy_created(target)
                 raise
@@ -1831,6 +2103,8 @@ class Xapi:
             raise
         finally:
             with self.lock:
+                if reader and self.db.exists('VBD', reader):
+                    self.db.destroy('VBD', reader)
                 self._release(refs)
 
     def _destroy_created(self, vdi: str) -> None:
@@ -1902,6 +2176,11 @@ class Xapi:
             raise XapiError('VDI_NOT_MANAGED', vdi)
         self._claim([vdi], 'resize')
         try:
+            self._claim_sr(sr, 'vdi_resize')
+        except XapiError:
+            self._release([vdi])
+            raise
+        try:
             rec = self.db.get('VDI', vdi)
             new = self._round_size(sr, be, size)
             old = rec['virtual_size']
@@ -1931,6 +2210,7 @@ class Xapi:
                                  thick=bool(meta.get('thick'))))
             self._vdi_meta_sync(vdi)
         finally:
+            self._release_sr(sr)
             self._release([vdi])
         return ''
 
@@ -2329,20 +2609,19 @@ class Xapi:
                     for cls in PUBLIC}
 
     def set_gc_paused(self, paused: bool) -> None:
+        """Hold the coalescer, or release it and let it catch up now."""
         with self.lock:
             self.gc_paused = paused
             if not paused:
                 self.run_gc()
 
     def run_gc(self) -> None:
+        """Coalesce every attached SR now (what the background GC would)."""
         with self.lock:
             for sr in list(self.attached):
-                bases = [self.db.get('VDI', v)['uuid']
-                         for v in self.db.children('VDI', 'SR', sr)
-                         if not self.db.get('VDI', v)['managed']]
-                for b in bases:
-                    if self._vdi_by_uuid(b):
-                        self._gc(sr, b)
+                if self._gc_sr(sr):
+                    self.gc_pending.discard(sr)
+            self.cond.notify_all()
 
     def host_refs(self) -> list[str]:
         with self.lock:

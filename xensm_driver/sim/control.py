@@ -12,7 +12,11 @@ GET         /sim/calls                       -> ``{method: count}``; XAPI calls 
                                              aliases folded in), data path as
                                              ``http:import_raw_vdi`` /
                                              ``http:export_raw_vdi``
-POST        /sim/calls/reset                 zero the counters
+GET         /sim/rows                        -> ``{method: rows}``: database rows the
+                                             lookups read as a real pool would (a
+                                             scan reads the whole table of its
+                                             class, get_by_uuid/get_record one)
+POST        /sim/calls/reset                 zero the counters (calls and rows)
 GET         /sim/faults                      -> list of faults (with seen/fired)
 POST        /sim/faults                      ``{method, error, nth, times, latency,
                                              drop, hang, after_bytes}`` -> the fault
@@ -20,10 +24,17 @@ POST        /sim/faults/clear                remove every fault
 POST        /sim/latency                     ``{seconds}``: added to every XAPI call
 POST        /sim/sessions/expire             ``{session_ref}`` (null: all) ->
                                              ``{expired: n}``
+POST        /sim/sessions/gc                 run the session GC now (cap per
+                                             originator / user name) ->
+                                             ``{ended: n}``
 GET         /sim/dump                        -> ``{Class: {ref: record}}``
 GET         /sim/topology                    -> the default storage (see Simulator)
-POST        /sim/gc                          ``{paused}``: pause/resume the coalescer
-POST        /sim/gc/run                      coalesce now
+POST        /sim/gc                          ``{paused}``: hold/release the background
+                                             coalescer (release: it catches up now)
+POST        /sim/gc/run                      coalesce every SR now
+POST        /sim/gc/wait                     ``{timeout}``: wait until the coalescer
+                                             has done what deletes and scans asked
+                                             (or is held) -> ``{pending: n}``
 POST        /sim/state/save                  flush the state to --state-dir now
 GET         /sim/fabric                      -> targets, LUNs, exports, disks, arrays
 POST        /sim/fabric/targets              ``{address, iqn, port, chap:[u,p]}``
@@ -98,6 +109,11 @@ class SimControl:
         result: dict[str, int] = self._call('GET', '/sim/calls')
         return result
 
+    def rows(self) -> dict[str, int]:
+        """Database rows scanned per lookup verb since the last reset."""
+        result: dict[str, int] = self._call('GET', '/sim/rows')
+        return result
+
     def reset_calls(self) -> None:
         self._call('POST', '/sim/calls/reset', {})
 
@@ -135,6 +151,10 @@ class SimControl:
                             {'session_ref': session_ref})
         return int(result['expired'])
 
+    def gc_sessions(self) -> int:
+        """Run the pool's session GC now; how many sessions it ended."""
+        return int(self._call('POST', '/sim/sessions/gc', {})['ended'])
+
     # -- state -----------------------------------------------------------------
     def dump(self) -> dict[str, dict[str, dict[str, Any]]]:
         result: dict[str, dict[str, dict[str, Any]]] = self._call(
@@ -150,6 +170,12 @@ class SimControl:
 
     def run_gc(self) -> None:
         self._call('POST', '/sim/gc/run', {})
+
+    def wait_gc(self, timeout: float = 30.0) -> int:
+        """Wait for the background coalescer to finish what it was asked;
+        returns how many SRs it still has to do (0 unless held or stuck)."""
+        return int(self._call('POST', '/sim/gc/wait',
+                              {'timeout': timeout})['pending'])
 
     def save_state(self) -> None:
         self._call('POST', '/sim/state/save', {})

@@ -489,15 +489,24 @@ class _IOError(Exception):
 
 def _write(fd: int, pos: int, data: bytes,
            blocks: list[list[int]]) -> list[list[int]]:
-    """Write ``data`` at ``pos`` keeping holes; track touched 2 MiB blocks."""
+    """Write ``data`` at ``pos``; every 2 MiB block it touches is allocated.
+
+    A raw import allocates the VHD block of every byte written, zeros
+    included: xen-api ``import_raw_vdi.ml`` streams through vhd-tool's
+    raw-to-raw copy, and blktap ``block-vhd.c`` (``vhd_write`` ->
+    ``allocate_block``) has no zero-skip.  So ``physical_utilisation`` grows
+    by the bytes imported.  Only the simulator's own backing file keeps a
+    hole where zeros land on a hole (the content read back is the same).
+    """
     n = len(data)
+    skip = False
     if data.count(0) == n:
         try:
             nxt = os.lseek(fd, pos, os.SEEK_DATA)
         except OSError:
             nxt = pos + n        # ENXIO: only holes after pos
-        if nxt >= pos + n:
-            return blocks
-    os.pwrite(fd, data, pos)
+        skip = nxt >= pos + n
+    if not skip:
+        os.pwrite(fd, data, pos)
     return storage.runs_add(blocks, pos // storage.VHD_BLOCK,
                             (pos + n - 1) // storage.VHD_BLOCK + 1)

@@ -70,11 +70,17 @@ class Simulator:
     database and the fabric across restarts (default: memory and a
     temporary directory removed by :meth:`stop`); ``auth_failure_delay``
     is how long a failed login waits (xapi: 5 s); ``max_sessions_per_user``
-    the cap beyond which the oldest sessions are invalidated; TLS files
+    the cap per originator (root) or per user name beyond which the
+    session GC, every ``session_gc_interval`` seconds, ends the least
+    recently active sessions (``POST /sim/sessions/gc`` runs it now); TLS files
     make every host serve HTTPS; ``fabric`` shares a storage network with
     array simulators; ``latency`` is added to every XAPI call;
     ``data_idle_timeout`` is how long a data-path transfer may stall
-    before its task fails with VDI_IO_ERROR.
+    before its task fails with VDI_IO_ERROR; ``absent_sm_types`` are SR
+    types this pool's SM lacks (``('netapp', 'equal')`` is every current
+    pool: those were StorageLink adapters of XenServer 5.6-6.0);
+    ``gc_delay`` is how long the background coalescer waits after a delete
+    or scan kicks it (``POST /sim/gc/wait`` waits for it to finish).
     """
 
     def __init__(self, host: str = '127.0.0.1', port: int = 0,
@@ -88,7 +94,10 @@ class Simulator:
                  fabric: Fabric | None = None, latency: float = 0.0,
                  data_idle_timeout: float = 5.0,
                  supplemental_packs: tuple[str, ...] | list[str] = (),
-                 solidfire: bool = False) -> None:
+                 solidfire: bool = False,
+                 absent_sm_types: tuple[str, ...] | list[str] = (),
+                 session_gc_interval: float = 60.0,
+                 gc_delay: float = 0.2) -> None:
         if pool_hosts < 1:
             raise ValueError('pool_hosts must be >= 1')
         self.bind_host = host
@@ -99,6 +108,7 @@ class Simulator:
         self.tls = (tls_certfile, tls_keyfile) if tls_certfile else None
         # Seconds a data-path transfer may stall before its task fails.
         self.data_idle_timeout = float(data_idle_timeout)
+        self.session_gc_interval = float(session_gc_interval)
         self._tmp: str | None = None
         if state_dir:
             os.makedirs(state_dir, exist_ok=True)
@@ -113,7 +123,8 @@ class Simulator:
                          max_sessions_per_user,
                          os.path.join(state_dir, 'xapi-db.json')
                          if state_dir else None,
-                         packs=tuple(supplemental_packs))
+                         packs=tuple(supplemental_packs),
+                         absent_sm_types=tuple(absent_sm_types))
         # A SolidFire Element cluster on the same fabric: its volumes are
         # iSCSI LUNs that lvmoiscsi SRs of this pool can sit on.
         self.solidfire: ElementSimulator | None = None
@@ -123,6 +134,7 @@ class Simulator:
                 password=SOLIDFIRE['password'], svip=SOLIDFIRE['svip'],
                 data_dir=os.path.join(root, 'solidfire'))
         self.xapi.fault_hook = self.faults.match
+        self.xapi.gc_delay = float(gc_delay)
         self.topology: dict[str, Any] = {}
         self.port = 0
         self._servers: list[Server] = []
@@ -161,6 +173,15 @@ class Simulator:
                                  daemon=True)
             t.start()
             self._threads.append(t)
+        t = threading.Thread(target=self.xapi.gc_worker,
+                             args=(self._stopping,), name='xensm-sim-coalesce',
+                             daemon=True)
+        t.start()
+        self._threads.append(t)
+        t = threading.Thread(target=self._session_gc,
+                             name='xensm-sim-session-gc', daemon=True)
+        t.start()
+        self._threads.append(t)
         self._started = True
         return self
 
@@ -191,6 +212,11 @@ class Simulator:
                 self.xapi.save_if_dirty()
             except OSError:
                 LOG.exception('could not save the simulator state')
+
+    def _session_gc(self) -> None:
+        # xapi's periodic database GC (db_gc.ml) ends excess sessions.
+        while not self._stopping.wait(self.session_gc_interval):
+            self.xapi.gc_sessions()
 
     def _addresses(self) -> list[str]:
         return [self.bind_host] + ['127.0.0.%d' % (2 + i)
@@ -381,8 +407,11 @@ class Simulator:
             return {'ok': True, 'time': time.time()}
         if route == ('GET', '/sim/calls'):
             return f.calls()
+        if route == ('GET', '/sim/rows'):
+            return xapi.rows_scanned()
         if route in (('POST', '/sim/calls/reset'), ('DELETE', '/sim/calls')):
             f.reset_calls()
+            xapi.reset_rows()
             return {}
         if route == ('GET', '/sim/faults'):
             return f.faults()
@@ -401,6 +430,8 @@ class Simulator:
         if route == ('POST', '/sim/latency'):
             f.latency = float(args.get('seconds', 0.0))
             return {'seconds': f.latency}
+        if route == ('POST', '/sim/sessions/gc'):
+            return {'ended': xapi.gc_sessions()}
         if route == ('POST', '/sim/sessions/expire'):
             return {'expired': xapi.expire_sessions(args.get('session_ref'))}
         if route == ('GET', '/sim/dump'):
@@ -413,6 +444,8 @@ class Simulator:
         if route == ('POST', '/sim/gc/run'):
             xapi.run_gc()
             return {}
+        if route == ('POST', '/sim/gc/wait'):
+            return {'pending': xapi.wait_gc(float(args.get('timeout', 30.0)))}
         if route == ('POST', '/sim/state/save'):
             xapi.save_if_dirty()
             return {}

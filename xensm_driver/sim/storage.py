@@ -45,6 +45,7 @@ LVM_MGT_LV = 4 * MiB        # the SR's management volume on LVM types
 #: sm ``LVHDSR._expand_size`` resizes the PV only when the device is at least
 #: this much larger than the volume group (``resizethreshold``).
 VG_GROW_THRESHOLD = 100 * MiB
+LVHD_JOURNAL = 4 * MiB      # sm journaler.py Journaler.LV_SIZE
 
 
 def roundup(n: int, unit: int) -> int:
@@ -74,6 +75,11 @@ def lvhd_inflated(virtual_size: int) -> int:
     """``lvhdutil.calcSizeVHDLV``: a fully inflated LVHD leaf's LV."""
     return lv_size(virtual_size + vhd_overhead_empty(MSIZE) +
                    vhd_overhead_bitmap(virtual_size))
+
+
+def lvhd_thin() -> int:
+    """sm ``LVHDVDI._snapshot``'s ``thinpr``: an empty VHD's LV."""
+    return roundup(vhd_overhead_empty(MSIZE), LV_INCREMENT)
 
 
 def lvhd_deflated(blocks: int) -> int:

@@ -215,6 +215,20 @@ class Storage:
             caps.update((rec.get("features") or {}).keys())
         return frozenset(caps)
 
+    def sm_features(self, sr_type: str) -> frozenset[str] | None:
+        """The SM plugin's capabilities for ``sr_type``, or None when the
+        pool has no plugin of that type (XAPI would answer
+        SR_UNKNOWN_DRIVER). 1 call."""
+        records = self.pool.call("SM.get_all_records_where",
+                                 'field "type"=%s' % _quote(sr_type))
+        if not records:
+            return None
+        caps: set[str] = set()
+        for rec in records.values():
+            caps.update(rec.get("capabilities") or ())
+            caps.update((rec.get("features") or {}).keys())
+        return frozenset(caps)
+
     def create_sr(self, host_ref: str, device_config: Mapping[str, str], sr_type: str,
                   name_label: str, *, shared: bool, name_description: str = "",
                   content_type: str = "user", physical_size: int = 0,
@@ -334,8 +348,8 @@ class Storage:
 
     def find_vdis(self, sr_ref: str, name_label: str) -> list[VDI]:
         """The SR's VDIs with this name label. 1 call, flat in SR size."""
-        where = 'field "SR"=%s and field "name__label"=%s' % (
-            _quote(sr_ref), _quote(name_label))
+        where = 'field "name__label"=%s and field "SR"=%s' % (
+            _quote(name_label), _quote(sr_ref))
         records = self.pool.call("VDI.get_all_records_where", where, obj=name_label)
         return [VDI.from_xapi(r, rec) for r, rec in records.items()]
 
@@ -385,7 +399,7 @@ class Storage:
 
         Grows with the number of base copies, not with the number of VDIs.
         """
-        where = 'field "SR"=%s and field "managed"="false"' % _quote(sr_ref)
+        where = 'field "managed"="false" and field "SR"=%s' % _quote(sr_ref)
         records = self.pool.call("VDI.get_all_records_where", where, obj=sr_ref)
         return [VDI.from_xapi(r, rec) for r, rec in records.items()]
 

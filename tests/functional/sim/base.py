@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import requests
 import testtools
 import XenAPI
 
@@ -22,11 +23,12 @@ MiB = 1024 ** 2
 class SimTestCase(testtools.TestCase):
     srs: tuple[str, ...] = ()
     pool_hosts = 2
+    sim_kwargs: dict[str, Any] = {}
 
     def setUp(self) -> None:
         super().setUp()
         self.sim = Simulator(port=0, pool_hosts=self.pool_hosts, srs=self.srs,
-                             auth_failure_delay=0.05)
+                             auth_failure_delay=0.05, **self.sim_kwargs)
         self.sim.start()
         self.addCleanup(self.sim.stop)
         self.session = self.login()
@@ -66,6 +68,17 @@ class SimTestCase(testtools.TestCase):
                'name_label': name}
         rec.update(extra)
         return self.x.VDI.create(rec)
+
+    def write_block(self, vdi: str, data: bytes = b'\1' * 512) -> None:
+        """Import ``data`` at offset 0 of ``vdi`` (allocates block 0)."""
+        task = self.x.task.create('import', '')
+        r = requests.put(self.sim.url + '/import_raw_vdi',
+                         params={'session_id': self.session._session,
+                                 'vdi': vdi, 'task_id': task},
+                         data=data, timeout=30)
+        self.assertEqual(200, r.status_code)
+        rec = self.wait_task(task)
+        self.assertEqual('success', rec['status'], rec['error_info'])
 
     def wait_task(self, task: str, timeout: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

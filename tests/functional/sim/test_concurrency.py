@@ -78,6 +78,7 @@ class ConcurrencyTest(base.SimTestCase):
         self.check_consistent(sr)
 
     def check_consistent(self, sr: str) -> None:
+        self.assertEqual(0, self.ctl.wait_gc())
         dump = self.ctl.dump()
         vdis = {r: v for r, v in dump['VDI'].items() if v['SR'] == sr}
         # Every thread cleaned up and the coalescer ran: nothing is left.

@@ -50,19 +50,47 @@ class SessionTest(base.SimTestCase):
 
 
 class SessionCapTest(base.SimTestCase):
-    def setUp(self) -> None:
-        super(base.SimTestCase, self).setUp()
+    """xen-api db_gc_util.ml timeout_sessions, with a cap of 3."""
+
+    def start(self, username: str = 'root') -> None:
         self.sim = Simulator(port=0, pool_hosts=1, auth_failure_delay=0.01,
-                             max_sessions_per_user=3).start()
+                             max_sessions_per_user=3, username=username,
+                             session_gc_interval=3600.0).start()
         self.addCleanup(self.sim.stop)
 
-    def test_oldest_session_is_evicted(self) -> None:
-        sessions = []
-        for _ in range(4):
-            s = XenAPI.Session(self.sim.url)
-            s.xenapi.login_with_password('root', 'password')
-            sessions.append(s._session)
-            time.sleep(0.01)
-        live = set(self.sim.control.dump()['session'])
-        self.assertNotIn(sessions[0], live)
-        self.assertEqual(set(sessions[1:]), live)
+    def setUp(self) -> None:
+        super(base.SimTestCase, self).setUp()
+
+    def login(self, user: str, originator: str) -> str:
+        s = XenAPI.Session(self.sim.url)
+        s.xenapi.login_with_password(user, 'password', '1.0', originator)
+        time.sleep(0.01)          # distinct last_active times
+        return str(s._session)
+
+    def live(self) -> set[str]:
+        return set(self.sim.control.dump()['session'])
+
+    def test_root_sessions_are_capped_per_originator_by_the_gc(self) -> None:
+        self.start()
+        a = [self.login('root', 'app-a') for _ in range(5)]
+        b = [self.login('root', 'app-b') for _ in range(2)]
+        # Nothing is capped at login: only the periodic GC ends sessions.
+        self.assertEqual(set(a + b), self.live())
+        self.assertEqual(2, self.sim.control.gc_sessions())
+        self.assertEqual(set(a[2:] + b), self.live())
+
+    def test_other_users_are_capped_per_user_name(self) -> None:
+        self.start('alice')
+        mine = [self.login('alice', 'app-%d' % i) for i in range(4)]
+        self.assertEqual(1, self.sim.control.gc_sessions())
+        self.assertEqual(set(mine[1:]), self.live())
+
+    def test_a_session_with_a_pending_task_survives(self) -> None:
+        self.start()
+        first = XenAPI.Session(self.sim.url)
+        first.xenapi.login_with_password('root', 'password', '1.0', 'app')
+        first.xenapi.task.create('busy', '')
+        time.sleep(0.01)
+        others = [self.login('root', 'app') for _ in range(4)]
+        self.sim.control.gc_sessions()
+        self.assertEqual({first._session, *others[1:]}, self.live())

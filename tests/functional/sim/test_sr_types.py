@@ -158,6 +158,34 @@ class SrTypeTest(base.SimTestCase):
             self.x.PBD.destroy(pbd)
         self.assertEqual(secrets_before + 1, len(self.x.secret.get_all()))
 
+    def test_every_pbd_has_its_own_copy_of_a_secret(self) -> None:
+        # xen-api xapi_pbd.ml create_common -> duplicate_passwds; SR.forget
+        # and SR.destroy clean out only the PBDs' copies.
+        t = self.topo['iscsi_chap']
+        mine = self.x.secret.create({'value': t['chappassword'],
+                                     'other_config': {}})
+        mine_uuid = self.x.secret.get_uuid(mine)
+        dc = {'target': t['target'], 'targetIQN': t['targetIQN'],
+              'SCSIid': t['luns'][0]['SCSIid'], 'chapuser': t['chapuser'],
+              'chappassword_secret': mine_uuid}
+        before = set(self.x.secret.get_all())
+        sr = self.create('lvmoiscsi', dc)
+        copies = [self.x.PBD.get_device_config(p)['chappassword_secret']
+                  for p in self.x.SR.get_PBDs(sr)]
+        self.assertEqual(2, len(set(copies)))
+        self.assertNotIn(mine_uuid, copies)
+        self.assertEqual(2, len(set(self.x.secret.get_all()) - before))
+        for pbd in self.x.SR.get_PBDs(sr):
+            self.x.PBD.unplug(pbd)
+        self.x.SR.forget(sr)
+        self.assertEqual(before, set(self.x.secret.get_all()))
+        self.assertEqual(t['chappassword'], self.x.secret.get_value(mine))
+        sr = self.create('lvmoiscsi', dc)
+        for pbd in self.x.SR.get_PBDs(sr):
+            self.x.PBD.unplug(pbd)
+        self.x.SR.destroy(sr)
+        self.assertEqual(before, set(self.x.secret.get_all()))
+
     def test_lun_access_by_initiator(self) -> None:
         lun = self.topo['iscsi']['luns'][1]['SCSIid']
         slave_iqn = self.topo['hosts'][1]['iscsi_iqn']
@@ -386,3 +414,21 @@ class SrTypeTest(base.SimTestCase):
             self.x.PBD.plug(self.x.PBD.create({'host': h['ref'], 'SR': sr,
                                                'device_config': self.iscsi_dc()}))
         self.assertEqual(str(150 * GiB), self.x.SR.get_physical_size(sr))
+
+
+class AbsentSmTypeTest(base.SimTestCase):
+    """A current pool: no StorageLink adapters (netapp, equal)."""
+
+    pool_hosts = 1
+    sim_kwargs = {'absent_sm_types': ('netapp', 'equal')}
+
+    def test_no_sm_record_and_sr_create_is_unknown_driver(self) -> None:
+        self.assertEqual({}, self.x.SM.get_all_records_where(
+            'field "type"="netapp"'))
+        self.assertNotIn('equal', self.x.SR.get_supported_types())
+        host = self.x.host.get_all()[0]
+        self.assertFailure(['SR_UNKNOWN_DRIVER', 'netapp'],
+                           self.x.SR.create, host,
+                           {'target': '127.0.0.1', 'username': 'u',
+                            'password': 'p', 'aggregate': 'a'},
+                           '0', 'n', '', 'netapp', 'user', True, {})

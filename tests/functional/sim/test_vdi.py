@@ -105,21 +105,47 @@ class VdiTest(base.SimTestCase):
         sr = self.sr('nfs')
         v = self.vdi(sr)
         s1 = self.x.VDI.snapshot(v)
+        self.write_block(v)     # or s2 would share s1's base copy
         s2 = self.x.VDI.snapshot(v)
         self.assertEqual(5, len(self.x.SR.get_VDIs(sr)))   # 3 leaves, 2 bases
         self.x.VDI.destroy(v)
         # Snapshots survive with a dangling snapshot_of.
         self.assertEqual(v, self.x.VDI.get_snapshot_of(s1))
         self.assertEqual(v, self.x.VDI.get_snapshot_of(s2))
-        # Coalesce: no base copy is left with a single child.
+        # Coalesce (in the background): no base copy is left with a
+        # single child.
+        self.assertEqual(0, self.ctl.wait_gc())
         recs = self.x.VDI.get_all_records_where('field "SR"="%s"' % sr)
         bases = [r for r in recs.values() if not r['managed']]
         self.assertEqual(1, len(bases))
         self.assertEqual(3, len(recs))
         self.x.VDI.destroy(s1)
+        self.ctl.wait_gc()
         recs = self.x.VDI.get_all_records_where('field "SR"="%s"' % sr)
         self.assertEqual([s2], list(recs))
         self.assertNotIn('vhd-parent', recs[s2]['sm_config'])
+
+    def test_coalesce_runs_after_destroy_not_inside_it(self) -> None:
+        # sm VDI.delete ends with _kickGC; cleanup.py coalesces later.
+        sr = self.sr('nfs')
+        v = self.vdi(sr)
+        s = self.x.VDI.snapshot(v)
+        self.ctl.pause_gc(True)          # hold the coalescer: no race
+        self.x.VDI.destroy(s)
+        base = self.x.VDI.get_sm_config(v)['vhd-parent']
+        self.assertFalse(self.x.VDI.get_managed(self.x.VDI.get_by_uuid(base)))
+        self.assertNotEqual(0, self.ctl.wait_gc(0))    # still to do
+        self.ctl.pause_gc(False)
+        self.assertEqual(0, self.ctl.wait_gc())
+        self.assertEqual([v], self.x.SR.get_VDIs(sr))
+        # A scan kicks it too (sm FileSR.scan: _kickGC).
+        self.x.SR.add_to_other_config(sr, 'coalesce', 'false')
+        s = self.x.VDI.snapshot(v)
+        self.x.VDI.destroy(s)
+        self.x.SR.remove_from_other_config(sr, 'coalesce')
+        self.x.SR.scan(sr)
+        self.assertEqual(0, self.ctl.wait_gc())
+        self.assertEqual([v], self.x.SR.get_VDIs(sr))
 
     def test_coalesce_can_be_paused(self) -> None:
         sr = self.sr('nfs')
@@ -135,11 +161,29 @@ class VdiTest(base.SimTestCase):
         self.x.VDI.destroy(s)
         self.assertEqual(2, len(self.x.SR.get_VDIs(sr)))
 
+    def test_unwritten_snapshots_share_one_base_copy(self) -> None:
+        # blktap vhd-util-snapshot.c vhd_util_find_snapshot_target: an
+        # empty differencing parent is skipped, the chain does not deepen.
+        for sr_type in ('nfs', 'lvm'):
+            sr = self.sr(sr_type)
+            v = self.vdi(sr, 4 * MiB)
+            snaps = [self.x.VDI.snapshot(v) for _ in range(40)]
+            recs = self.x.VDI.get_all_records_where('field "SR"="%s"' % sr)
+            bases = [r for r in recs.values() if not r['managed']]
+            self.assertEqual(1, len(bases), sr_type)
+            parents = {recs[r]['sm_config']['vhd-parent']
+                       for r in snaps + [v]}
+            self.assertEqual({bases[0]['uuid']}, parents, sr_type)
+            self.x.VDI.clone(v)        # still allowed: depth is 2
+
     def test_chain_limit(self) -> None:
+        # Only written chains deepen (a write between snapshots).
         sr = self.sr('nfs')
         v = self.vdi(sr, 4 * MiB)
         for _ in range(29):
+            self.write_block(v)
             self.x.VDI.snapshot(v)
+        self.write_block(v)
         exc = self.assertFailure(['SR_BACKEND_FAILURE_109', ''],
                                  self.x.VDI.snapshot, v)
         self.assertEqual('The snapshot chain is too long', exc.details[2])
@@ -162,15 +206,36 @@ class VdiTest(base.SimTestCase):
         self.assertEqual(str(8 * MiB),
                          self.x.VDI.get_physical_utilisation(s))
         big = self.vdi(sr, 120 * GiB)
-        # 200 GiB - (10 + 120 + overheads) free: a snapshot of the 120 GiB
-        # VDI needs a whole new leaf and fails, a create of 60 GiB fits.
+        # 200 GiB - (10 + 120 + overheads) free: a snapshot of the
+        # unwritten 120 GiB VDI costs tens of MiB (sm LVHDVDI._snapshot:
+        # a thin snapshot LV and two journals, less what deflating the
+        # base copy frees), not a second full leaf.
+        before = int(self.x.SR.get_physical_utilisation(sr))
+        self.x.VDI.snapshot(big)
+        grown = int(self.x.SR.get_physical_utilisation(sr)) - before
+        self.assertLess(grown, 64 * MiB)
+        # A clone needs a full leaf: 120 GiB more does not fit.
         self.assertFailure(['SR_BACKEND_FAILURE_44', '',
                             'There is insufficient space'],
-                           self.x.VDI.snapshot, big)
+                           self.x.VDI.clone, big)
         self.vdi(sr, 60 * GiB)
         self.assertFailure(['SR_BACKEND_FAILURE_44'], self.vdi, sr, 10 * GiB)
         self.assertFailure(['SR_BACKEND_FAILURE_44'], self.x.VDI.resize, v,
                            str(40 * GiB))
+
+    def test_lvhd_clone_of_a_snapshot_leaves_it_thin(self) -> None:
+        # sm LVHDVDI._snapshot: lvSizeOrig stays thin when the source
+        # is a snapshot; only the clone gets a full leaf.
+        sr = self.sr('lvm')
+        v = self.vdi(sr, 1 * GiB)
+        s = self.x.VDI.snapshot(v)
+        self.assertEqual(str(8 * MiB), self.x.VDI.get_physical_utilisation(s))
+        c = self.x.VDI.clone(s)
+        self.assertEqual(str(8 * MiB), self.x.VDI.get_physical_utilisation(s))
+        self.assertEqual(str(lvhd_leaf(GiB)),
+                         self.x.VDI.get_physical_utilisation(c))
+        self.assertEqual(str(lvhd_leaf(GiB)),
+                         self.x.VDI.get_physical_utilisation(v))
 
     def test_thin_nfs_overprovisions(self) -> None:
         sr = self.sr('nfs')
@@ -324,3 +389,25 @@ class VdiTest(base.SimTestCase):
         eq = self.vdi(self.sr('equal'), 4 * MiB)
         self.assertFailure(['SR_OPERATION_NOT_SUPPORTED'],
                            self.x.VDI.enable_cbt, eq)
+
+
+class LookupCostTest(base.SimTestCase):
+    """xen-api db_cache_impl.ml: uuid lookups are indexed, filters scan."""
+
+    srs = ('nfs',)
+
+    def test_rows_scanned_per_lookup(self) -> None:
+        sr = self.sr('nfs')
+        v = self.vdi(sr, 4 * MiB, 'wanted')
+        for i in range(9):
+            self.vdi(sr, 4 * MiB, 'other-%d' % i)
+        n = len(self.x.VDI.get_all())
+        uuid = self.x.VDI.get_uuid(v)
+        self.ctl.reset_calls()
+        self.x.VDI.get_all_records_where('field "uuid"="%s"' % uuid)
+        self.x.VDI.get_by_name_label('wanted')
+        self.x.VDI.get_record(self.x.VDI.get_by_uuid(uuid))
+        self.assertEqual({'VDI.get_all_records_where': n,
+                          'VDI.get_by_name_label': n,
+                          'VDI.get_by_uuid': 1, 'VDI.get_record': 1},
+                         self.ctl.rows())
