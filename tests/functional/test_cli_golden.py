@@ -95,16 +95,22 @@ class GoldenTest(test_cli.CliTestCase):
     def test_reconcile_output(self) -> None:
         self.run_and_record("volume", "create", "--size", "1", "--name", "kept")
         lost = self.j("volume", "create", "--size", "1", "--name", "lost")
+        left = self.j("volume", "create", "--size", "1", "--name", "left")
         self.run_and_record("reconcile")
         drv = self.storage()
         storage = drv.backend.storage
         storage.destroy_vdi(storage.vdi_by_uuid(lost["provider_id"]).ref)
-        storage.create_vdi(drv.backend.sr_ref, base.GiB, "volume-stray",
-                           identity.volume("stray").tags())
+        self.mark_deleted(left["id"])
+        storage.create_vdi(drv.backend.sr_ref, base.GiB, "volume-cinders",
+                           identity.volume("cinders").tags())
         self.run_and_record("reconcile", expect=xensm.EXIT_DRIFT)
         self.run_and_record("reconcile", "--delete-orphans", expect=xensm.EXIT_DRIFT)
+        self.run_and_record("reconcile", "--delete-orphans", "--yes", expect=xensm.EXIT_DRIFT)
         self.run_and_record("volume", "delete", "lost")
         self.run_and_record("reconcile")
+        empty = "sqlite:///%s" % os.path.join(self.tmp, "empty.sqlite")
+        self.run_and_record("reconcile", "--db-url", empty, expect=xensm.EXIT_CONFIG)
+        self.run_and_record("volume", "list", "--db-url", empty, expect=xensm.EXIT_CONFIG)
         self.check_golden("reconcile.txt")
 
     def test_help(self) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from xensm_driver import exception
 from xensm_driver.service import config as service_config
 from xensm_driver.service import inventory as inventory_mod
+from xensm_driver.service import manager as manager_mod
 from xensm_driver.service.manager import Manager
 from xensm_driver.service.models import Record
 
@@ -156,12 +157,16 @@ def parse_bytes(text: str) -> int:
 
 
 def positive_int(text: str) -> int:
+    """A size in GiB: a whole number from 1 to what a record holds."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    if value > manager_mod.SIZE_MAX_GB:
+        raise argparse.ArgumentTypeError("%s GiB is more than any SR holds (at most %d)"
+                                         % (text, manager_mod.SIZE_MAX_GB))
     return value
 
 
@@ -324,6 +329,7 @@ def cmd_check(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
                 ("cannot", ", ".join(cannot) or "-"),
                 ("inventory", rep["inventory"]),
             ])]
+            lines += ["  warning: %s" % w for w in rep["warnings"]]
             if "group_snapshot" in cannot:
                 lines.append("  (groups are snapshotted volume by volume, not "
                              "write-order consistently)")
@@ -626,7 +632,10 @@ def cmd_group_delete(mgr: Manager, args: argparse.Namespace, out: Output) -> int
 def cmd_reconcile(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
     names = [mgr.backend_name(args.backend)] if args.backend or len(mgr.backends) <= 1 \
         else list(mgr.backends)
-    reports = [mgr.reconcile(name, delete_orphans=args.delete_orphans) for name in names]
+    if args.yes and not args.delete_orphans:
+        raise UsageError("--yes confirms --delete-orphans; give both to delete")
+    reports = [mgr.reconcile(name, delete_orphans=args.delete_orphans, yes=args.yes)
+               for name in names]
     unresolved = [f for r in reports for f in r.discrepancies
                   if not (f.action_taken or "").startswith("deleted")]
 
@@ -636,7 +645,7 @@ def cmd_reconcile(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
             lines.append("Back end %s, SR %s: %s and %s checked." % (
                 rep.backend, rep.sr_uuid, plural(rep.checked_records, "record"),
                 plural(rep.checked_vdis, "VDI")))
-            if not rep.findings:
+            if rep.clean:
                 lines.append("Inventory and SR agree.")
             for f in rep.findings:
                 lines.append("%s  %s %s: %s" % (f.kind, f.object, f.id, f.detail))
@@ -698,7 +707,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = leaf(top, "reconcile", cmd_reconcile,
              "compare the inventory with the tagged VDIs on the SR; report both ways")
     p.add_argument("--delete-orphans", action="store_true",
-                   help="destroy tagged VDIs that no live record claims (nothing else)")
+                   help="show the VDIs that carry the tag of an object this inventory "
+                        "recorded as deleted: the only ones it can prove are its "
+                        "leftovers (with --yes, destroy them)")
+    p.add_argument("--yes", action="store_true",
+                   help="with --delete-orphans: destroy them (else a dry run)")
 
     volume = top.add_parser("volume", help="volumes").add_subparsers(
         dest="verb", metavar="VERB", required=True)
@@ -739,7 +752,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = leaf(volume, "reset-state", cmd_reset_state,
              "set a volume's recorded status by hand (storage is not touched)")
     p.add_argument("volume", metavar="VOLUME")
-    p.add_argument("--status", choices=("error", "available"), default="error")
+    p.add_argument("--state", "--status", dest="status", choices=("error", "available"),
+                   required=True, help="the status to record")
     p = leaf(volume, "upload", cmd_volume_upload,
              "write a raw image (FILE, or - for stdin) at the start of the volume")
     p.add_argument("volume", metavar="VOLUME", help="id, name or unique id prefix")
@@ -772,7 +786,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = leaf(snapshot, "reset-state", cmd_reset_state,
              "set a snapshot's recorded status by hand (storage is not touched)")
     p.add_argument("snapshot", metavar="SNAPSHOT")
-    p.add_argument("--status", choices=("error", "available"), default="error")
+    p.add_argument("--state", "--status", dest="status", choices=("error", "available"),
+                   required=True, help="the status to record")
     p = leaf(snapshot, "tree", cmd_snapshot_tree,
              "a volume's snapshots and the volumes made from them, as a tree")
     p.add_argument("volume", metavar="VOLUME")
@@ -825,6 +840,19 @@ def _setup_logging(stderr: IO[str], debug: bool) -> Callable[[], None]:
     return undo
 
 
+class UsageError(Exception):
+    """A bad combination of arguments argparse cannot express (exit 2)."""
+
+
+def _makes_objects(args: argparse.Namespace) -> bool:
+    """Whether the command may start a new inventory: it makes a volume out of
+    nothing the inventory has to know. Every other command needs records and
+    refuses a URL where none were ever kept."""
+    if args.handler is cmd_volume_create:
+        return not (args.snapshot or args.source_volume)
+    return bool(args.handler is cmd_volume_manage)
+
+
 def _env_files() -> list[str]:
     value = os.environ.get("XENSM_CONFIG_FILE", "")
     return [path for path in value.split(os.pathsep) if path]
@@ -848,7 +876,7 @@ def run(argv: Sequence[str], stdout: IO[str], stderr: IO[str],
     mgr: Manager | None = None
     try:
         files = (args.config_file or _env_files() or service_config.default_files())
-        mgr = Manager(files, db_url=args.db_url)
+        mgr = Manager(files, db_url=args.db_url, create_inventory=_makes_objects(args))
         if args.handler is cmd_volume_upload:
             return cmd_volume_upload(mgr, args, out, stdin)
         code: int = args.handler(mgr, args, out)
@@ -856,6 +884,9 @@ def run(argv: Sequence[str], stdout: IO[str], stderr: IO[str],
     except KeyboardInterrupt:
         stderr.write("xensm: interrupted\n")
         return EXIT_INTERRUPTED
+    except UsageError as exc:
+        out.error(exc, EXIT_USAGE)
+        return EXIT_USAGE
     except (exception.XensmError, OSError) as exc:
         code = exit_code(exc)
         out.error(exc, code)
