@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 from typing import Any
 
 import fixtures
@@ -22,6 +24,7 @@ from xensm_driver.service import inventory
 from xensm_driver.service import models
 from xensm_driver.service.models import Volume
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 A = base.pattern("A", 3 * base.MiB)
 B = base.pattern("B", 3 * base.MiB)
 INJECTED = ["INTERNAL_ERROR", "fault injected by the test"]
@@ -72,6 +75,25 @@ class CliTestCase(base.SimTestCase):
             self.assertTrue(result.err.startswith("xensm: "), result.err)
         return result
 
+    def spawn(self, *args: str, db_url: str | None = None) -> subprocess.Popen[str]:
+        """``xensm --config-file CONF [--db-url URL] --json ARGS`` as a real process."""
+        extra = ["--db-url", db_url] if db_url else []
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xensm_driver.cmd.xensm", "--config-file", self.conf,
+             *extra, "--json", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, cwd=ROOT)
+        self.addCleanup(_reap, proc)
+        return proc
+
+    def finish(self, *procs: subprocess.Popen[str]) -> list[Result]:
+        """Wait for processes; their results, no password in any output."""
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            self.assertNotIn(base.PASSWORD, out + err)
+            results.append(Result(proc.returncode, out, err))
+        return results
+
     def j(self, *args: str, expect: int = 0) -> Any:
         return self.xensm(*args, "--json", expect=expect).json
 
@@ -110,6 +132,12 @@ class CliTestCase(base.SimTestCase):
                 if vdi.managed and key in vdi.other_config:
                     out[vdi.uuid] = vdi.other_config[key]
         return out
+
+
+def _reap(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
 
 
 class VolumeCommandsTest(CliTestCase):
