@@ -360,6 +360,17 @@ class DataCommandsTest(CliTestCase):
         self.assertEqual(2 * base.MiB, os.path.getsize(path))
         self.assertFalse(os.path.exists(path + ".part"))
 
+    def test_downloads_are_written_sparse(self) -> None:
+        self.j("volume", "create", "--size", "1", "--name", "v")
+        self.xensm("volume", "upload", "v", self.file("a.img", A))
+        path = os.path.join(self.tmp, "sparse.img")
+        self.xensm("volume", "download", "v", path, "--length", "32M")
+        self.assertEqual(32 * base.MiB, os.path.getsize(path))
+        self.assertLess(os.stat(path).st_blocks * 512, 8 * base.MiB)   # A is 3 MiB
+        with open(path, "rb") as f:
+            self.assertEqual(A, f.read(len(A)))
+            self.assertEqual(bytes(29 * base.MiB), f.read())
+
     def test_a_progress_bar_only_on_a_terminal(self) -> None:
         self.j("volume", "create", "--size", "1", "--name", "v")
         path = self.file("a.img", A)

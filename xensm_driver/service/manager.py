@@ -665,7 +665,8 @@ class Manager:
             lambda v: transfer.upload(pool, vdi_uuid, chunks, size=size, progress=progress))
         return result
 
-    def download(self, ref: str, sink: IO[bytes], length: int | None = None,
+    def download(self, ref: str, sink: IO[bytes] | Callable[[bytes], Any],
+                 length: int | None = None,
                  progress: transfer.Progress | None = None) -> int:
         """Read the volume's content (or its first ``length`` bytes) into ``sink``.
 
