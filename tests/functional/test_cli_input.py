@@ -116,3 +116,67 @@ class CheckComparesTest(test_cli.CliTestCase):
         self.assertIn("server=%s, but xensm_nfs_server in [xs] says 'nfs2.example'"
                       % self.sim.topology["nfs"]["server"], drift)
         self.assertIn("warning: SR ", result.out)
+
+
+class FriendlyErrorsTest(test_cli.CliTestCase):
+    def test_a_url_without_a_scheme_says_so(self) -> None:
+        bare = self.write_config(base.backend_ini(
+            self.sim, "nfs", section="xs",
+            xenapi_connection_url=self.sim.url.split("//", 1)[1]), name="bare.conf")
+        result = self.xensm("check", conf=bare, expect=xensm.EXIT_CONFIG)
+        self.assertIn("xenapi_connection_url in [xs]", result.err)
+        self.assertIn("not a URL; give its scheme and host", result.err)
+        self.assertNotIn("URIReference", result.out + result.err)
+        # Said once: stdout names the back end that failed, stderr says why.
+        self.assertEqual(1, (result.out + result.err).count("not a URL"))
+
+    def test_stats_in_words(self) -> None:
+        self.j("volume", "create", "--size", "2", "--name", "v")
+        self.j("snapshot", "create", "v")
+        self.control.inject_fault("VDI.create", error=test_cli.INJECTED)
+        self.xensm("volume", "create", "--size", "5", expect=xensm.EXIT_FAILED)
+        out = self.xensm("stats").out
+        self.assertNotIn("{", out)
+        self.assertIn("2 volumes (2 GiB), 1 snapshot; 1 in error, not counted in the GiB",
+                      out)
+
+    def test_names_may_start_with_a_dash_and_a_missing_size_is_usage(self) -> None:
+        self.assertEqual("-dash", self.j("volume", "create", "--size", "1", "--name",
+                                         "-dash")["name"])
+        shown = self.xensm("volume", "show", "--json", "--", "-dash").json  # as with rm
+        self.assertEqual("-dash", shown["name"])
+        result = self.xensm("volume", "create", "--name", "x", expect=xensm.EXIT_USAGE)
+        self.assertIn("give --size", result.err)
+
+    def test_the_simulator_refuses_bad_arguments_without_a_traceback(self) -> None:
+        import contextlib
+        import io
+        import socket
+
+        from xensm_driver.cmd import sim as sim_cmd
+        for args in (["--pool-hosts", "0"], ["--port", "80000"]):
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                self.assertRaises(SystemExit, sim_cmd.main, args)
+            self.assertIn("xensm-sim: error:", err.getvalue())
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = sim_cmd.main(["--port", str(taken.getsockname()[1]), "--pool-hosts", "1"])
+        self.assertEqual(1, code)
+        self.assertIn("cannot listen on 127.0.0.1:%d" % taken.getsockname()[1], err.getvalue())
+
+
+class ArrayLoginTest(test_cli.CliTestCase):
+    SIM_KWARGS = {"solidfire": True}
+    SR_TYPE = "solidfire"
+
+    def test_a_wrong_array_password_is_unreachable_not_failed(self) -> None:
+        wrong = self.write_config(base.backend_ini(self.sim, "solidfire", section="xs",
+                                                   xensm_sf_password="wrong"),
+                                  name="wrong.conf")
+        result = self.xensm("check", conf=wrong, expect=xensm.EXIT_UNREACHABLE)
+        self.assertIn("refused the login", result.err)

@@ -64,8 +64,11 @@ def exit_code(exc: BaseException) -> int:
                   | exception.InUse | exception.XapiInUse | exception.InvalidInput
                   | exception.IdentityMismatch):
         return EXIT_REFUSED
-    if isinstance(exc, exception.XapiConnectionError | exception.AuthenticationFailed):
+    if isinstance(exc, exception.XapiConnectionError | exception.AuthenticationFailed
+                  | exception.ArrayConnectionError):
         return EXIT_UNREACHABLE
+    if isinstance(exc, exception.ArrayError) and str(exc.kwargs.get("code")) == "401":
+        return EXIT_UNREACHABLE     # the array refused the login
     return EXIT_FAILED
 
 
@@ -515,13 +518,14 @@ def cmd_check(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
             worst = worst or code
             reports.append({"backend": name, "ok": False, "error": one_line(exc),
                             "exit_code": code})
+            # Said once, on stderr; stdout only says which back end failed.
             out.stderr.write("xensm: error: back end %s: %s\n" % (name, one_line(exc)))
 
     def human() -> list[str]:
         lines: list[str] = []
         for rep in reports:
             if not rep["ok"]:
-                lines += ["Back end %s: FAILED" % rep["backend"], "  %s" % rep["error"]]
+                lines.append("Back end %s: FAILED (see the error)" % rep["backend"])
                 continue
             caps = rep["capabilities"]
             can = [c for c, yes in caps.items() if yes]
@@ -563,9 +567,16 @@ def cmd_stats(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
         lines: list[str] = []
         for stats in all_stats:
             inv = stats.get("inventory", {})
-            flat = [(k, v) for k, v in sorted(stats.items()) if k != "inventory"]
-            flat.append(("inventory", "%d volumes (%d GiB), %d snapshots" % (
-                inv["volumes"], inv["volume_gb"], inv["snapshots"])))
+            # "pools" repeats the top level for Cinder's scheduler: shown by name.
+            flat = [(k, v) for k, v in sorted(stats.items()) if k not in ("inventory", "pools")]
+            flat.append(("pools", ", ".join(str(p.get("pool_name")) for p in
+                                            stats.get("pools", []))))
+            errors = sum(n for status, n in inv["by_status"].items()
+                         if status.startswith("error"))
+            flat.append(("inventory", "%s (%d GiB), %s%s" % (
+                plural(inv["volumes"], "volume"), inv["volume_gb"],
+                plural(inv["snapshots"], "snapshot"),
+                "; %d in error, not counted in the GiB" % errors if errors else "")))
             if lines:
                 lines.append("")
             lines += fields([(k, ", ".join(map(str, v)) if isinstance(v, list) else v)
@@ -578,7 +589,7 @@ def cmd_stats(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
 
 def cmd_volume_create(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
     if not (args.size or args.snapshot or args.source_volume):
-        raise exception.InvalidInput(reason="give --size (GiB), --snapshot or --source-volume")
+        raise UsageError("give --size (GiB), --snapshot or --source-volume")
     vol = mgr.create_volume(args.size, name=args.name or "", backend=args.backend,
                             snapshot=args.snapshot, source_volume=args.source_volume)
     out.emit(vol.to_dict(), lambda: volume_lines(vol))
@@ -1113,6 +1124,40 @@ class UsageError(Exception):
     """A bad combination of arguments argparse cannot express (exit 2)."""
 
 
+def _values_that_look_like_options(parser: argparse.ArgumentParser,
+                                   argv: Sequence[str]) -> list[str]:
+    """``--name -dash`` as ``--name=-dash``: argparse takes a value starting
+    with ``-`` for an option, and names may start with one."""
+    takes_value: set[str] = set()
+    known: set[str] = set()
+
+    def walk(p: argparse.ArgumentParser) -> None:
+        for action in p._actions:
+            known.update(action.option_strings)
+            if action.option_strings and action.nargs is None and not isinstance(
+                    action, argparse._StoreConstAction | argparse._StoreTrueAction
+                    | argparse._HelpAction):
+                takes_value.update(o for o in action.option_strings if o.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+
+    walk(parser)
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if (arg in takes_value and i + 1 < len(args) and args[i + 1].startswith("-")
+                and args[i + 1] != "-" and args[i + 1].split("=", 1)[0] not in known):
+            out.append("%s=%s" % (arg, args[i + 1]))
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def _format_asked(argv: Sequence[str]) -> str:
     """The output format a command line asks for, read without argparse."""
     fmt = "table"
@@ -1194,6 +1239,7 @@ def run(argv: Sequence[str], stdout: IO[str], stderr: IO[str],
         stdin: IO[bytes] | None = None) -> int:
     """Run one xensm command; returns its exit status."""
     parser = build_parser()
+    argv = _values_that_look_like_options(parser, argv)
     usage = io.StringIO()
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(usage):

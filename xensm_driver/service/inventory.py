@@ -420,11 +420,11 @@ class Inventory:
         return None
 
     def counts(self, backend: str | None = None) -> dict[str, Any]:
-        """Live volumes and snapshots, and the GiB they were given."""
+        """Live volumes and snapshots, and the GiB given to those not in error."""
         vols = self.volumes(backend=backend)
         snaps = self.snapshots(backend=backend)
         return {"volumes": len(vols), "snapshots": len(snaps),
-                "volume_gb": sum(v.size_gb for v in vols),
+                "volume_gb": sum(v.size_gb for v in vols if not v.status.startswith("error")),
                 "by_status": _by_status([*vols, *snaps])}
 
     # -- hierarchy ------------------------------------------------------------
