@@ -50,8 +50,9 @@ class OnServer(test_inventory.InventoryTestCase):
 
     @staticmethod
     def _drop(admin: sa.engine.Engine, name: str) -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text("DROP DATABASE %s" % name))
+        force = " WITH (FORCE)" if admin.dialect.name == "postgresql" else ""
+        with admin.connect() as conn:     # FORCE: a test's stray engine may hold it
+            conn.execute(sa.text("DROP DATABASE %s%s" % (name, force)))
         admin.dispose()
 
 
@@ -65,6 +66,30 @@ class PostgreSQLHierarchyTest(OnServer, test_inventory.HierarchyTest):
 
 class PostgreSQLClaimTest(OnServer, test_inventory.ClaimTest):
     SERVER = "postgresql"
+
+
+class PostgreSQLSchemaTest(OnServer, test_inventory.SchemaTest):
+    SERVER = "postgresql"
+
+
+class MySQLSchemaTest(OnServer, test_inventory.SchemaTest):
+    SERVER = "mysql"
+
+    def test_times_keep_microseconds_after_the_step_to_version_2(self) -> None:
+        # A version 1 inventory: DATETIME to the second.
+        self.inv.close()
+        engine = sa.create_engine(self.url)
+        self.addCleanup(engine.dispose)
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE volumes MODIFY created_at DATETIME NOT NULL"))
+        self.set_version(1)
+        self.open()
+        with engine.connect() as conn:
+            precision = conn.execute(sa.text(
+                "SELECT DATETIME_PRECISION FROM information_schema.COLUMNS WHERE "
+                "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'volumes' AND "
+                "COLUMN_NAME = 'created_at'")).scalar_one()
+        self.assertEqual(6, precision)
 
 
 class MySQLRecordsTest(OnServer, test_inventory.RecordsTest):

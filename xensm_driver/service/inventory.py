@@ -40,11 +40,23 @@ from xensm_driver.service.models import Record
 from xensm_driver.service.models import Snapshot
 from xensm_driver.service.models import Volume
 
+
+def _mysql_microseconds(conn: Connection) -> None:
+    """Version 2: MySQL's DATETIME columns keep microseconds (else records made
+    in one second list in id order, not creation order). Nothing elsewhere."""
+    if conn.dialect.name not in ("mysql", "mariadb"):
+        return
+    for table in models.Base.metadata.sorted_tables:
+        for column in table.columns:
+            if isinstance(column.type, sa.DateTime):
+                conn.execute(sa.text("ALTER TABLE %s MODIFY %s DATETIME(6) %s" % (
+                    table.name, column.name, "NULL" if column.nullable else "NOT NULL")))
+
+
 #: ``MIGRATIONS[n](connection)`` brings a version ``n - 1`` inventory to
-#: version ``n`` (inside the same transaction that records ``n``). Version 1
-#: is the first schema, so there is no step yet; a release that changes a
-#: table adds ``2: _add_something`` here and bumps models.SCHEMA_VERSION.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+#: version ``n`` (inside the same transaction that records ``n``); a release
+#: that changes a table adds a step here and bumps models.SCHEMA_VERSION.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _mysql_microseconds}
 
 #: Busy states: a verb is running on the object (or its process died).
 BUSY = frozenset({"creating", "deleting", "extending", "reverting", "uploading",

@@ -770,7 +770,12 @@ class Manager:
         provider_id = None
         try:
             if drv.backend.can(base.GROUP_SNAPSHOT):
-                provider_id, snaps = self._consistent_group_snapshot(drv, gsnap, members, name)
+                with contextlib.ExitStack() as held:
+                    # Every member held, as a snapshot of one volume holds it.
+                    members = [held.enter_context(self._reading(Volume, v.id, "snapshotting"))
+                               for v in members]
+                    provider_id, snaps = self._consistent_group_snapshot(drv, gsnap, members,
+                                                                         name)
             else:
                 snaps = self._generic_group_snapshot(gsnap, members, name)
         except BaseException as exc:

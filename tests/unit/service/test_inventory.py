@@ -78,6 +78,7 @@ class SchemaTest(InventoryTestCase):
 
     def test_an_older_inventory_is_migrated_step_by_step(self) -> None:
         self.inv.close()
+        self.set_version(1)
         applied = []
 
         def add_column(conn: sa.engine.Connection) -> None:
@@ -99,6 +100,7 @@ class SchemaTest(InventoryTestCase):
 
     def test_a_missing_migration_step_is_refused_and_changes_nothing(self) -> None:
         self.inv.close()
+        self.set_version(1)
         self.useFixture(fixtures.MonkeyPatch(
             "xensm_driver.service.models.SCHEMA_VERSION", 3))
         self.useFixture(fixtures.MonkeyPatch(
@@ -106,6 +108,13 @@ class SchemaTest(InventoryTestCase):
         err = self.assertRaises(inv.InventoryError, self.open)
         self.assertIn("no migration from schema version 2 to 3", str(err))
         self.assertEqual(1, self.version())       # the step to 2 was rolled back too
+
+    def test_a_version_1_inventory_opens_at_the_current_version(self) -> None:
+        vol = self.volume("kept")
+        self.inv.close()
+        self.set_version(1)
+        self.assertEqual("kept", self.open().get(Volume, vol.id).name)
+        self.assertEqual(models.SCHEMA_VERSION, self.version())
 
     def test_a_newer_inventory_is_refused(self) -> None:
         self.set_version(models.SCHEMA_VERSION + 1)
