@@ -154,7 +154,8 @@ class OneVerbAtATimeTest(test_cli.CliTestCase):
                             deleted.err, deleted.err)
             self.assertEqual("available", self.j("volume", "show", vol["id"])["status"])
             # The other order: a delete under way refuses the snapshot.
-            self.control.inject_fault("VDI.destroy", latency=2)
+            # The 2nd destroy is the volume's (its snapshot goes first).
+            self.control.inject_fault("VDI.destroy", latency=2, nth=2)
             delete = self.spawn("volume", "delete", vol["id"], "--cascade")
             self.wait_for_status(vol["id"], "deleting")
             snapped, deleted = self.finish(self.spawn("snapshot", "create", vol["id"]),
