@@ -647,7 +647,7 @@ class Manager:
             raise exception.InvalidInput(
                 reason="the file holds %d bytes from here, not %d: leave --size out to "
                        "send it whole" % (held, size))
-        head, tail = _peek(source, held)
+        head, tail = _peek(source, size)
         fmt = image_format(head, tail)
         if fmt is not None:
             raise exception.InvalidInput(
@@ -997,10 +997,11 @@ def _regular_file_size(source: IO[bytes]) -> int | None:
         return None
 
 
-def _peek(source: IO[bytes], held: int | None) -> tuple[bytes, bytes]:
-    """The first bytes of ``source`` (consumed: send them first) and, for a
-    regular file, its last 512 (read, then the position put back)."""
-    want = VHD_FOOTER if held is None else min(VHD_FOOTER, held)
+def _peek(source: IO[bytes], size: int) -> tuple[bytes, bytes]:
+    """The first bytes of the ``size`` to send (consumed: send them first)
+    and, for a regular file, its last 512 (read, then the position put back)."""
+    held = _regular_file_size(source)
+    want = min(VHD_FOOTER, size)
     head = b""
     while len(head) < want:
         chunk = source.read(want - len(head))
