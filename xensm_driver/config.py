@@ -134,6 +134,9 @@ def read_options(configuration: ConfigurationLike) -> Options:
             text = str(exc)
             reason = ("its value is not valid" if opt.secret
                       else text.rsplit("is not valid: ", 1)[-1])
+            if isinstance(opt, cfg.URIOpt) and not opt.secret:
+                # oslo's text is a tuple with a URIReference repr in it.
+                reason = "not a URL; give its scheme and host, e.g. https://host.example"
             raise exception.ConfigError(
                 option="%s in [%s]%s" % (opt.dest, section, _source(text)),
                 reason=reason) from None

@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 from typing import Any
 
 import fixtures
@@ -19,8 +21,10 @@ from xensm_driver import driver as driver_mod
 from xensm_driver import identity
 from xensm_driver.cmd import xensm
 from xensm_driver.service import inventory
+from xensm_driver.service import models
 from xensm_driver.service.models import Volume
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 A = base.pattern("A", 3 * base.MiB)
 B = base.pattern("B", 3 * base.MiB)
 INJECTED = ["INTERNAL_ERROR", "fault injected by the test"]
@@ -47,6 +51,7 @@ class CliTestCase(base.SimTestCase):
         self.db_url = "sqlite:///%s" % os.path.join(self.tmp, "inventory.sqlite")
         self.conf = self.write_config(base.backend_ini(self.sim, self.SR_TYPE,
                                                        section=self.SECTION))
+        inventory.Inventory(self.db_url).close()     # made, empty: commands may read it
 
     def write_config(self, ini: str, name: str = "xensm.conf") -> str:
         path = os.path.join(self.tmp, name)
@@ -69,6 +74,25 @@ class CliTestCase(base.SimTestCase):
             self.assertEqual(1, len(result.err.strip().splitlines()), result.err)
             self.assertTrue(result.err.startswith("xensm: "), result.err)
         return result
+
+    def spawn(self, *args: str, db_url: str | None = None) -> subprocess.Popen[str]:
+        """``xensm --config-file CONF [--db-url URL] --json ARGS`` as a real process."""
+        extra = ["--db-url", db_url] if db_url else []
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xensm_driver.cmd.xensm", "--config-file", self.conf,
+             *extra, "--json", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, cwd=ROOT)
+        self.addCleanup(_reap, proc)
+        return proc
+
+    def finish(self, *procs: subprocess.Popen[str]) -> list[Result]:
+        """Wait for processes; their results, no password in any output."""
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            self.assertNotIn(base.PASSWORD, out + err)
+            results.append(Result(proc.returncode, out, err))
+        return results
 
     def j(self, *args: str, expect: int = 0) -> Any:
         return self.xensm(*args, "--json", expect=expect).json
@@ -93,6 +117,13 @@ class CliTestCase(base.SimTestCase):
         self.addCleanup(drv.close)
         return drv
 
+    def mark_deleted(self, obj_id: str, cls: Any = Volume) -> None:
+        """Record an object as deleted while its VDI stays: a delete whose
+        answer was lost after the record said so, or that missed a copy."""
+        inv = inventory.Inventory(self.db_url)
+        self.addCleanup(inv.close)
+        inv.update(cls, obj_id, status="deleted", deleted_at=models.utcnow())
+
     def tagged_vdis(self, drv: Any) -> dict[str, str]:
         """uuid -> tag value of every live tagged VDI on the SR."""
         out = {}
@@ -101,6 +132,12 @@ class CliTestCase(base.SimTestCase):
                 if vdi.managed and key in vdi.other_config:
                     out[vdi.uuid] = vdi.other_config[key]
         return out
+
+
+def _reap(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
 
 
 class VolumeCommandsTest(CliTestCase):
@@ -211,11 +248,14 @@ class VolumeCommandsTest(CliTestCase):
         self.assertEqual(["in_progress"], [f["kind"] for f in report["findings"]])
         result = self.xensm("volume", "delete", "v", expect=xensm.EXIT_REFUSED)
         self.assertIn("process other-host.example:42 is extending it", result.err)
-        reset = self.j("volume", "reset-state", "v", "--status", "available")
+        usage = self.xensm("volume", "reset-state", "v", expect=None)   # say which state
+        self.assertEqual(xensm.EXIT_USAGE, usage.code)
+        self.assertIn("required: --state", usage.err)
+        reset = self.j("volume", "reset-state", "v", "--state", "available")
         self.assertEqual(("available", None), (reset["status"], reset["owner"]))
         self.assertIn("reset from extending", reset["status_reason"])
         inv.update(Volume, vol["id"], status="creating", owner=inventory.this_owner())
-        self.xensm("volume", "reset-state", "v", expect=xensm.EXIT_REFUSED)
+        self.xensm("volume", "reset-state", "v", "--state", "error", expect=xensm.EXIT_REFUSED)
         inv.update(Volume, vol["id"], status="available", owner=None)
         self.xensm("volume", "delete", "v")
 
@@ -320,6 +360,17 @@ class DataCommandsTest(CliTestCase):
         self.assertEqual(2 * base.MiB, os.path.getsize(path))
         self.assertFalse(os.path.exists(path + ".part"))
 
+    def test_downloads_are_written_sparse(self) -> None:
+        self.j("volume", "create", "--size", "1", "--name", "v")
+        self.xensm("volume", "upload", "v", self.file("a.img", A))
+        path = os.path.join(self.tmp, "sparse.img")
+        self.xensm("volume", "download", "v", path, "--length", "32M")
+        self.assertEqual(32 * base.MiB, os.path.getsize(path))
+        self.assertLess(os.stat(path).st_blocks * 512, 8 * base.MiB)   # A is 3 MiB
+        with open(path, "rb") as f:
+            self.assertEqual(A, f.read(len(A)))
+            self.assertEqual(bytes(29 * base.MiB), f.read())
+
     def test_a_progress_bar_only_on_a_terminal(self) -> None:
         self.j("volume", "create", "--size", "1", "--name", "v")
         path = self.file("a.img", A)
@@ -407,7 +458,8 @@ class ConfigurationTest(CliTestCase):
     def test_db_url_option_wins_over_the_file(self) -> None:
         other = "sqlite:///%s" % os.path.join(self.tmp, "other.sqlite")
         self.j("volume", "create", "--size", "1")
-        self.assertEqual([], self.j("volume", "list", "--db-url", other))
+        self.j("volume", "create", "--size", "1", "--db-url", other)
+        self.assertEqual(1, len(self.j("volume", "list", "--db-url", other)))
         self.assertEqual(1, len(self.j("volume", "list")))
         result = self.xensm("volume", "list", "--db-url", "postgresql+nodriver://u:%s@h/db"
                             % base.PASSWORD, expect=xensm.EXIT_CONFIG)
@@ -467,34 +519,49 @@ class GroupCommandsTest(CliTestCase):
 
 
 class ReconcileTest(CliTestCase):
-    def test_orphans_both_ways_and_deleting_only_tagged_ones(self) -> None:
+    def test_findings_both_ways_and_deleting_only_proven_leftovers(self) -> None:
         kept = self.j("volume", "create", "--size", "1", "--name", "kept")
         lost = self.j("volume", "create", "--size", "1", "--name", "lost")
+        left = self.j("volume", "create", "--size", "1", "--name", "left")
         drv = self.storage()
         storage = drv.backend.storage
         self.assertEqual(xensm.EXIT_OK, self.xensm("reconcile").code)
-        # A VDI destroyed behind the inventory's back, a tagged VDI nobody
-        # recorded, and an untagged one that is none of our business.
+        # A VDI destroyed behind the inventory's back; a record deleted
+        # whose VDI stayed; a copy of a live volume carrying its tag; a VDI
+        # tagged by another manager; an untagged one.
         storage.destroy_vdi(storage.vdi_by_uuid(lost["provider_id"]).ref)
-        stray = storage.get_vdi(storage.create_vdi(
-            drv.backend.sr_ref, base.GiB, "volume-stray", identity.volume("stray").tags()))
-        foreign = storage.get_vdi(storage.create_vdi(drv.backend.sr_ref, base.GiB,
-                                                     "not-ours", {"owner": "ops"}))
+        self.mark_deleted(left["id"])
+        copy = storage.get_vdi(storage.create_vdi(
+            drv.backend.sr_ref, base.GiB, "copy", identity.volume(kept["id"]).tags()))
+        foreign = storage.get_vdi(storage.create_vdi(
+            drv.backend.sr_ref, base.GiB, "volume-cinders", identity.volume("cinders").tags()))
+        untagged = storage.get_vdi(storage.create_vdi(drv.backend.sr_ref, base.GiB,
+                                                      "not-ours", {"owner": "ops"}))
         report = self.xensm("reconcile", "--json", expect=xensm.EXIT_DRIFT).json
         self.assertFalse(report["clean"])
-        self.assertEqual([("missing_vdi", lost["id"], lost["provider_id"]),
-                          ("orphan_vdi", "stray", stray.uuid)],
+        self.assertEqual([("foreign_vdi", "cinders", foreign.uuid),
+                          ("missing_vdi", lost["id"], lost["provider_id"]),
+                          ("orphan_vdi", left["id"], left["provider_id"]),
+                          ("stray_vdi", kept["id"], copy.uuid)],
                          [(f["kind"], f["id"], f["vdi_uuid"]) for f in report["findings"]])
-        self.assertIsNotNone(storage.vdi_by_uuid(stray.uuid))    # reporting deletes nothing
-        fixed = self.xensm("reconcile", "--delete-orphans", "--json",
+        # --delete-orphans alone is a dry run: it says what would go.
+        dry = self.xensm("reconcile", "--delete-orphans", "--json",
+                         expect=xensm.EXIT_DRIFT).json
+        self.assertEqual(["would delete VDI %s (a dry run: add --yes to delete)"
+                          % left["provider_id"]],
+                         [f["action_taken"] for f in dry["findings"] if f["action_taken"]])
+        self.assertIsNotNone(storage.vdi_by_uuid(left["provider_id"]))
+        self.xensm("reconcile", "--yes", expect=xensm.EXIT_USAGE)
+        fixed = self.xensm("reconcile", "--delete-orphans", "--yes", "--json",
                            expect=xensm.EXIT_DRIFT).json
-        self.assertEqual("deleted VDI %s" % stray.uuid,
-                         [f for f in fixed["findings"] if f["id"] == "stray"][0][
-                             "action_taken"])
-        self.assertIsNone(storage.vdi_by_uuid(stray.uuid))
-        self.assertIsNotNone(storage.vdi_by_uuid(foreign.uuid))
-        self.assertIsNotNone(storage.vdi_by_uuid(kept["provider_id"]))
+        self.assertEqual(["deleted VDI %s" % left["provider_id"]],
+                         [f["action_taken"] for f in fixed["findings"] if f["action_taken"]])
+        self.assertIsNone(storage.vdi_by_uuid(left["provider_id"]))
+        for survivor in (kept["provider_id"], copy.uuid, foreign.uuid, untagged.uuid):
+            self.assertIsNotNone(storage.vdi_by_uuid(survivor))
+        self.assertEqual("deleted", self.j("volume", "show", left["id"])["status"])
         self.xensm("volume", "delete", "lost")     # the missing VDI: drop the record
+        storage.destroy_vdi(copy.ref)
         self.assertEqual(xensm.EXIT_OK, self.xensm("reconcile").code)
 
 

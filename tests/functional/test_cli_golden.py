@@ -50,8 +50,10 @@ class GoldenTest(test_cli.CliTestCase):
         self.useFixture(fixtures.EnvironmentVariable("COLUMNS", "100"))
         self.transcript: list[str] = []
 
-    def run_and_record(self, *args: str, expect: int = 0) -> None:
-        result = self.xensm(*args, expect=expect)
+    def run_and_record(self, *args: str, expect: int = 0, usage: bool = False) -> None:
+        """Run and keep the transcript; ``usage``: argparse's several lines of stderr."""
+        result = self.xensm(*args, expect=None if usage else expect)
+        self.assertEqual(expect, result.code, result.err)
         self.transcript.append("$ xensm %s  (exit %d)\n%s%s" % (
             " ".join(args), result.code, result.out,
             "".join("[stderr] %s\n" % line for line in result.err.splitlines())))
@@ -95,17 +97,53 @@ class GoldenTest(test_cli.CliTestCase):
     def test_reconcile_output(self) -> None:
         self.run_and_record("volume", "create", "--size", "1", "--name", "kept")
         lost = self.j("volume", "create", "--size", "1", "--name", "lost")
+        left = self.j("volume", "create", "--size", "1", "--name", "left")
         self.run_and_record("reconcile")
         drv = self.storage()
         storage = drv.backend.storage
         storage.destroy_vdi(storage.vdi_by_uuid(lost["provider_id"]).ref)
-        storage.create_vdi(drv.backend.sr_ref, base.GiB, "volume-stray",
-                           identity.volume("stray").tags())
+        self.mark_deleted(left["id"])
+        storage.create_vdi(drv.backend.sr_ref, base.GiB, "volume-cinders",
+                           identity.volume("cinders").tags())
         self.run_and_record("reconcile", expect=xensm.EXIT_DRIFT)
         self.run_and_record("reconcile", "--delete-orphans", expect=xensm.EXIT_DRIFT)
+        self.run_and_record("reconcile", "--delete-orphans", "--yes", expect=xensm.EXIT_DRIFT)
         self.run_and_record("volume", "delete", "lost")
         self.run_and_record("reconcile")
+        empty = "sqlite:///%s" % os.path.join(self.tmp, "empty.sqlite")
+        self.run_and_record("reconcile", "--db-url", empty, expect=xensm.EXIT_CONFIG)
+        self.run_and_record("volume", "list", "--db-url", empty, expect=xensm.EXIT_CONFIG)
         self.check_golden("reconcile.txt")
+
+    def test_output_formats(self) -> None:
+        for name, size in (("web", "3"), ("db", "1"), ("cache", "2")):
+            self.j("volume", "create", "--size", size, "--name", name)
+        self.j("snapshot", "create", "db", "--name", "nightly")
+        self.run_and_record("volume", "list", "--sort-column", "SIZE")
+        self.run_and_record("volume", "list", "-c", "name", "-c", "size", "--sort-column",
+                            "name")
+        self.run_and_record("volume", "list", "-f", "value", "-c", "name", "-c", "size_gb",
+                            "--sort-column", "size")
+        self.run_and_record("volume", "list", "-f", "csv", "-c", "ID", "-c", "Name",
+                            "-c", "Status", "--name", "db", "--name", "web")
+        self.run_and_record("volume", "list", "-f", "json", "-c", "name", "-c", "status",
+                            "--status", "available", "--sort-column", "name")
+        self.run_and_record("volume", "list", "-f", "yaml", "-c", "name", "-c", "size",
+                            "--sort-column", "size")
+        self.run_and_record("volume", "list", "--max-width", "6", "-c", "name", "-c", "status")
+        self.run_and_record("volume", "show", "db", "-c", "name", "-c", "size",
+                            "-c", "status")
+        self.run_and_record("volume", "show", "db", "-f", "value", "-c", "status")
+        self.run_and_record("volume", "show", "db", "-f", "yaml", "-c", "name",
+                            "-c", "snapshots")
+        self.run_and_record("snapshot", "list", "-f", "csv", "-c", "name", "-c", "size")
+        self.run_and_record("group", "list", "-f", "json")
+        self.run_and_record("volume", "list", "-c", "nope", expect=xensm.EXIT_USAGE)
+        self.run_and_record("volume", "show", "nothing", "-f", "yaml",
+                            expect=xensm.EXIT_NOT_FOUND)
+        self.run_and_record("volume", "create", "--size", "x", "-f", "json",
+                            expect=xensm.EXIT_USAGE, usage=True)
+        self.check_golden("formats.txt")
 
     def test_help(self) -> None:
         self.run_and_record("--help")

@@ -92,7 +92,7 @@ class KillAfterTheVdiWasMadeTest(KillTestCase):
         self.assertIn("VDI %s is on the SR" % vdi_uuid, finding["detail"])
         self.assertIn("xensm volume delete %s" % vol["id"], finding["action"])
         # reconcile --delete-orphans leaves it alone: it is recorded.
-        self.xensm("reconcile", "--delete-orphans", expect=xensm.EXIT_DRIFT)
+        self.xensm("reconcile", "--delete-orphans", "--yes", expect=xensm.EXIT_DRIFT)
         self.assertIn(vdi_uuid, self.tagged_vdis(drv))
         self.clean_up(vol)
 

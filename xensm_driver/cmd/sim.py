@@ -19,6 +19,26 @@ from xensm_driver.sim import Simulator
 SR_TYPES = ('nfs', 'lvm', 'lvmoiscsi', 'lvmohba', 'iscsi', 'netapp', 'equal')
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not a port number' % text) from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError('a port is 0 (any free one) to 65535, not %d' % port)
+    return port
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not a whole number' % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError('a pool has at least 1 host (its master)')
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog='xensm-sim',
@@ -27,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--host', default='127.0.0.1',
                    help='address of the pool master (default 127.0.0.1); '
                         'slaves listen on 127.0.0.2, 127.0.0.3, ...')
-    p.add_argument('--port', type=int, default=0,
+    p.add_argument('--port', type=_port, default=0,
                    help='port for every host (0: pick a free one)')
-    p.add_argument('--pool-hosts', type=int, default=2,
+    p.add_argument('--pool-hosts', type=_at_least_one, default=2,
                    help='hosts in the pool, master included (default 2)')
     p.add_argument('--sr', action='append', default=[], choices=SR_TYPES,
                    help='pre-create an SR of this type on the default '
@@ -83,9 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    try:
+        sim.start()
+    except OSError as exc:
+        print('xensm-sim: error: cannot listen on %s:%d: %s' % (
+            args.host, args.port, exc.strerror or exc), file=sys.stderr)
+        return 1
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    sim.start()
     try:
         print(sim.url, flush=True)
         if args.print_topology:

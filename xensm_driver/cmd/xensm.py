@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
+import io
 import json
 import logging
 import os
@@ -23,6 +25,7 @@ from typing import Any
 from xensm_driver import exception
 from xensm_driver.service import config as service_config
 from xensm_driver.service import inventory as inventory_mod
+from xensm_driver.service import manager as manager_mod
 from xensm_driver.service.manager import Manager
 from xensm_driver.service.models import Record
 
@@ -61,8 +64,11 @@ def exit_code(exc: BaseException) -> int:
                   | exception.InUse | exception.XapiInUse | exception.InvalidInput
                   | exception.IdentityMismatch):
         return EXIT_REFUSED
-    if isinstance(exc, exception.XapiConnectionError | exception.AuthenticationFailed):
+    if isinstance(exc, exception.XapiConnectionError | exception.AuthenticationFailed
+                  | exception.ArrayConnectionError):
         return EXIT_UNREACHABLE
+    if isinstance(exc, exception.ArrayError) and str(exc.kwargs.get("code")) == "401":
+        return EXIT_UNREACHABLE     # the array refused the login
     return EXIT_FAILED
 
 
@@ -72,32 +78,206 @@ GiB = 1 << 30
 MiB = 1 << 20
 
 
-class Output:
-    """Where results go: a human table or JSON on stdout, reasons on stderr."""
+FORMATS = ("table", "json", "yaml", "value", "csv")
 
-    def __init__(self, stdout: IO[str], stderr: IO[str], as_json: bool) -> None:
+
+class Output:
+    """Where results go: stdout in the chosen format (openstackclient's
+    ``-f table|json|yaml|value|csv``, ``-c``, ``--sort-column``,
+    ``--max-width``), reasons on stderr."""
+
+    def __init__(self, stdout: IO[str], stderr: IO[str], fmt: str = "table",
+                 columns: Sequence[str] = (), sort_columns: Sequence[str] = (),
+                 max_width: int = 0) -> None:
         self.stdout = stdout
         self.stderr = stderr
-        self.json = as_json
+        self.format = fmt
+        self.columns = list(columns)
+        self.sort_columns = list(sort_columns)
+        self.max_width = max_width
+
+    @property
+    def json(self) -> bool:
+        """Machine output: no progress bar, errors as data too."""
+        return self.format != "table"
+
+    def write(self, text: str) -> None:
+        if text:
+            self.stdout.write(text if text.endswith("\n") else text + "\n")
+        self.stdout.flush()
 
     def emit(self, data: Any, human: Callable[[], list[str]]) -> None:
-        if self.json:
-            self.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        """A result without columns of its own: ``human`` lines as a table."""
+        if self.format == "table":
+            self.write("\n".join(human()))
+        elif self.format == "json":
+            self.write(json.dumps(data, indent=2, sort_keys=True, default=str))
+        elif self.format == "yaml":
+            self.write(to_yaml(data))
+        elif isinstance(data, list):
+            keys = sorted({k for item in data if isinstance(item, dict) for k in item})
+            self._rows(keys, [[item.get(k) for k in keys] for item in data])
+        elif isinstance(data, dict):
+            self._rows(sorted(data), [[data[k] for k in sorted(data)]])
         else:
-            lines = human()
-            if lines:
-                self.stdout.write("\n".join(lines) + "\n")
-        self.stdout.flush()
+            self.write(str(data))
+
+    def emit_list(self, headers: Sequence[str], keys: Sequence[str], items: Sequence[Any],
+                  row: Callable[[Any], Sequence[Any]], full: Callable[[Any], Any],
+                  empty: str) -> None:
+        """``items`` as rows under ``headers``; in json and yaml each item is
+        ``full(item)``, or with ``-c`` only those columns (named by ``keys``)."""
+        picked = self._pick(headers, keys)
+        pairs = self._sorted(headers, keys, [(row(item), item) for item in items])
+        rows = [r for r, _ in pairs]
+        if self.columns:
+            data = [{keys[i]: r[i] for i in picked} for r in rows]
+        else:
+            data = [full(item) for _, item in pairs]
+        if self.format == "table":
+            if not rows:
+                self.write(empty)
+            else:
+                self.write("\n".join(table(
+                    [[self._cut(size_text(row[i]) if keys[i].endswith("size_gb") else row[i])
+                      for i in picked] for row in rows], [headers[i] for i in picked])))
+        elif self.format in ("json", "yaml"):
+            self.emit(data, list)
+        else:
+            self._rows([headers[i] for i in picked], [[row[i] for i in picked] for row in rows])
+
+    def emit_one(self, pairs: Sequence[tuple[str, Any]], data: dict[str, Any]) -> None:
+        """One object as field/value lines; ``-c`` picks fields."""
+        names = [k for k, _ in pairs]
+        picked = self._pick(names, names)
+        if self.format == "table":
+            self.write("\n".join(fields([(pairs[i][0], self._cut(pairs[i][1]))
+                                         for i in picked])))
+        elif self.format in ("json", "yaml"):
+            if self.columns:
+                data = {names[i]: pairs[i][1] for i in picked}
+            self.emit(data, list)
+        elif self.format == "value":
+            self._rows([names[i] for i in picked], [[pairs[i][1] for i in picked]])
+        else:
+            self._rows(["Field", "Value"], [[pairs[i][0], pairs[i][1]] for i in picked])
+
+    def _rows(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if self.format == "csv":
+            buf = io.StringIO()
+            writer = csv.writer(buf, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+            writer.writerow(headers)
+            writer.writerows([["" if v is None else v for v in row] for row in rows])
+            self.write(buf.getvalue())
+        else:               # value: openstackclient's space-separated values
+            self.write("\n".join(" ".join("" if v is None else str(v) for v in row)
+                                 for row in rows))
+
+    def _pick(self, headers: Sequence[str], keys: Sequence[str]) -> list[int]:
+        """Indexes of the ``-c`` columns (by header or key, any case), in their order."""
+        if not self.columns:
+            return list(range(len(headers)))
+        index = {}
+        for i, (header, key) in enumerate(zip(headers, keys, strict=True)):
+            index[_column_key(header)] = i
+            index[_column_key(key)] = i
+        picked = []
+        for column in self.columns:
+            if _column_key(column) not in index:
+                raise UsageError("no column %r; columns: %s" % (column, ", ".join(headers)))
+            picked.append(index[_column_key(column)])
+        return picked
+
+    def _sorted(self, headers: Sequence[str], keys: Sequence[str],
+                pairs: list[tuple[Sequence[Any], Any]]) -> list[tuple[Sequence[Any], Any]]:
+        out = list(pairs)
+        for column in reversed(self.sort_columns):
+            i = self._pick_one(headers, keys, column)
+            out.sort(key=lambda pair: (pair[0][i] is None, _sort_key(pair[0][i])))
+        return out
+
+    def _pick_one(self, headers: Sequence[str], keys: Sequence[str], column: str) -> int:
+        saved, self.columns = self.columns, [column]
+        try:
+            return self._pick(headers, keys)[0]
+        finally:
+            self.columns = saved
+
+    def _cut(self, value: Any) -> Any:
+        """A table cell no wider than ``--max-width`` (0: no limit)."""
+        text = "-" if value in (None, "") else str(value)
+        if self.max_width and len(text) > self.max_width:
+            return text[:max(1, self.max_width - 3)] + "..."
+        return text
 
     def error(self, exc: BaseException, code: int) -> None:
         text = one_line(exc)
         self.stderr.write("xensm: error: %s\n" % text)
         self.stderr.flush()
-        if self.json:
-            self.stdout.write(json.dumps({"error": {"type": type(exc).__name__,
-                                                    "message": text, "exit_code": code}},
-                                         indent=2, sort_keys=True) + "\n")
-            self.stdout.flush()
+        if self.format in ("json", "yaml"):
+            self.emit({"error": {"type": type(exc).__name__, "message": text,
+                                 "exit_code": code}}, list)
+
+
+def _column_key(name: str) -> str:
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def _sort_key(value: Any) -> Any:
+    if isinstance(value, int | float):
+        return (0, value, "")
+    return (1, 0, str(value))
+
+
+def to_yaml(data: Any, indent: int = 0) -> str:
+    """YAML for the plain data xensm prints (dicts, lists, scalars); strings
+    are JSON-quoted where YAML would read them otherwise."""
+    pad = "  " * indent
+    if isinstance(data, dict):
+        if not data:
+            return pad + "{}"
+        lines = []
+        for key in sorted(data):
+            value = data[key]
+            if isinstance(value, dict | list) and value:
+                lines.append("%s%s:\n%s" % (pad, key, to_yaml(value, indent + 1)))
+            else:
+                lines.append("%s%s: %s" % (pad, key, _yaml_scalar(value)))
+        return "\n".join(lines)
+    if isinstance(data, list):
+        if not data:
+            return pad + "[]"
+        lines = []
+        for item in data:
+            if isinstance(item, dict | list) and item:
+                inner = to_yaml(item, indent + 1).lstrip()
+                lines.append("%s- %s" % (pad, inner))
+            else:
+                lines.append("%s- %s" % (pad, _yaml_scalar(item)))
+        return "\n".join(lines)
+    return pad + _yaml_scalar(data)
+
+
+def _yaml_scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, dict | list):
+        return "{}" if isinstance(value, dict) else "[]"
+    text = str(value)
+    plain = (text and text.strip() == text and text[0] not in "-?:,[]{}#&*!|>'\"%@`"
+             and ": " not in text and " #" not in text and text.lower() not in (
+                 "null", "true", "false", "yes", "no", "on", "off", "~")
+             and all(c.isprintable() for c in text))
+    if plain:
+        try:
+            float(text)
+        except ValueError:
+            return text
+    return json.dumps(text)
 
 
 def one_line(exc: BaseException) -> str:
@@ -156,12 +336,16 @@ def parse_bytes(text: str) -> int:
 
 
 def positive_int(text: str) -> int:
+    """A size in GiB: a whole number from 1 to what a record holds."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    if value > manager_mod.SIZE_MAX_GB:
+        raise argparse.ArgumentTypeError("%s GiB is more than any SR holds (at most %d)"
+                                         % (text, manager_mod.SIZE_MAX_GB))
     return value
 
 
@@ -180,7 +364,12 @@ def status_text(obj: Record) -> str:
 
 
 def volume_lines(vol: Any, snapshots: int | None = None) -> list[str]:
-    pairs = [("id", vol.id), ("name", vol.name), ("size", size_text(vol.size_gb)),
+    return fields(volume_pairs(vol, snapshots))
+
+
+def volume_pairs(vol: Any, snapshots: int | None = None) -> list[tuple[str, Any]]:
+    pairs: list[tuple[str, Any]] = [
+             ("id", vol.id), ("name", vol.name), ("size", size_text(vol.size_gb)),
              ("status", status_text(vol)), ("backend", vol.backend),
              ("vdi", vol.provider_id), ("provider_location", vol.provider_location),
              ("source", source_text(vol)), ("group", vol.group_id),
@@ -193,11 +382,16 @@ def volume_lines(vol: Any, snapshots: int | None = None) -> list[str]:
         pairs.append(("owner", vol.owner))
     if snapshots is not None:
         pairs.append(("snapshots", snapshots))
-    return fields(pairs)
+    return pairs
 
 
 def snapshot_lines(snap: Any) -> list[str]:
-    pairs = [("id", snap.id), ("name", snap.name), ("volume", snap.volume_id),
+    return fields(snapshot_pairs(snap))
+
+
+def snapshot_pairs(snap: Any) -> list[tuple[str, Any]]:
+    pairs: list[tuple[str, Any]] = [
+             ("id", snap.id), ("name", snap.name), ("volume", snap.volume_id),
              ("volume_size", size_text(snap.volume_size_gb)), ("status", status_text(snap)),
              ("backend", snap.backend), ("vdi", snap.provider_id),
              ("provider_location", snap.provider_location),
@@ -206,23 +400,52 @@ def snapshot_lines(snap: Any) -> list[str]:
         pairs.append(("deleted", when(snap, "deleted_at")))
     if snap.status_reason:
         pairs.append(("reason", snap.status_reason))
-    return fields(pairs)
+    return pairs
+
+
+VOLUME_COLUMNS = (("ID", "id"), ("NAME", "name"), ("SIZE", "size_gb"),
+                  ("STATUS", "status"), ("BACKEND", "backend"), ("SOURCE", "source"))
+SNAPSHOT_COLUMNS = (("ID", "id"), ("NAME", "name"), ("VOLUME", "volume_id"),
+                    ("SIZE", "volume_size_gb"), ("STATUS", "status"), ("CREATED", "created_at"))
+
+
+def volume_row(v: Any) -> list[Any]:
+    return [v.id, v.name, v.size_gb, status_text(v), v.backend, source_text(v)]
+
+
+def snapshot_row(s: Any) -> list[Any]:
+    return [s.id, s.name, s.volume_id, s.volume_size_gb, status_text(s), when(s)]
 
 
 def volume_table(vols: Sequence[Any]) -> list[str]:
     if not vols:
         return ["No volumes."]
-    return table([(v.id, v.name, size_text(v.size_gb), status_text(v), v.backend,
-                   source_text(v)) for v in vols],
-                 ("ID", "NAME", "SIZE", "STATUS", "BACKEND", "SOURCE"))
+    return table([[*r[:2], size_text(r[2]), *r[3:]] for r in map(volume_row, vols)],
+                 [h for h, _ in VOLUME_COLUMNS])
 
 
 def snapshot_table(snaps: Sequence[Any]) -> list[str]:
     if not snaps:
         return ["No snapshots."]
-    return table([(s.id, s.name, s.volume_id, size_text(s.volume_size_gb), status_text(s),
-                   when(s)) for s in snaps],
-                 ("ID", "NAME", "VOLUME", "SIZE", "STATUS", "CREATED"))
+    return table([[*r[:3], size_text(r[3]), *r[4:]] for r in map(snapshot_row, snaps)],
+                 [h for h, _ in SNAPSHOT_COLUMNS])
+
+
+def emit_records(out: Output, columns: Sequence[tuple[str, str]], items: Sequence[Any],
+                 row: Callable[[Any], list[Any]], empty: str) -> None:
+    """A list of inventory records in the chosen format."""
+    out.emit_list([h for h, _ in columns], [k for _, k in columns], items, row,
+                  lambda r: r.to_dict(), empty)
+
+
+def filtered(records: Sequence[Any], args: argparse.Namespace) -> list[Any]:
+    """``--status`` and ``--name`` filters (exact; any of those repeated)."""
+    out = list(records)
+    if getattr(args, "status", None):
+        out = [r for r in out if r.status in args.status or status_text(r) in args.status]
+    if getattr(args, "name", None):
+        out = [r for r in out if r.name in args.name]
+    return out
 
 
 def tree_lines(node: dict[str, Any]) -> list[str]:
@@ -295,13 +518,14 @@ def cmd_check(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
             worst = worst or code
             reports.append({"backend": name, "ok": False, "error": one_line(exc),
                             "exit_code": code})
+            # Said once, on stderr; stdout only says which back end failed.
             out.stderr.write("xensm: error: back end %s: %s\n" % (name, one_line(exc)))
 
     def human() -> list[str]:
         lines: list[str] = []
         for rep in reports:
             if not rep["ok"]:
-                lines += ["Back end %s: FAILED" % rep["backend"], "  %s" % rep["error"]]
+                lines.append("Back end %s: FAILED (see the error)" % rep["backend"])
                 continue
             caps = rep["capabilities"]
             can = [c for c, yes in caps.items() if yes]
@@ -324,6 +548,7 @@ def cmd_check(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
                 ("cannot", ", ".join(cannot) or "-"),
                 ("inventory", rep["inventory"]),
             ])]
+            lines += ["  warning: %s" % w for w in rep["warnings"]]
             if "group_snapshot" in cannot:
                 lines.append("  (groups are snapshotted volume by volume, not "
                              "write-order consistently)")
@@ -342,9 +567,16 @@ def cmd_stats(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
         lines: list[str] = []
         for stats in all_stats:
             inv = stats.get("inventory", {})
-            flat = [(k, v) for k, v in sorted(stats.items()) if k != "inventory"]
-            flat.append(("inventory", "%d volumes (%d GiB), %d snapshots" % (
-                inv["volumes"], inv["volume_gb"], inv["snapshots"])))
+            # "pools" repeats the top level for Cinder's scheduler: shown by name.
+            flat = [(k, v) for k, v in sorted(stats.items()) if k not in ("inventory", "pools")]
+            flat.append(("pools", ", ".join(str(p.get("pool_name")) for p in
+                                            stats.get("pools", []))))
+            errors = sum(n for status, n in inv["by_status"].items()
+                         if status.startswith("error"))
+            flat.append(("inventory", "%s (%d GiB), %s%s" % (
+                plural(inv["volumes"], "volume"), inv["volume_gb"],
+                plural(inv["snapshots"], "snapshot"),
+                "; %d in error, not counted in the GiB" % errors if errors else "")))
             if lines:
                 lines.append("")
             lines += fields([(k, ", ".join(map(str, v)) if isinstance(v, list) else v)
@@ -357,7 +589,7 @@ def cmd_stats(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
 
 def cmd_volume_create(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
     if not (args.size or args.snapshot or args.source_volume):
-        raise exception.InvalidInput(reason="give --size (GiB), --snapshot or --source-volume")
+        raise UsageError("give --size (GiB), --snapshot or --source-volume")
     vol = mgr.create_volume(args.size, name=args.name or "", backend=args.backend,
                             snapshot=args.snapshot, source_volume=args.source_volume)
     out.emit(vol.to_dict(), lambda: volume_lines(vol))
@@ -365,8 +597,8 @@ def cmd_volume_create(mgr: Manager, args: argparse.Namespace, out: Output) -> in
 
 
 def cmd_volume_list(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
-    vols = mgr.inventory.volumes(backend=args.backend, include_gone=args.all)
-    out.emit([v.to_dict() for v in vols], lambda: volume_table(vols))
+    vols = filtered(mgr.inventory.volumes(backend=args.backend, include_gone=args.all), args)
+    emit_records(out, VOLUME_COLUMNS, vols, volume_row, "No volumes.")
     return EXIT_OK
 
 
@@ -374,7 +606,7 @@ def cmd_volume_show(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
     vol = mgr.volume(args.volume, include_gone=True)
     snaps = mgr.inventory.snapshots(volume_id=vol.id)
     data = dict(vol.to_dict(), snapshots=[s.id for s in snaps])
-    out.emit(data, lambda: volume_lines(vol, len(snaps)))
+    out.emit_one(volume_pairs(vol, len(snaps)), data)
     return EXIT_OK
 
 
@@ -472,6 +704,37 @@ def cmd_volume_upload(mgr: Manager, args: argparse.Namespace, out: Output,
     return EXIT_OK
 
 
+class SparseWriter:
+    """Writes a volume's content to a file, leaving all-zero blocks as holes.
+
+    A thin volume is mostly never-written blocks, which the export sends as
+    zeros: skipping them keeps the file as sparse as the volume.
+    """
+
+    BLOCK = 64 << 10
+
+    def __init__(self, sink: IO[bytes]) -> None:
+        self.sink = sink
+        self.size = 0
+        self._zero = bytes(self.BLOCK)
+
+    def write(self, chunk: bytes) -> int:
+        chunk = bytes(chunk)
+        for start in range(0, len(chunk), self.BLOCK):
+            # bytes, not a memoryview: comparing views goes element by element.
+            block = chunk[start:start + self.BLOCK]
+            if block == self._zero if len(block) == self.BLOCK else not block.strip(b"\0"):
+                self.sink.seek(len(block), os.SEEK_CUR)
+            else:
+                self.sink.write(block)
+        self.size += len(chunk)
+        return len(chunk)
+
+    def close(self) -> None:
+        """Give the file its full length (a trailing hole writes nothing)."""
+        self.sink.truncate(self.size)
+
+
 def cmd_volume_download(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
     started = time.monotonic()
     if args.file == "-":
@@ -489,8 +752,10 @@ def cmd_volume_download(mgr: Manager, args: argparse.Namespace, out: Output) -> 
     partial = args.file + ".part"
     try:
         with open(partial, "wb") as sink_file:
-            done = mgr.download(args.volume, sink_file, length=args.length,
+            sparse = SparseWriter(sink_file)
+            done = mgr.download(args.volume, sparse.write, length=args.length,
                                 progress=_progress(out, "download", not args.no_progress))
+            sparse.close()
         os.replace(partial, args.file)
     finally:
         if os.path.exists(partial):
@@ -520,9 +785,9 @@ def cmd_snapshot_create(mgr: Manager, args: argparse.Namespace, out: Output) -> 
 
 def cmd_snapshot_list(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
     volume_id = mgr.volume(args.volume, include_gone=True).id if args.volume else None
-    snaps = mgr.inventory.snapshots(volume_id=volume_id, backend=args.backend,
-                                    include_gone=args.all)
-    out.emit([s.to_dict() for s in snaps], lambda: snapshot_table(snaps))
+    snaps = filtered(mgr.inventory.snapshots(volume_id=volume_id, backend=args.backend,
+                                             include_gone=args.all), args)
+    emit_records(out, SNAPSHOT_COLUMNS, snaps, snapshot_row, "No snapshots.")
     return EXIT_OK
 
 
@@ -530,8 +795,8 @@ def cmd_snapshot_show(mgr: Manager, args: argparse.Namespace, out: Output) -> in
     snap = mgr.snapshot(args.snapshot, include_gone=True)
     clones = mgr.inventory.volumes_from_snapshot(snap.id)
     data = dict(snap.to_dict(), volumes_made_from_it=[v.id for v in clones])
-    out.emit(data, lambda: snapshot_lines(snap) + fields([
-        ("volumes_from_it", ", ".join(v.id for v in clones))]))
+    out.emit_one(snapshot_pairs(snap) + [("volumes_from_it",
+                                          ", ".join(v.id for v in clones))], data)
     return EXIT_OK
 
 
@@ -568,16 +833,13 @@ def cmd_group_create(mgr: Manager, args: argparse.Namespace, out: Output) -> int
 
 
 def cmd_group_list(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
-    groups = mgr.inventory.groups(backend=args.backend, include_gone=args.all)
+    groups = filtered(mgr.inventory.groups(backend=args.backend, include_gone=args.all), args)
     rows = [(g, mgr.inventory.volumes(group_id=g.id)) for g in groups]
 
-    def human() -> list[str]:
-        if not rows:
-            return ["No groups."]
-        return table([(g.id, g.name, status_text(g), g.backend, len(vols))
-                      for g, vols in rows], ("ID", "NAME", "STATUS", "BACKEND", "VOLUMES"))
-
-    out.emit([dict(g.to_dict(), volumes=[v.id for v in vols]) for g, vols in rows], human)
+    out.emit_list(("ID", "NAME", "STATUS", "BACKEND", "VOLUMES"),
+                  ("id", "name", "status", "backend", "volumes"), rows,
+                  lambda r: [r[0].id, r[0].name, status_text(r[0]), r[0].backend, len(r[1])],
+                  lambda r: dict(r[0].to_dict(), volumes=[v.id for v in r[1]]), "No groups.")
     return EXIT_OK
 
 
@@ -626,7 +888,10 @@ def cmd_group_delete(mgr: Manager, args: argparse.Namespace, out: Output) -> int
 def cmd_reconcile(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
     names = [mgr.backend_name(args.backend)] if args.backend or len(mgr.backends) <= 1 \
         else list(mgr.backends)
-    reports = [mgr.reconcile(name, delete_orphans=args.delete_orphans) for name in names]
+    if args.yes and not args.delete_orphans:
+        raise UsageError("--yes confirms --delete-orphans; give both to delete")
+    reports = [mgr.reconcile(name, delete_orphans=args.delete_orphans, yes=args.yes)
+               for name in names]
     unresolved = [f for r in reports for f in r.discrepancies
                   if not (f.action_taken or "").startswith("deleted")]
 
@@ -636,7 +901,7 @@ def cmd_reconcile(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
             lines.append("Back end %s, SR %s: %s and %s checked." % (
                 rep.backend, rep.sr_uuid, plural(rep.checked_records, "record"),
                 plural(rep.checked_vdis, "VDI")))
-            if not rep.findings:
+            if rep.clean:
                 lines.append("Inventory and SR agree.")
             for f in rep.findings:
                 lines.append("%s  %s %s: %s" % (f.kind, f.object, f.id, f.detail))
@@ -668,11 +933,29 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument("--db-url", metavar="URL", default=argparse.SUPPRESS,
                         help="SQLAlchemy URL of the inventory (default: [xensm] db_url, "
                              "else SQLite in $XDG_STATE_HOME/xensm/)")
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="print JSON for scripts instead of tables")
+    common.add_argument("-f", "--format", choices=FORMATS, default=argparse.SUPPRESS,
+                        help="output format (default: table)")
+    common.add_argument("--json", dest="format", action="store_const", const="json",
+                        default=argparse.SUPPRESS, help="the same as -f json")
+    common.add_argument("-c", "--column", action="append", metavar="COLUMN",
+                        default=argparse.SUPPRESS,
+                        help="only this column or field (repeatable; a header or a "
+                             "JSON key, any case)")
+    common.add_argument("--sort-column", action="append", metavar="COLUMN",
+                        default=argparse.SUPPRESS,
+                        help="sort a list by this column (repeatable: first wins)")
+    common.add_argument("--max-width", type=int, metavar="N", default=argparse.SUPPRESS,
+                        help="cut table cells to N characters (default: no limit)")
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="debug logging (driver, flows, libraries) on stderr")
     return common
+
+
+def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--status", action="append", metavar="STATUS",
+                   help="only objects in this status (repeatable)")
+    p.add_argument("--name", action="append", metavar="NAME",
+                   help="only objects of this name (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -694,11 +977,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     leaf(top, "check", cmd_check,
          "connect, validate the SR and print what the back end can do")
+    p = leaf(top, "complete", cmd_complete,
+             "print a shell completion script: eval \"$(xensm complete)\"")
+    p.add_argument("--shell", choices=("bash", "zsh"), default="bash")
     leaf(top, "stats", cmd_stats, "capacity and provisioning figures, and inventory counts")
     p = leaf(top, "reconcile", cmd_reconcile,
              "compare the inventory with the tagged VDIs on the SR; report both ways")
     p.add_argument("--delete-orphans", action="store_true",
-                   help="destroy tagged VDIs that no live record claims (nothing else)")
+                   help="show the VDIs that carry the tag of an object this inventory "
+                        "recorded as deleted: the only ones it can prove are its "
+                        "leftovers (with --yes, destroy them)")
+    p.add_argument("--yes", action="store_true",
+                   help="with --delete-orphans: destroy them (else a dry run)")
 
     volume = top.add_parser("volume", help="volumes").add_subparsers(
         dest="verb", metavar="VERB", required=True)
@@ -710,6 +1000,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-volume", metavar="VOLUME", help="make it a clone of this volume")
     p = leaf(volume, "list", cmd_volume_list, "list volumes")
     p.add_argument("--all", action="store_true", help="include deleted and unmanaged ones")
+    _filters(p)
     p = leaf(volume, "show", cmd_volume_show, "show one volume")
     p.add_argument("volume", metavar="VOLUME", help="id, name or unique id prefix")
     p = leaf(volume, "delete", cmd_volume_delete, "delete a volume and its VDI")
@@ -739,7 +1030,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = leaf(volume, "reset-state", cmd_reset_state,
              "set a volume's recorded status by hand (storage is not touched)")
     p.add_argument("volume", metavar="VOLUME")
-    p.add_argument("--status", choices=("error", "available"), default="error")
+    p.add_argument("--state", "--status", dest="status", choices=("error", "available"),
+                   required=True, help="the status to record")
     p = leaf(volume, "upload", cmd_volume_upload,
              "write a raw image (FILE, or - for stdin) at the start of the volume")
     p.add_argument("volume", metavar="VOLUME", help="id, name or unique id prefix")
@@ -765,6 +1057,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = leaf(snapshot, "list", cmd_snapshot_list, "list snapshots")
     p.add_argument("--volume", metavar="VOLUME", help="only this volume's")
     p.add_argument("--all", action="store_true", help="include deleted ones")
+    _filters(p)
     p = leaf(snapshot, "show", cmd_snapshot_show, "show one snapshot")
     p.add_argument("snapshot", metavar="SNAPSHOT")
     p = leaf(snapshot, "delete", cmd_snapshot_delete, "delete a snapshot")
@@ -772,7 +1065,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = leaf(snapshot, "reset-state", cmd_reset_state,
              "set a snapshot's recorded status by hand (storage is not touched)")
     p.add_argument("snapshot", metavar="SNAPSHOT")
-    p.add_argument("--status", choices=("error", "available"), default="error")
+    p.add_argument("--state", "--status", dest="status", choices=("error", "available"),
+                   required=True, help="the status to record")
     p = leaf(snapshot, "tree", cmd_snapshot_tree,
              "a volume's snapshots and the volumes made from them, as a tree")
     p.add_argument("volume", metavar="VOLUME")
@@ -785,6 +1079,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--volume", action="append", metavar="VOLUME", help="a member (repeatable)")
     p = leaf(group, "list", cmd_group_list, "list groups")
     p.add_argument("--all", action="store_true", help="include deleted ones")
+    _filters(p)
     p = leaf(group, "show", cmd_group_show, "show a group, its volumes and group snapshots")
     p.add_argument("group", metavar="GROUP")
     p = leaf(group, "snapshot", cmd_group_snapshot, "snapshot every volume of a group")
@@ -825,6 +1120,116 @@ def _setup_logging(stderr: IO[str], debug: bool) -> Callable[[], None]:
     return undo
 
 
+class UsageError(Exception):
+    """A bad combination of arguments argparse cannot express (exit 2)."""
+
+
+def _values_that_look_like_options(parser: argparse.ArgumentParser,
+                                   argv: Sequence[str]) -> list[str]:
+    """``--name -dash`` as ``--name=-dash``: argparse takes a value starting
+    with ``-`` for an option, and names may start with one."""
+    takes_value: set[str] = set()
+    known: set[str] = set()
+
+    def walk(p: argparse.ArgumentParser) -> None:
+        for action in p._actions:
+            known.update(action.option_strings)
+            if action.option_strings and action.nargs is None and not isinstance(
+                    action, argparse._StoreConstAction | argparse._StoreTrueAction
+                    | argparse._HelpAction):
+                takes_value.update(o for o in action.option_strings if o.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+
+    walk(parser)
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if (arg in takes_value and i + 1 < len(args) and args[i + 1].startswith("-")
+                and args[i + 1] != "-" and args[i + 1].split("=", 1)[0] not in known):
+            out.append("%s=%s" % (arg, args[i + 1]))
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+def _format_asked(argv: Sequence[str]) -> str:
+    """The output format a command line asks for, read without argparse."""
+    fmt = "table"
+    for i, arg in enumerate(argv):
+        if arg == "--json":
+            fmt = "json"
+        elif arg in ("-f", "--format") and i + 1 < len(argv):
+            fmt = argv[i + 1]
+        elif arg.startswith("--format="):
+            fmt = arg.split("=", 1)[1]
+        elif arg.startswith("-f") and len(arg) > 2:
+            fmt = arg[2:]
+    return fmt
+
+
+def cmd_complete(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    """Handled in :func:`run` (it needs no configuration)."""
+    raise AssertionError("xensm complete is handled before any configuration is read")
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+              ) -> dict[tuple[str, ...], list[str]]:
+    """Every command path and what may follow it: subcommands or options."""
+    out: dict[tuple[str, ...], list[str]] = {}
+    options = [opt for action in parser._actions for opt in action.option_strings
+               if opt.startswith("--")]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            out[path] = sorted(action.choices)
+            for name, sub in action.choices.items():
+                out.update(_commands(sub, path + (name,)))
+            return out
+    out[path] = sorted(set(options))
+    return out
+
+
+def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:
+    """A bash completion function for xensm (zsh runs it through bashcompinit)."""
+    cases = []
+    # Longest first: "volume manageable" before "volume manage".
+    commands = sorted(_commands(parser).items(), key=lambda kv: (-len(" ".join(kv[0])), kv[0]))
+    for path, words in commands:
+        pattern = '""' if not path else '"%s"*' % " ".join(path)
+        cases.append('        %s) choices="%s" ;;' % (pattern, " ".join(words)))
+    body = "\n".join([
+        "# xensm completion for %s: eval \"$(xensm complete --shell %s)\"" % (shell, shell),
+        *(["autoload -U +X bashcompinit && bashcompinit"] if shell == "zsh" else []),
+        "_xensm()",
+        "{",
+        '    local cur="${COMP_WORDS[COMP_CWORD]}" path="" i choices=""',
+        "    for ((i=1; i<COMP_CWORD; i++)); do",
+        '        case "${COMP_WORDS[i]}" in -*) ;; *) path="$path ${COMP_WORDS[i]}" ;; esac',
+        "    done",
+        '    path="${path# }"',
+        '    case "$path" in',
+        *cases,
+        "    esac",
+        '    COMPREPLY=( $(compgen -W "$choices" -- "$cur") )',
+        "}",
+        "complete -F _xensm xensm",
+        ""])
+    return body
+
+def _makes_objects(args: argparse.Namespace) -> bool:
+    """Whether the command may start a new inventory: it makes a volume out of
+    nothing the inventory has to know. Every other command needs records and
+    refuses a URL where none were ever kept."""
+    if args.handler is cmd_volume_create:
+        return not (args.snapshot or args.source_volume)
+    return bool(args.handler is cmd_volume_manage)
+
+
 def _env_files() -> list[str]:
     value = os.environ.get("XENSM_CONFIG_FILE", "")
     return [path for path in value.split(os.pathsep) if path]
@@ -834,21 +1239,35 @@ def run(argv: Sequence[str], stdout: IO[str], stderr: IO[str],
         stdin: IO[bytes] | None = None) -> int:
     """Run one xensm command; returns its exit status."""
     parser = build_parser()
+    argv = _values_that_look_like_options(parser, argv)
+    usage = io.StringIO()
     try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(usage):
             args = parser.parse_args(list(argv))
     except SystemExit as exc:      # argparse has printed usage or help
-        return int(exc.code or 0)
+        stderr.write(usage.getvalue())
+        status = int(exc.code or 0)
+        fmt = _format_asked(argv)
+        if status and fmt in ("json", "yaml"):
+            # Scripts parse stdout: a usage error is data too.
+            message = usage.getvalue().strip().splitlines()[-1:] or ["bad command line"]
+            Output(stdout, io.StringIO(), fmt).error(UsageError(
+                message[0].split(": error: ", 1)[-1]), status)
+        return status
+    if args.handler is cmd_complete:
+        stdout.write(completion_script(parser, args.shell))
+        return EXIT_OK
     for name, default in (("config_file", None), ("backend", None), ("db_url", None),
-                          ("json", False), ("debug", False)):
+                          ("format", "table"), ("column", []), ("sort_column", []),
+                          ("max_width", 0), ("debug", False)):
         if not hasattr(args, name):
             setattr(args, name, default)
-    out = Output(stdout, stderr, args.json)
+    out = Output(stdout, stderr, args.format, args.column, args.sort_column, args.max_width)
     undo_logging = _setup_logging(stderr, args.debug)
     mgr: Manager | None = None
     try:
         files = (args.config_file or _env_files() or service_config.default_files())
-        mgr = Manager(files, db_url=args.db_url)
+        mgr = Manager(files, db_url=args.db_url, create_inventory=_makes_objects(args))
         if args.handler is cmd_volume_upload:
             return cmd_volume_upload(mgr, args, out, stdin)
         code: int = args.handler(mgr, args, out)
@@ -856,6 +1275,9 @@ def run(argv: Sequence[str], stdout: IO[str], stderr: IO[str],
     except KeyboardInterrupt:
         stderr.write("xensm: interrupted\n")
         return EXIT_INTERRUPTED
+    except UsageError as exc:
+        out.error(exc, EXIT_USAGE)
+        return EXIT_USAGE
     except (exception.XensmError, OSError) as exc:
         code = exit_code(exc)
         out.error(exc, code)

@@ -8,10 +8,14 @@ section that sets ``xensm_sr_type`` or ``volume_driver`` (or, when
 
 from __future__ import annotations
 
+import configparser
+import difflib
+
 from oslo_config import cfg
 
 from xensm_driver import config
 from xensm_driver import exception
+from xensm_driver import opts as xensm_opts
 
 SERVICE_GROUP = "xensm"
 
@@ -88,6 +92,31 @@ def backend_sections(conf: cfg.ConfigOpts) -> list[str]:
 def db_url(conf: cfg.ConfigOpts) -> str | None:
     url: str | None = conf[SERVICE_GROUP].db_url
     return url
+
+
+def unknown_options(config_files: list[str], section: str) -> list[str]:
+    """Warnings for ``xensm_*``/``xenapi_*`` keys in ``section`` that are no option.
+
+    oslo.config ignores keys it does not know, so a misspelt option silently
+    keeps its default. Only the driver's prefixes are checked: the same
+    section in cinder.conf holds Cinder's own options too.
+    """
+    known = {opt.dest for opt in xensm_opts.ALL_OPTS}
+    parser = configparser.RawConfigParser(strict=False, interpolation=None)
+    try:
+        parser.read(config_files)
+    except configparser.Error:
+        return []               # oslo.config read the files; it reports their errors
+    if not parser.has_section(section):
+        return []
+    warnings = []
+    for key in parser.options(section):
+        if key.startswith(("xensm_", "xenapi_")) and key not in known \
+                and key not in parser.defaults():
+            close = difflib.get_close_matches(key, known, n=1)
+            warnings.append("[%s] sets %s, which is no option; it has no effect%s" % (
+                section, key, " (did you mean %s?)" % close[0] if close else ""))
+    return warnings
 
 
 def _set_in(conf: cfg.ConfigOpts, name: str, section: str) -> bool:

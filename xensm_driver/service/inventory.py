@@ -40,15 +40,32 @@ from xensm_driver.service.models import Record
 from xensm_driver.service.models import Snapshot
 from xensm_driver.service.models import Volume
 
+
+def _mysql_microseconds(conn: Connection) -> None:
+    """Version 2: MySQL's DATETIME columns keep microseconds (else records made
+    in one second list in id order, not creation order). Nothing elsewhere."""
+    if conn.dialect.name not in ("mysql", "mariadb"):
+        return
+    for table in models.Base.metadata.sorted_tables:
+        for column in table.columns:
+            if isinstance(column.type, sa.DateTime):
+                conn.execute(sa.text("ALTER TABLE %s MODIFY %s DATETIME(6) %s" % (
+                    table.name, column.name, "NULL" if column.nullable else "NOT NULL")))
+
+
 #: ``MIGRATIONS[n](connection)`` brings a version ``n - 1`` inventory to
-#: version ``n`` (inside the same transaction that records ``n``). Version 1
-#: is the first schema, so there is no step yet; a release that changes a
-#: table adds ``2: _add_something`` here and bumps models.SCHEMA_VERSION.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+#: version ``n`` (inside the same transaction that records ``n``); a release
+#: that changes a table adds a step here and bumps models.SCHEMA_VERSION.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _mysql_microseconds}
 
 #: Busy states: a verb is running on the object (or its process died).
 BUSY = frozenset({"creating", "deleting", "extending", "reverting", "uploading",
-                  "downloading", "managing", "unmanaging", "snapshotting"})
+                  "downloading", "managing", "unmanaging", "snapshotting", "cloning",
+                  "restoring"})
+#: Busy states of an object a verb only reads (a volume being snapshotted or
+#: cloned, a snapshot a volume is made from or reverted to): nothing else may
+#: change it meanwhile, and when the process dies it is as it was, available.
+READING = frozenset({"snapshotting", "cloning", "restoring"})
 #: Objects in these states are gone from the user's point of view.
 GONE = frozenset({"deleted", "unmanaged"})
 
@@ -69,6 +86,14 @@ class Refused(exception.XensmError):
     """The service refuses a request that would do damage, and says why."""
 
     message = "Refused: %(reason)s"
+
+
+class NoInventory(InventoryError):
+    """Nothing was ever recorded at this URL (a read-only command never creates one)."""
+
+    message = ("No xensm inventory at %(url)s: nothing has been recorded there (is "
+               "--db-url or [xensm] db_url right?). 'xensm volume create' or 'xensm "
+               "volume manage' starts one.")
 
 
 def default_url() -> str:
@@ -115,6 +140,14 @@ class Inventory:
     """Volumes, snapshots and groups recorded in SQL."""
 
     def __init__(self, url: str | None = None, *, create: bool = True) -> None:
+        """Open the inventory at ``url`` (default: :func:`default_url`).
+
+        Without ``create``, a URL where no inventory was ever made raises
+        :class:`NoInventory` and nothing is written there (not even an
+        SQLite file). The default URL's directory is made when creating; a
+        given URL's never is, so a mistyped path fails rather than starting
+        an empty inventory somewhere new.
+        """
         self.url = url or default_url()
         self.display_url = display_url(self.url)
         try:
@@ -123,10 +156,16 @@ class Inventory:
             raise InventoryError(url=self.display_url,
                                  reason="not a database URL (%s)" % exc) from None
         kwargs: dict[str, Any] = {}
-        if parsed.get_backend_name() == "sqlite":
+        sqlite = parsed.get_backend_name() == "sqlite"
+        if sqlite:
             database = parsed.database
             if database and database != ":memory:":
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                path = Path(database).expanduser()
+                if not path.exists():
+                    if not create:
+                        raise NoInventory(url=self.display_url)
+                    if url is None:
+                        path.parent.mkdir(parents=True, exist_ok=True)
             # Several xensm processes may share the file: wait for a lock
             # rather than fail at once.
             kwargs["connect_args"] = {"timeout": 30}
@@ -134,8 +173,9 @@ class Inventory:
             self.engine: Engine = sa.create_engine(self.url, **kwargs)
         except Exception as exc:  # noqa: BLE001 - e.g. a missing DBAPI module
             raise InventoryError(url=self.display_url, reason=str(exc)) from None
-        if parsed.get_backend_name() == "sqlite":
+        if sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin_immediate)
         self._sessions = orm.sessionmaker(self.engine, expire_on_commit=False)
         self.schema_version = self._open(create)
 
@@ -155,7 +195,7 @@ class Inventory:
                             reason="it has xensm tables but no schema version; "
                                    "it was not made by xensm")
                     if not create:
-                        raise InventoryError(url=self.display_url, reason="no inventory here")
+                        raise NoInventory(url=self.display_url)
                     models.Base.metadata.create_all(conn)
                     conn.execute(sa.insert(models.SchemaVersion).values(
                         id=1, version=models.SCHEMA_VERSION, updated_at=models.utcnow()))
@@ -164,6 +204,10 @@ class Inventory:
         except sa.exc.SQLAlchemyError as exc:
             raise InventoryError(url=self.display_url,
                                  reason=str(exc).splitlines()[0]) from None
+
+    @property
+    def sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
 
     def _migrate(self, conn: Connection) -> int:
         version = conn.execute(sa.select(models.SchemaVersion.version)).scalar_one()
@@ -187,7 +231,14 @@ class Inventory:
 
     @contextlib.contextmanager
     def session(self) -> Iterator[orm.Session]:
-        """One transaction, committed on exit."""
+        """One transaction, committed on exit.
+
+        On SQLite every transaction is ``BEGIN IMMEDIATE`` (the write lock
+        from its first statement: pysqlite would otherwise begin only at the
+        first write, after a claim's read); on PostgreSQL and MySQL the
+        reads that decide a change lock their rows (``SELECT ... FOR
+        UPDATE``). Either way a read-check-write is atomic across processes.
+        """
         with self._sessions.begin() as sess:
             yield sess
 
@@ -204,6 +255,11 @@ class Inventory:
     def backends(self) -> list[Backend]:
         with self.session() as sess:
             return list(sess.scalars(sa.select(Backend).order_by(Backend.name)))
+
+    def backend(self, name: str) -> Backend | None:
+        """The back end as last recorded by a verb that made something, or None."""
+        with self.session() as sess:
+            return sess.get(Backend, name)
 
     # -- generic record access ------------------------------------------------
 
@@ -223,7 +279,7 @@ class Inventory:
     def update(self, cls: type[R], obj_id: str, **fields: Any) -> R:
         """Set fields of one record (its own transaction); returns it."""
         with self.session() as sess:
-            obj = sess.get(cls, obj_id)
+            obj = sess.get(cls, obj_id, with_for_update=True)
             if obj is None:
                 raise NotInInventory(kind=_kind(cls), name=obj_id)
             for key, value in fields.items():
@@ -237,12 +293,16 @@ class Inventory:
             if obj is not None:
                 sess.delete(obj)
 
-    def claim(self, cls: type[R], obj_id: str, busy: str, allowed: frozenset[str]) -> R:
+    def claim(self, cls: type[R], obj_id: str, busy: str, allowed: frozenset[str],
+              check: Callable[[orm.Session, R], None] | None = None) -> R:
         """Move a record to ``busy`` if its status allows; returns it as it was.
 
-        The check and the change are one transaction (a row lock where the
-        database has them), so two processes cannot both start a verb on the
-        same object. A busy record whose owner died counts as ``error``.
+        The check and the change are one transaction (``BEGIN IMMEDIATE`` on
+        SQLite, a row lock on PostgreSQL and MySQL), so two processes cannot
+        both start a verb on the same object. A busy record whose owner died
+        counts as ``error`` (``available`` if its verb only read it).
+        ``check(session, record)`` runs inside that transaction and may
+        raise to refuse (e.g. "it has snapshots", read at the same instant).
         """
         with self.session() as sess:
             obj = sess.get(cls, obj_id, with_for_update=True)
@@ -254,8 +314,21 @@ class Inventory:
                 raise Refused(reason="%s %s is %s%s; it must be %s" % (
                     _kind(cls), obj.id, status, owner_note(obj),
                     " or ".join(sorted(allowed))))
+            if check is not None:
+                check(sess, obj)
             obj.status, obj.owner, obj.status_reason = busy, this_owner(), None
+        before.status = status
         return before
+
+    def release(self, cls: type[R], obj_id: str, busy: str, status: str) -> None:
+        """Put back ``status`` on a record this process claimed as ``busy``.
+
+        Only if it still is (a reset-state meanwhile wins).
+        """
+        with self.session() as sess:
+            obj = sess.get(cls, obj_id, with_for_update=True)
+            if obj is not None and (obj.status, obj.owner) == (busy, this_owner()):
+                obj.status, obj.owner = status, None
 
     # -- lookups --------------------------------------------------------------
 
@@ -346,12 +419,24 @@ class Inventory:
             return list(sess.scalars(sa.select(Volume).where(
                 Volume.source_snapshot_id == snapshot_id, Volume.status.not_in(GONE))))
 
+    def holder_of(self, vdi_uuid: str, but: str) -> str | None:
+        """Which live volume or snapshot (other than ``but``) records
+        ``vdi_uuid`` as its VDI, if any."""
+        with self.session() as sess:
+            for kind, cls in (("volume", Volume), ("snapshot", Snapshot)):
+                found = sess.execute(sa.select(cls.id, cls.status).where(
+                    cls.provider_id == vdi_uuid, cls.id != but,
+                    cls.status.not_in(GONE))).first()
+                if found is not None:
+                    return "%s %s (%s)" % (kind, found[0], found[1])
+        return None
+
     def counts(self, backend: str | None = None) -> dict[str, Any]:
-        """Live volumes and snapshots, and the GiB they were given."""
+        """Live volumes and snapshots, and the GiB given to those not in error."""
         vols = self.volumes(backend=backend)
         snaps = self.snapshots(backend=backend)
         return {"volumes": len(vols), "snapshots": len(snaps),
-                "volume_gb": sum(v.size_gb for v in vols),
+                "volume_gb": sum(v.size_gb for v in vols if not v.status.startswith("error")),
                 "by_status": _by_status([*vols, *snaps])}
 
     # -- hierarchy ------------------------------------------------------------
@@ -412,9 +497,10 @@ class Inventory:
 
 
 def effective_status(obj: Record) -> str:
-    """The record's status, with a busy state whose process died read as ``error``."""
+    """The record's status, with a busy state whose process died read as ``error``
+    (``available`` when that process only read the object)."""
     if obj.status in BUSY and owner_alive(obj.owner) is False:
-        return "error"
+        return "available" if obj.status in READING else "error"
     return obj.status
 
 
@@ -457,6 +543,13 @@ def _by_status(objs: list[Any]) -> dict[str, int]:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:
+    # pysqlite's own transaction handling off: _sqlite_begin_immediate begins.
+    dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin_immediate(conn: Connection) -> None:
+    """Every SQLite transaction takes the write lock at once (see Inventory.session)."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

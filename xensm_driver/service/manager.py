@@ -23,12 +23,21 @@ compares what the inventory says with what the SR holds.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import logging
+import os
+import stat
+import unicodedata
 import urllib.parse
 from collections.abc import Callable
+from collections.abc import Iterator
 from typing import IO
 from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import orm
 
 from xensm_driver import config
 from xensm_driver import driver as driver_mod
@@ -39,6 +48,7 @@ from xensm_driver.service import config as service_config
 from xensm_driver.service import inventory as inventory_mod
 from xensm_driver.service import reconcile as reconcile_mod
 from xensm_driver.service.inventory import BUSY
+from xensm_driver.service.inventory import GONE
 from xensm_driver.service.inventory import Inventory
 from xensm_driver.service.inventory import NotInInventory
 from xensm_driver.service.inventory import Refused
@@ -68,6 +78,21 @@ AVAILABLE = frozenset({"available"})
 EXTENDABLE = frozenset({"available", "error_extending"})
 UNMANAGEABLE = frozenset({"available", "error"})
 UPLOADABLE = frozenset({"available", "error"})
+#: The statuses a record of a finished delete may be in, for reconcile to
+#: remove a VDI that still carries its tag.
+DELETED = frozenset({"deleted"})
+
+#: Names as Cinder caps them (its ``display_name`` column).
+NAME_MAX = 255
+#: The largest size a record holds (a 32-bit SQL integer of GiB).
+SIZE_MAX_GB = 2**31 - 1
+
+#: The start of image formats that are not raw: ``(magic, offset, format)``.
+#: A VHD (dynamic) starts with a copy of its footer; a fixed VHD ends with it.
+IMAGE_MAGIC = ((b"QFI\xfb", 0, "qcow2"), (b"conectix", 0, "vhd"), (b"KDMV", 0, "vmdk"),
+               (b"<<< Oracle VM VirtualBox Disk Image >>>", 0, "vdi"),
+               (b"vhdxfile", 0, "vhdx"))
+VHD_FOOTER = 512
 
 
 def reason(exc: BaseException) -> str:
@@ -85,9 +110,50 @@ def _without_userinfo(url: str) -> str:
 
 
 def volume_dict(vol: Volume) -> dict[str, Any]:
-    """The Cinder-style volume the driver's verbs take."""
+    """The Cinder-style volume the driver's verbs take.
+
+    ``provider_id``/``provider_location`` only as recorded (None until the
+    driver returned them); ``source_volid``/``snapshot_id`` (Cinder's names)
+    say what a clone was made from, so a delete can find a copy an
+    interrupted create left behind.
+    """
     return {"id": vol.id, "size": vol.size_gb, "provider_id": vol.provider_id,
-            "provider_location": vol.provider_location, "display_name": vol.name}
+            "provider_location": vol.provider_location, "display_name": vol.name,
+            "source_volid": vol.source_volume_id, "snapshot_id": vol.source_snapshot_id}
+
+
+def check_name(name: str | None, kind: str) -> str:
+    """A name fit to find again and to print: refused (InvalidInput) otherwise."""
+    name = name or ""
+    if len(name) > NAME_MAX:
+        raise exception.InvalidInput(reason="a %s name has at most %d characters (this one "
+                                            "has %d)" % (kind, NAME_MAX, len(name)))
+    if name != name.strip():
+        raise exception.InvalidInput(reason="%s name %r starts or ends with white space; "
+                                            "it could not be found again by it" % (kind, name))
+    bad = [c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")]
+    if bad:
+        raise exception.InvalidInput(reason="%s name %r holds a control character (%s)" % (
+            kind, name, ", ".join("U+%04X" % ord(c) for c in sorted(set(bad)))))
+    return name
+
+
+def check_size(size_gb: int, what: str) -> int:
+    if size_gb < 1 or size_gb > SIZE_MAX_GB:
+        raise exception.InvalidInput(reason="%s must be 1 to %d GiB, not %d"
+                                            % (what, SIZE_MAX_GB, size_gb))
+    return int(size_gb)
+
+
+def image_format(head: bytes, tail: bytes = b"") -> str | None:
+    """The format an image's first bytes (and last 512, for a fixed VHD) name,
+    or None for what may be raw."""
+    for magic, offset, fmt in IMAGE_MAGIC:
+        if head[offset:offset + len(magic)] == magic:
+            return fmt
+    if tail[:8] == b"conectix":
+        return "vhd"
+    return None
 
 
 def snapshot_dict(snap: Snapshot, vol: Volume) -> dict[str, Any]:
@@ -108,20 +174,35 @@ class BackendInfo:
 class Manager:
     """Volumes, snapshots and groups on the back ends of one ini file."""
 
-    def __init__(self, config_files: list[str], db_url: str | None = None) -> None:
+    def __init__(self, config_files: list[str], db_url: str | None = None, *,
+                 create_inventory: bool = True) -> None:
+        """Read ``config_files``; open the inventory (making it only with
+        ``create_inventory``: a command that only reads never does)."""
+        self.config_files = list(config_files)
         self.conf = service_config.load(config_files)
         sections = service_config.backend_sections(self.conf)
         self.backends: dict[str, BackendInfo] = {
             name: BackendInfo(name, config.Configuration([], name, self.conf))
             for name in sections}
-        self.inventory = Inventory(db_url or service_config.db_url(self.conf))
+        self.db_url = db_url or service_config.db_url(self.conf)
+        self.create_inventory = create_inventory
+        self._inventory: Inventory | None = None
+
+    @property
+    def inventory(self) -> Inventory:
+        """The inventory, opened on first use (NoInventory if there is none
+        and this manager may not make one)."""
+        if self._inventory is None:
+            self._inventory = Inventory(self.db_url, create=self.create_inventory)
+        return self._inventory
 
     def close(self) -> None:
         for info in self.backends.values():
             if info.driver is not None:
                 info.driver.close()
                 info.driver = None
-        self.inventory.close()
+        if self._inventory is not None:
+            self._inventory.close()
 
     def __enter__(self) -> Manager:
         return self
@@ -162,9 +243,16 @@ class Manager:
                 drv.close()
                 raise
             info.driver = drv
-            self.inventory.record_backend(info.name, drv.backend.SR_TYPE,
-                                          getattr(drv.backend, "sr_uuid", None))
         return info.driver
+
+    def _making(self, name: str) -> driver_mod.XenAPISMDriver:
+        """The driver of a back end about to make something: the inventory
+        records the back end and its SR first (what reconcile later proves
+        against)."""
+        drv = self.driver(name)
+        self.inventory.record_backend(name, drv.backend.SR_TYPE,
+                                      getattr(drv.backend, "sr_uuid", None))
+        return drv
 
     def check(self, name: str | None = None) -> dict[str, Any]:
         """Connect, validate the SR and report what the back end can do."""
@@ -180,6 +268,9 @@ class Manager:
             base.SNAPSHOT_OF_SNAPSHOT)}
         storage = backend.storage
         sr = getattr(backend, "sr", None)
+        warnings = service_config.unknown_options(self.config_files, options.section)
+        if sr is not None:
+            warnings += self._device_config_drift(backend, sr)
         return {
             "backend": backend.name,
             "section": options.section,
@@ -195,9 +286,45 @@ class Manager:
             "total_capacity_gb": stats.get("total_capacity_gb"),
             "free_capacity_gb": stats.get("free_capacity_gb"),
             "provisioned_capacity_gb": stats.get("provisioned_capacity_gb"),
-            "inventory": self.inventory.display_url,
+            "inventory": self._inventory_text(),
+            "warnings": warnings,
             "ok": True,
         }
+
+    def _inventory_text(self) -> str:
+        try:
+            return self.inventory.display_url
+        except inventory_mod.NoInventory:
+            return "%s (none yet: the first volume create makes it)" % (
+                inventory_mod.display_url(self.db_url or inventory_mod.default_url()))
+
+    @staticmethod
+    def _device_config_drift(backend: Any, sr: Any) -> list[str]:
+        """Where the found SR's device_config differs from the options. 1 call.
+
+        The SR is found by uuid or name label, so after an option changes
+        (a new NFS server) the back end keeps using the old SR: say so.
+        """
+        try:
+            configured = backend.device_config()
+        except exception.ConfigError:
+            return []           # a required option unset: check said so already
+        option_of = {k.key: k.option for k in backend.CONFIG_KEYS}
+        warnings = []
+        for pbd in backend.storage.pbds(sr.ref):
+            for key, value in sorted(configured.items()):
+                actual = pbd.device_config.get(key)
+                if actual is None or actual == value:
+                    continue
+                warnings.append(
+                    "SR %s (%s) was made with %s=%s, but %s in [%s] says %r: the back end "
+                    "uses the SR it finds by %s, not one made from the options now" % (
+                        sr.uuid, sr.name_label, key, actual, option_of.get(key, key),
+                        backend.options.section, value,
+                        "uuid (xensm_sr_uuid)" if backend.options.xensm_sr_uuid
+                        else "name label (xensm_sr_name_label)"))
+            break               # every PBD of a shared SR has the same device_config
+        return warnings
 
     def stats(self, name: str | None = None) -> dict[str, Any]:
         """The driver's volume stats and the inventory's counts."""
@@ -230,8 +357,9 @@ class Manager:
 
     def _act(self, cls: type[Record], obj_id: str, busy: str, allowed: frozenset[str],
              call: Callable[[Any], Any], *, fail: str = "error", done: str = "available",
+             check: Callable[[orm.Session, Any], None] | None = None,
              **done_fields: Any) -> Any:
-        before = self.inventory.claim(cls, obj_id, busy, allowed)
+        before = self.inventory.claim(cls, obj_id, busy, allowed, check)
         try:
             result = call(before)
         except REFUSALS:
@@ -246,6 +374,17 @@ class Manager:
         self.inventory.update(cls, obj_id, status=done, owner=None, status_reason=None,
                               **done_fields)
         return result
+
+    @contextlib.contextmanager
+    def _reading(self, cls: type[Record], obj_id: str, busy: str) -> Iterator[Any]:
+        """Hold an available object as ``busy`` while a verb reads it (a volume
+        snapshotted or cloned, a snapshot a volume is made from): nothing
+        deletes, extends or reverts it meanwhile. Yields the record, fresh."""
+        record = self.inventory.claim(cls, obj_id, busy, AVAILABLE)
+        try:
+            yield record
+        finally:
+            self.inventory.release(cls, obj_id, busy, "available")
 
     # -- lookups --------------------------------------------------------------
 
@@ -273,6 +412,9 @@ class Manager:
         """A new volume: empty, from a snapshot, or a clone of a volume."""
         if snapshot and source_volume:
             raise exception.InvalidInput(reason="give a snapshot or a source volume, not both")
+        name = check_name(name, "volume")
+        if size_gb is not None:
+            check_size(size_gb, "a volume's size")
         if snapshot:
             snap = self.snapshot(snapshot)
             return self._from_snapshot(snap, size_gb, name)
@@ -282,8 +424,35 @@ class Manager:
             raise exception.InvalidInput(reason="a volume needs a size of at least 1 GiB")
         backend = self.backend_name(backend)
         drv = self.driver(backend)
+        self._check_space(drv, size_gb, "a new %d GiB volume" % size_gb)
+        self._making(backend)
         vol = Volume(id=new_id(), backend=backend, name=name, size_gb=int(size_gb))
         return self._create(vol, lambda: drv.create_volume(volume_dict(vol)))
+
+    @staticmethod
+    def _check_space(drv: driver_mod.XenAPISMDriver, add_gb: int, what: str) -> None:
+        """Refuse ``add_gb`` more GiB the back end has no room for. 3 calls.
+
+        Thick: its free space. Thin: its total times the over-subscription
+        ratio, less what is already provisioned (Cinder's scheduler's test).
+        """
+        stats = drv.get_volume_stats(refresh=True)
+        try:
+            total = float(stats["total_capacity_gb"])
+            free = float(stats["free_capacity_gb"])
+            provisioned = float(stats.get("provisioned_capacity_gb") or 0)
+            ratio = float(stats.get("max_over_subscription_ratio") or 1.0)
+        except (KeyError, TypeError, ValueError):
+            return              # figures the back end does not give: XAPI decides
+        if stats.get("thin_provisioning_support"):
+            room = total * ratio - provisioned
+            rule = ("%s GiB total x %s over-subscription - %s GiB provisioned"
+                    % (total, ratio, provisioned))
+        else:
+            room, rule = free, "%s GiB free" % free
+        if add_gb > room:
+            raise Refused(reason="%s does not fit on back end %s: room for %d GiB (%s)"
+                                 % (what, drv.backend.name, max(0, int(room)), rule))
 
     def _from_snapshot(self, snap: Snapshot, size_gb: int | None, name: str) -> Volume:
         self._require_status(snap, AVAILABLE, "snapshot", "making a volume from it")
@@ -292,24 +461,35 @@ class Manager:
             raise Refused(reason="snapshot %s is %d GiB; a volume made from it cannot be "
                                  "smaller (asked %d GiB)" % (snap.id, snap.volume_size_gb, size))
         source = self.inventory.get(Volume, snap.volume_id)
-        drv = self.driver(snap.backend)
-        vol = Volume(id=new_id(), backend=snap.backend, name=name, size_gb=size,
-                     source_snapshot_id=snap.id)
-        return self._create(vol, lambda: drv.create_volume_from_snapshot(
-            volume_dict(vol), snapshot_dict(snap, source)))
+        drv = self._making(snap.backend)
+        self._check_space(drv, size, "a new %d GiB volume" % size)
+        with self._reading(Snapshot, snap.id, "cloning") as snap:
+            vol = Volume(id=new_id(), backend=snap.backend, name=name, size_gb=size,
+                         source_snapshot_id=snap.id)
+            created: Volume = self._create(vol, lambda: drv.create_volume_from_snapshot(
+                volume_dict(vol), snapshot_dict(snap, source)))
+        return created
 
     def clone_volume(self, source: str, name: str = "", size_gb: int | None = None) -> Volume:
+        name = check_name(name, "volume")
         src = self.volume(source)
         self._require_status(src, AVAILABLE, "volume", "cloning it")
         size = size_gb or src.size_gb
         if size < src.size_gb:
             raise Refused(reason="volume %s is %d GiB; its clone cannot be smaller "
                                  "(asked %d GiB)" % (src.id, src.size_gb, size))
-        drv = self.driver(src.backend)
-        vol = Volume(id=new_id(), backend=src.backend, name=name, size_gb=size,
-                     source_volume_id=src.id)
-        return self._create(vol, lambda: drv.create_cloned_volume(
-            volume_dict(vol), volume_dict(src)))
+        check_size(size, "a volume's size")
+        drv = self._making(src.backend)
+        self._check_space(drv, size, "a new %d GiB volume" % size)
+        with self._reading(Volume, src.id, "cloning") as src:
+            if size < src.size_gb:
+                raise Refused(reason="volume %s is %d GiB; its clone cannot be smaller "
+                                     "(asked %d GiB)" % (src.id, src.size_gb, size))
+            vol = Volume(id=new_id(), backend=src.backend, name=name, size_gb=size,
+                         source_volume_id=src.id)
+            created: Volume = self._create(vol, lambda: drv.create_cloned_volume(
+                volume_dict(vol), volume_dict(src)))
+        return created
 
     def delete_volume(self, ref: str, cascade: bool = False) -> Volume:
         """Delete a volume; with ``cascade``, its snapshots first."""
@@ -329,11 +509,12 @@ class Manager:
             self.delete_snapshot(snap.id)
         self._act(Volume, vol.id, "deleting", DELETABLE,
                   lambda v: drv.delete_volume(volume_dict(v)),
-                  fail="error_deleting", done="deleted")
+                  fail="error_deleting", done="deleted", check=_no_snapshots)
         return self.inventory.get(Volume, vol.id)
 
     @staticmethod
-    def _check_detached(drv: driver_mod.XenAPISMDriver, vol: Volume) -> None:
+    def _check_detached(drv: driver_mod.XenAPISMDriver, vol: Volume,
+                        doing: str = "delete it") -> None:
         """Refuse (InUse) if the volume's VDI is attached to a VM. 1-2 calls."""
         backend = drv.backend
         if not (vol.provider_id and hasattr(backend, "attached")):
@@ -341,18 +522,26 @@ class Manager:
         vdi = backend.storage.vdi_by_uuid(vol.provider_id)
         if vdi is not None and backend.attached(vdi):
             raise exception.InUse(kind="Volume", name=vol.id,
-                                  reason="its VDI %s is attached to a VM; detach it first"
-                                         % vdi.uuid)
+                                  reason="its VDI %s is attached to a VM; detach it to %s"
+                                         % (vdi.uuid, doing))
 
     def extend_volume(self, ref: str, new_size_gb: int) -> Volume:
         vol = self.volume(ref)
-        if new_size_gb <= vol.size_gb:
-            raise Refused(reason="volume %s is %d GiB; extend needs a larger size "
-                                 "(volumes never shrink)" % (vol.id, vol.size_gb))
+        check_size(new_size_gb, "the new size")
+
+        def larger(v: Volume) -> None:
+            if new_size_gb <= v.size_gb:
+                raise Refused(reason="volume %s is %d GiB; extend needs a larger size "
+                                     "(volumes never shrink)" % (v.id, v.size_gb))
+
+        larger(vol)
         drv = self.driver(vol.backend)
+        self._check_space(drv, new_size_gb - vol.size_gb,
+                          "extending volume %s by %d GiB" % (vol.id, new_size_gb - vol.size_gb))
         self._act(Volume, vol.id, "extending", EXTENDABLE,
                   lambda v: drv.extend_volume(volume_dict(v), new_size_gb),
-                  fail="error_extending", size_gb=int(new_size_gb))
+                  fail="error_extending",
+                  check=lambda sess, v: larger(v), size_gb=int(new_size_gb))
         return self.inventory.get(Volume, vol.id)
 
     def revert_volume(self, ref: str, snapshot: str | None = None) -> tuple[Volume, Snapshot]:
@@ -372,13 +561,16 @@ class Manager:
             snap = live[-1]
         self._require_status(snap, AVAILABLE, "snapshot", "reverting to it")
         drv = self.driver(vol.backend)
-        update = self._act(Volume, vol.id, "reverting", AVAILABLE,
-                           lambda v: drv.revert_to_snapshot(None, volume_dict(v),
-                                                            snapshot_dict(snap, v)))
+        # The snapshot is held too: no delete of it while the volume takes its
+        # content.
+        with self._reading(Snapshot, snap.id, "restoring") as snap:
+            update = self._act(Volume, vol.id, "reverting", AVAILABLE,
+                               lambda v: drv.revert_to_snapshot(None, volume_dict(v),
+                                                                snapshot_dict(snap, v)))
         if update:      # an SM revert swaps in a new VDI: record it
             self.inventory.update(Volume, vol.id, provider_id=update["provider_id"],
                                   provider_location=update["provider_location"])
-        return self.inventory.get(Volume, vol.id), snap
+        return self.inventory.get(Volume, vol.id), self.inventory.get(Snapshot, snap.id)
 
     def manage_volume(self, *, vdi_uuid: str | None = None, vdi_name: str | None = None,
                       name: str = "", backend: str | None = None) -> Volume:
@@ -386,8 +578,9 @@ class Manager:
         if bool(vdi_uuid) == bool(vdi_name):
             raise exception.InvalidInput(reason="name the VDI by uuid or by name label")
         existing_ref = {"source-id": vdi_uuid} if vdi_uuid else {"source-name": vdi_name}
+        name = check_name(name, "volume")
         backend = self.backend_name(backend)
-        drv = self.driver(backend)
+        drv = self._making(backend)
         vol = Volume(id=new_id(), backend=backend, name=name, size_gb=0)
         # Sizing also vets the VDI: a refusal here records nothing.
         vol.size_gb = drv.manage_existing_get_size(volume_dict(vol), existing_ref)
@@ -403,7 +596,8 @@ class Manager:
                                  "unmanaging it" % (vol.id, len(snaps)))
         drv = self.driver(vol.backend)
         self._act(Volume, vol.id, "unmanaging", UNMANAGEABLE,
-                  lambda v: drv.unmanage(volume_dict(v)), done="unmanaged")
+                  lambda v: drv.unmanage(volume_dict(v)), done="unmanaged",
+                  check=_no_snapshots)
         return self.inventory.get(Volume, vol.id)
 
     def manageable(self, backend: str | None = None) -> list[dict[str, Any]]:
@@ -442,21 +636,41 @@ class Manager:
 
     def upload(self, ref: str, source: IO[bytes], size: int,
                progress: transfer.Progress | None = None) -> int:
-        """Write ``size`` bytes of ``source`` at the start of the volume."""
+        """Write ``size`` bytes of raw ``source`` at the start of the volume.
+
+        Refused before anything is claimed or sent: a size that does not fit
+        or is not the file's, an image that is not raw (qcow2, VHD, ...),
+        a volume attached to a VM.
+        """
         vol = self.volume(ref)
         if size > vol.size_gb * identity.GiB:
             raise Refused(reason="%d bytes do not fit in volume %s (%d GiB)"
                                  % (size, vol.id, vol.size_gb))
+        held = _regular_file_size(source)
+        if held is not None and held != size:
+            raise exception.InvalidInput(
+                reason="the file holds %d bytes from here, not %d: leave --size out to "
+                       "send it whole" % (held, size))
+        head, tail = _peek(source, size)
+        fmt = image_format(head, tail)
+        if fmt is not None:
+            raise exception.InvalidInput(
+                reason="the image is %s, not raw; the volume would hold the %s file, not "
+                       "the disk. Convert it first: qemu-img convert -f %s -O raw IMAGE "
+                       "IMAGE.raw" % (fmt, fmt, "vpc" if fmt == "vhd" else fmt))
         vdi_uuid = self._vdi_uuid(vol)
         drv = self.driver(vol.backend)
+        self._check_detached(drv, vol, "upload into it")
         assert drv.pool is not None
         pool = drv.pool
+        chunks = itertools.chain([head], iter(lambda: source.read(transfer.CHUNK), b""))
         result: int = self._act(
             Volume, vol.id, "uploading", UPLOADABLE,
-            lambda v: transfer.upload(pool, vdi_uuid, source, size=size, progress=progress))
+            lambda v: transfer.upload(pool, vdi_uuid, chunks, size=size, progress=progress))
         return result
 
-    def download(self, ref: str, sink: IO[bytes], length: int | None = None,
+    def download(self, ref: str, sink: IO[bytes] | Callable[[bytes], Any],
+                 length: int | None = None,
                  progress: transfer.Progress | None = None) -> int:
         """Read the volume's content (or its first ``length`` bytes) into ``sink``.
 
@@ -481,12 +695,17 @@ class Manager:
 
     def create_snapshot(self, volume: str, name: str = "",
                         group_snapshot_id: str | None = None) -> Snapshot:
+        """Snapshot a volume; the volume is held (``snapshotting``) meanwhile."""
+        name = check_name(name, "snapshot")
         vol = self.volume(volume)
         self._require_status(vol, AVAILABLE, "volume", "a snapshot")
-        drv = self.driver(vol.backend)
-        snap = Snapshot(id=new_id(), backend=vol.backend, volume_id=vol.id, name=name,
-                        volume_size_gb=vol.size_gb, group_snapshot_id=group_snapshot_id)
-        return self._create(snap, lambda: drv.create_snapshot(snapshot_dict(snap, vol)))
+        drv = self._making(vol.backend)
+        with self._reading(Volume, vol.id, "snapshotting") as vol:
+            snap = Snapshot(id=new_id(), backend=vol.backend, volume_id=vol.id, name=name,
+                            volume_size_gb=vol.size_gb, group_snapshot_id=group_snapshot_id)
+            created: Snapshot = self._create(
+                snap, lambda: drv.create_snapshot(snapshot_dict(snap, vol)))
+        return created
 
     def delete_snapshot(self, ref: str) -> Snapshot:
         snap = self.snapshot(ref)
@@ -502,6 +721,7 @@ class Manager:
     def create_group(self, name: str, volumes: list[str],
                      backend: str | None = None) -> Group:
         """A group of volumes of one back end, for snapshotting them together."""
+        name = check_name(name, "group")
         members = [self.volume(ref) for ref in volumes]
         backends = {v.backend for v in members}
         if len(backends) > 1:
@@ -515,7 +735,7 @@ class Manager:
             if vol.group_id:
                 raise Refused(reason="volume %s is already in group %s"
                                      % (vol.id, vol.group_id))
-        drv = self.driver(backend)
+        drv = self._making(backend)
         group = Group(id=new_id(), backend=backend, name=name, status="creating",
                       owner=this_owner())
         self.inventory.add(group)
@@ -539,6 +759,7 @@ class Manager:
         Member by member (Cinder's generic groups), a failure deletes the
         member snapshots already made, so a group snapshot is whole or absent.
         """
+        name = check_name(name, "group snapshot")
         group = self.group(ref)
         self._require_status(group, AVAILABLE, "group", "a group snapshot")
         members = self.inventory.volumes(group_id=group.id)
@@ -553,7 +774,12 @@ class Manager:
         provider_id = None
         try:
             if drv.backend.can(base.GROUP_SNAPSHOT):
-                provider_id, snaps = self._consistent_group_snapshot(drv, gsnap, members, name)
+                with contextlib.ExitStack() as held:
+                    # Every member held, as a snapshot of one volume holds it.
+                    members = [held.enter_context(self._reading(Volume, v.id, "snapshotting"))
+                               for v in members]
+                    provider_id, snaps = self._consistent_group_snapshot(drv, gsnap, members,
+                                                                         name)
             else:
                 snaps = self._generic_group_snapshot(gsnap, members, name)
         except BaseException as exc:
@@ -660,47 +886,136 @@ class Manager:
 
     # -- reconcile ------------------------------------------------------------
 
-    def reconcile(self, backend: str | None = None,
-                  delete_orphans: bool = False) -> reconcile_mod.Report:
-        """Compare inventory and SR; with ``delete_orphans``, destroy tagged orphan VDIs."""
+    def reconcile(self, backend: str | None = None, delete_orphans: bool = False,
+                  yes: bool = False) -> reconcile_mod.Report:
+        """Compare inventory and SR; with ``delete_orphans`` and ``yes``, destroy
+        the VDIs this inventory proves are its own leftovers (without ``yes``,
+        only say which would go).
+
+        Refused when this inventory never made anything on the back end's
+        SR (an empty or another inventory: a mistyped ``--db-url``).
+        """
         name = self.backend_name(backend)
+        records: list[Record] = [*self.inventory.volumes(backend=name, include_gone=True),
+                                 *self.inventory.snapshots(backend=name, include_gone=True)]
+        recorded = self.inventory.backend(name)
+        if recorded is None or not records:
+            raise Refused(reason="inventory %s has no record of anything made on back end "
+                                 "%s, so it cannot tell what on its SR is whose (is "
+                                 "--db-url right?)" % (self.inventory.display_url, name))
         drv = self.driver(name)
         sr_ref = getattr(drv.backend, "sr_ref", None)
         if sr_ref is None:
             raise exception.UnsupportedOperation(
                 backend="%s (%s)" % (name, drv.backend.SR_TYPE), operation="reconcile",
                 reason="its volumes are not on one SR")
+        sr_uuid = drv.backend.sr_uuid
+        if recorded.sr_uuid != sr_uuid:
+            raise Refused(reason="inventory %s recorded back end %s on SR %s, but the back "
+                                 "end now finds SR %s; its records do not describe this SR"
+                                 % (self.inventory.display_url, name, recorded.sr_uuid,
+                                    sr_uuid))
         vdis = drv.backend.storage.sr_vdis(sr_ref)
-        records: list[Record] = [*self.inventory.volumes(backend=name, include_gone=True),
-                                 *self.inventory.snapshots(backend=name, include_gone=True)]
-        report = reconcile_mod.compare(name, getattr(drv.backend, "sr_uuid", ""),
-                                       records, vdis)
+        report = reconcile_mod.compare(name, sr_uuid, records, vdis)
         if delete_orphans:
             for finding in report.findings:
-                if finding.kind == reconcile_mod.ORPHAN_VDI:
+                if finding.kind != reconcile_mod.ORPHAN_VDI:
+                    continue
+                if yes:
                     self._delete_orphan(drv, finding)
+                else:
+                    finding.action_taken = ("would delete VDI %s (a dry run: add --yes to "
+                                            "delete)" % finding.vdi_uuid)
         return report
 
     def _delete_orphan(self, drv: driver_mod.XenAPISMDriver,
                        finding: reconcile_mod.Finding) -> None:
+        """Destroy the one VDI a finding names, by its uuid, if it still is an orphan.
+
+        The record whose tag it carries is claimed (``deleting``) first, so
+        another reconcile or a verb on that object cannot act at the same
+        time; then, just before the destroy, the VDI is read again: still on
+        this SR, still carrying that tag, attached to nothing, and no live
+        record holds it. Nothing is looked up by name.
+        """
         cls: type[Volume] | type[Snapshot] = Volume if finding.object == "volume" else Snapshot
-        record: Volume | Snapshot | None
+        assert finding.vdi_uuid is not None
         try:
-            record = self.inventory.get(cls, finding.id)
-        except NotInInventory:
-            record = None
-        if (record is not None and record.status not in ("deleted", "unmanaged")
-                and record.provider_id in (None, finding.vdi_uuid)):
-            finding.action_taken = "kept: it is now recorded as %s" % record.status
-            return
-        try:
-            if finding.object == "volume":
-                drv.delete_volume({"id": finding.id, "size": 0,
-                                   "provider_id": finding.vdi_uuid})
-            else:
-                drv.delete_snapshot({"id": finding.id, "volume_id": "", "volume_size": 0,
-                                     "provider_id": finding.vdi_uuid})
-        except exception.XensmError as exc:
+            before = self.inventory.claim(cls, finding.id, "deleting", DELETED)
+        except (Refused, NotInInventory) as exc:
             finding.action_taken = "not deleted: %s" % reason(exc)
             return
-        finding.action_taken = "deleted VDI %s" % finding.vdi_uuid
+        try:
+            why_not = self._not_an_orphan(drv, cls, finding)
+            if why_not:
+                finding.action_taken = "not deleted: %s" % why_not
+                return
+            vdi = drv.backend.storage.vdi_by_uuid(finding.vdi_uuid)
+            try:
+                drv.backend.storage.destroy_vdi(vdi.ref)
+            except exception.XensmError as exc:
+                finding.action_taken = "not deleted: %s" % reason(exc)
+                return
+            finding.action_taken = "deleted VDI %s" % finding.vdi_uuid
+        finally:
+            self.inventory.release(cls, finding.id, "deleting", before.status)
+
+    def _not_an_orphan(self, drv: driver_mod.XenAPISMDriver, cls: type[Record],
+                       finding: reconcile_mod.Finding) -> str | None:
+        """Why the finding's VDI must not be destroyed now, or None. 1-2 calls."""
+        backend = drv.backend
+        vdi = backend.storage.vdi_by_uuid(finding.vdi_uuid)
+        if vdi is None:
+            return "VDI %s is already gone" % finding.vdi_uuid
+        key = identity.volume(finding.id) if cls is Volume else identity.snapshot(finding.id)
+        if vdi.sr != backend.sr_ref:
+            return "VDI %s is no longer on SR %s" % (vdi.uuid, backend.sr_uuid)
+        if not (vdi.managed and key.matches(vdi.other_config)):
+            return "VDI %s no longer carries the tag of %s %s" % (vdi.uuid, finding.object,
+                                                                   finding.id)
+        holder = self.inventory.holder_of(vdi.uuid, but=finding.id)
+        if holder is not None:
+            return "VDI %s is now recorded as %s" % (vdi.uuid, holder)
+        if hasattr(backend, "attached") and backend.attached(vdi):
+            return "VDI %s is attached to a VM" % vdi.uuid
+        return None
+
+
+def _no_snapshots(sess: orm.Session, vol: Volume) -> None:
+    """Refuse, inside a claim, a volume verb that would strand live snapshots."""
+    live = list(sess.scalars(sa.select(Snapshot.id).where(
+        Snapshot.volume_id == vol.id, Snapshot.status.not_in(GONE))))
+    if live:
+        raise Refused(reason="volume %s has %d snapshot(s) (%s); delete them first"
+                             % (vol.id, len(live), ", ".join(live)))
+
+
+def _regular_file_size(source: IO[bytes]) -> int | None:
+    """Bytes left in ``source`` when it is a regular file, else None."""
+    try:
+        st = os.fstat(source.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return st.st_size - source.tell()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _peek(source: IO[bytes], size: int) -> tuple[bytes, bytes]:
+    """The first bytes of the ``size`` to send (consumed: send them first)
+    and, for a regular file, its last 512 (read, then the position put back)."""
+    held = _regular_file_size(source)
+    want = min(VHD_FOOTER, size)
+    head = b""
+    while len(head) < want:
+        chunk = source.read(want - len(head))
+        if not chunk:
+            break
+        head += chunk
+    tail = b""
+    if held is not None and held > VHD_FOOTER:
+        here = source.tell()
+        source.seek(here - len(head) + held - VHD_FOOTER)
+        tail = source.read(VHD_FOOTER)
+        source.seek(here)
+    return head, tail

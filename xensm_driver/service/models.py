@@ -23,15 +23,20 @@ from sqlalchemy import DateTime
 from sqlalchemy import ForeignKey
 from sqlalchemy import Integer
 from sqlalchemy import String
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
 #: The schema this code writes. Bump it and add a step to
-#: ``inventory.MIGRATIONS`` when a table changes.
-SCHEMA_VERSION = 1
+#: ``inventory.MIGRATIONS`` when a table changes. 2: times with microseconds
+#: on MySQL (its DATETIME keeps whole seconds unless told).
+SCHEMA_VERSION = 2
 
 ID = String(36)
+#: A UTC time to the microsecond on every database (records list in
+#: creation order).
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def utcnow() -> datetime.datetime:
@@ -54,10 +59,10 @@ class Record:
     status: Mapped[str] = mapped_column(String(32), index=True)
     status_reason: Mapped[str | None] = mapped_column(String(1024), default=None)
     owner: Mapped[str | None] = mapped_column(String(255), default=None)
-    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow,
+    created_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow,
                                                           onupdate=utcnow)
-    deleted_at: Mapped[datetime.datetime | None] = mapped_column(DateTime, default=None)
+    deleted_at: Mapped[datetime.datetime | None] = mapped_column(Timestamp, default=None)
 
     def to_dict(self) -> dict[str, Any]:
         table = getattr(self, "__table__")  # noqa: B009 - set by the declarative base
@@ -75,7 +80,7 @@ class SchemaVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
-    updated_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
 
 
 class Backend(Base):
@@ -86,8 +91,8 @@ class Backend(Base):
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     sr_type: Mapped[str] = mapped_column(String(32))
     sr_uuid: Mapped[str | None] = mapped_column(String(36), default=None)
-    created_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime.datetime] = mapped_column(DateTime, default=utcnow,
+    created_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow,
                                                           onupdate=utcnow)
 
 

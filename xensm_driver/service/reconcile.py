@@ -5,9 +5,19 @@ The SR's VDIs carry their identity in ``other_config`` (``xensm-volume-id``,
 matches them with the inventory's records of one back end and reports:
 
 ``orphan_vdi``
-    A tagged VDI with no live record (never recorded, or recorded as deleted:
-    a delete whose answer was lost). ``--delete-orphans`` destroys these, and
-    only these, through the driver, which checks the tag again first.
+    A VDI carrying the tag of an object this inventory recorded as deleted
+    (a delete whose answer was lost, or that missed a copy). The only kind
+    ``reconcile --delete-orphans --yes`` destroys: by the VDI's uuid, after
+    checking again that it still is one (see ``Manager._delete_orphan``).
+``stray_vdi``
+    A VDI carrying the tag of a recorded object that is not that object's
+    VDI: a copy (an XAPI VM snapshot, an ``xe vdi-copy``, a snapshot or
+    clone whose answer was lost) or the VDI of an unmanaged volume. Never
+    deleted by reconcile: only a person can tell a stray from a kept copy.
+``foreign_vdi``
+    A VDI tagged with an id this inventory never recorded: another inventory
+    or Cinder (same tags) manages it. Reported, never touched, not a
+    discrepancy.
 ``missing_vdi``
     A live record whose VDI is not on the SR.
 ``interrupted``
@@ -44,10 +54,12 @@ INTERRUPTED = "interrupted"
 ERROR_WITH_VDI = "error_with_vdi"
 PROVIDER_MISMATCH = "provider_mismatch"
 DUPLICATE_VDI = "duplicate_vdi"
+STRAY_VDI = "stray_vdi"
+FOREIGN_VDI = "foreign_vdi"
 IN_PROGRESS = "in_progress"
 
 #: Findings that are not discrepancies.
-INFORMATIONAL = frozenset({IN_PROGRESS})
+INFORMATIONAL = frozenset({IN_PROGRESS, FOREIGN_VDI})
 
 _TAGS = (("volume", identity.VOLUME_TAG), ("snapshot", identity.SNAPSHOT_TAG))
 
@@ -119,12 +131,11 @@ def compare(backend: str, sr_uuid: str, records: Sequence[Any],
             continue
         for vdi in found:
             findings.append(Finding(
-                ORPHAN_VDI, kind, obj_id, vdi.uuid, None,
-                "VDI %s (%s) is tagged as %s %s, which the inventory never recorded"
-                % (vdi.uuid, vdi.name_label, kind, obj_id),
-                "'xensm volume manage --vdi-uuid %s' to keep it, or 'xensm reconcile "
-                "--delete-orphans' to destroy it" % vdi.uuid if kind == "volume" else
-                "'xensm reconcile --delete-orphans' to destroy it"))
+                FOREIGN_VDI, kind, obj_id, vdi.uuid, None,
+                "VDI %s (%s) is tagged as %s %s, which this inventory never recorded: "
+                "another inventory or Cinder manages it" % (vdi.uuid, vdi.name_label,
+                                                             kind, obj_id),
+                "none; reconcile never touches it"))
     findings.sort(key=lambda f: (f.kind, f.object, f.id, f.vdi_uuid or ""))
     return Report(backend, sr_uuid, len(records), len(vdis), findings)
 
@@ -138,12 +149,20 @@ def _judge(kind: str, record: Any, found: list[VDI]) -> list[Finding]:
     def finding(what: str, detail: str, action: str, vdi: str | None = one) -> Finding:
         return Finding(what, kind, record.id, vdi, status, detail, action)
 
-    if status in inventory.GONE:
+    if status == "deleted":
         return [finding(ORPHAN_VDI, "VDI %s (%s) still carries the tag of %s %s, which is "
-                                    "recorded as %s" % (v.uuid, v.name_label, kind,
-                                                        record.id, status),
-                        "'xensm reconcile --delete-orphans' to destroy it", v.uuid)
+                                    "recorded as deleted" % (v.uuid, v.name_label, kind,
+                                                             record.id),
+                        "'xensm reconcile --delete-orphans --yes' to destroy it", v.uuid)
                 for v in found]
+    if status in inventory.GONE:
+        return [finding(STRAY_VDI, "VDI %s (%s) carries the tag of %s %s, which is recorded "
+                                   "as %s: its data was handed back, tagged" % (
+                                       v.uuid, v.name_label, kind, record.id, status),
+                        "remove the tag (xe vdi-param-remove) or the VDI by hand", v.uuid)
+                for v in found]
+    if status in inventory.READING and inventory.owner_alive(record.owner) is False:
+        status = "available"     # only read by a process that died: as it was
     if status in inventory.BUSY:
         alive = inventory.owner_alive(record.owner)
         if alive is False:
@@ -173,11 +192,12 @@ def _judge(kind: str, record: Any, found: list[VDI]) -> list[Finding]:
                                                                 record.provider_id),
                             "check which VDI holds the data; reconcile deletes none of "
                             "them", None)]
-        return [finding(ORPHAN_VDI, "VDI %s (%s) is a duplicate: it carries the tag of %s "
-                                    "%s, which is recorded on VDI %s" % (
-                                        v.uuid, v.name_label, kind, record.id,
-                                        record.provider_id),
-                        "'xensm reconcile --delete-orphans' to destroy it", v.uuid)
+        return [finding(STRAY_VDI, "VDI %s (%s) carries the tag of %s %s, which is "
+                                   "recorded on VDI %s: a copy (an XAPI VM snapshot, an "
+                                   "xe vdi-copy, or a snapshot or clone whose answer was "
+                                   "lost)" % (v.uuid, v.name_label, kind, record.id,
+                                              record.provider_id),
+                        "check what it holds; reconcile deletes no copy", v.uuid)
                 for v in found if v.uuid != record.provider_id]
     if record.provider_id and record.provider_id != found[0].uuid:
         return [finding(PROVIDER_MISMATCH, "recorded VDI %s, but its tag is on VDI %s"

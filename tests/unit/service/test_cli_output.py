@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
+import os
 import uuid
 
 import testtools
@@ -71,8 +73,10 @@ class ParseTest(testtools.TestCase):
         parser = xensm.build_parser()
         a = parser.parse_args(["--json", "--backend", "b", "volume", "list"])
         b = parser.parse_args(["volume", "list", "--json", "--backend", "b"])
-        self.assertEqual((True, "b"), (a.json, a.backend))
-        self.assertEqual((True, "b"), (b.json, b.backend))
+        self.assertEqual(("json", "b"), (a.format, a.backend))
+        self.assertEqual(("json", "b"), (b.format, b.backend))
+        c = parser.parse_args(["volume", "list", "-f", "yaml", "-c", "id", "-c", "name"])
+        self.assertEqual(("yaml", ["id", "name"]), (c.format, c.column))
 
 
 class RenderTest(testtools.TestCase):
@@ -100,7 +104,7 @@ class RenderTest(testtools.TestCase):
 
     def test_an_error_with_json_is_also_json_on_stdout(self) -> None:
         out, err = io.StringIO(), io.StringIO()
-        xensm.Output(out, err, as_json=True).error(
+        xensm.Output(out, err, "json").error(
             inventory.Refused(reason="volume v has 1 snapshot(s)"), xensm.EXIT_REFUSED)
         self.assertEqual("xensm: error: Refused: volume v has 1 snapshot(s)\n", err.getvalue())
         self.assertIn('"exit_code": 5', out.getvalue())
@@ -119,3 +123,62 @@ class RenderTest(testtools.TestCase):
         from tests.unit.service.test_inventory import dead_owner
         vol = Volume(id=str(uuid.uuid4()), status="creating", owner=dead_owner())
         self.assertEqual("creating (interrupted)", xensm.status_text(vol))
+
+
+class FormatsTest(testtools.TestCase):
+    def test_yaml_reads_back_as_the_data(self) -> None:
+        import yaml
+        data = [{"id": "a", "name": "- tricky: name #1", "size_gb": 3, "owner": None,
+                 "tags": ["x", "yes", "12"], "nested": {"ok": True, "empty": []}},
+                {"id": "b", "name": "", "size_gb": 1, "owner": "h:1", "tags": [],
+                 "nested": {}}]
+        self.assertEqual(data, yaml.safe_load(xensm.to_yaml(data)))
+
+    def test_columns_sorting_and_widths(self) -> None:
+        out = io.StringIO()
+        output = xensm.Output(out, io.StringIO(), "value", columns=["Size", "name"],
+                              sort_columns=["size_gb"])
+        output.emit_list(("NAME", "SIZE"), ("name", "size_gb"),
+                         [("b", 10), ("a", 2)], lambda r: list(r), list, "none")
+        self.assertEqual("2 a\n10 b\n", out.getvalue())
+        out = io.StringIO()
+        xensm.Output(out, io.StringIO(), "table", max_width=4).emit_list(
+            ("NAME",), ("name",), [("abcdefgh",)], lambda r: list(r), list, "none")
+        self.assertEqual("NAME\na...\n", out.getvalue())
+        self.assertRaises(xensm.UsageError, xensm.Output(
+            io.StringIO(), io.StringIO(), "table", columns=["nope"]).emit_list,
+            ("NAME",), ("name",), [], list, list, "none")
+
+    def test_usage_errors_honour_the_format(self) -> None:
+        out, err = io.StringIO(), io.StringIO()
+        code = xensm.run(["volume", "create", "--size", "0", "-f", "json"], out, err)
+        self.assertEqual(xensm.EXIT_USAGE, code)
+        self.assertEqual(xensm.EXIT_USAGE, json.loads(out.getvalue())["error"]["exit_code"])
+        self.assertIn("must be at least 1", err.getvalue())
+
+    def test_completion_scripts(self) -> None:
+        for shell in ("bash", "zsh"):
+            out = io.StringIO()
+            self.assertEqual(0, xensm.run(["complete", "--shell", shell], out,
+                                          io.StringIO()))
+            script = out.getvalue()
+            self.assertIn("complete -F _xensm xensm", script)
+            self.assertIn('"volume manageable"*)', script)
+            self.assertLess(script.index('"volume manageable"*)'),
+                            script.index('"volume manage"*)'))
+        self.assertIn("bashcompinit", script)
+
+    def test_sparse_writer_leaves_holes(self) -> None:
+        import tempfile
+        with tempfile.TemporaryFile() as f:
+            sparse = xensm.SparseWriter(f)
+            block = xensm.SparseWriter.BLOCK
+            sparse.write(b"x" * block + bytes(block * 16))
+            sparse.write(bytes(block * 16) + b"y")
+            sparse.close()
+            f.seek(0)
+            data = f.read()
+            self.assertEqual(block * 33 + 1, len(data))
+            self.assertEqual((b"x" * block, b"y"), (data[:block], data[-1:]))
+            self.assertEqual(bytes(block * 32), data[block:-1])
+            self.assertLess(os.fstat(f.fileno()).st_blocks * 512, block * 8)

@@ -6,6 +6,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from typing import Any
 
 import fixtures
@@ -20,12 +22,18 @@ from xensm_driver.service.models import Volume
 
 
 class InventoryTestCase(testtools.TestCase):
+    """An inventory on SQLite; tests/functional/test_inventory_servers.py runs
+    the same tests on PostgreSQL and MySQL by overriding :meth:`database_url`."""
+
     def setUp(self) -> None:
         super().setUp()
         self.tmp = self.useFixture(fixtures.TempDir()).path
-        self.url = "sqlite:///%s/inventory.sqlite" % self.tmp
+        self.url = self.database_url()
         self.inv = self.open()
         self.inv.record_backend("xs", "nfs", "sr-uuid")
+
+    def database_url(self) -> str:
+        return "sqlite:///%s/inventory.sqlite" % self.tmp
 
     def open(self, **kwargs: Any) -> inv.Inventory:
         opened = inv.Inventory(self.url, **kwargs)
@@ -70,6 +78,7 @@ class SchemaTest(InventoryTestCase):
 
     def test_an_older_inventory_is_migrated_step_by_step(self) -> None:
         self.inv.close()
+        self.set_version(1)
         applied = []
 
         def add_column(conn: sa.engine.Connection) -> None:
@@ -91,6 +100,7 @@ class SchemaTest(InventoryTestCase):
 
     def test_a_missing_migration_step_is_refused_and_changes_nothing(self) -> None:
         self.inv.close()
+        self.set_version(1)
         self.useFixture(fixtures.MonkeyPatch(
             "xensm_driver.service.models.SCHEMA_VERSION", 3))
         self.useFixture(fixtures.MonkeyPatch(
@@ -98,6 +108,13 @@ class SchemaTest(InventoryTestCase):
         err = self.assertRaises(inv.InventoryError, self.open)
         self.assertIn("no migration from schema version 2 to 3", str(err))
         self.assertEqual(1, self.version())       # the step to 2 was rolled back too
+
+    def test_a_version_1_inventory_opens_at_the_current_version(self) -> None:
+        vol = self.volume("kept")
+        self.inv.close()
+        self.set_version(1)
+        self.assertEqual("kept", self.open().get(Volume, vol.id).name)
+        self.assertEqual(models.SCHEMA_VERSION, self.version())
 
     def test_a_newer_inventory_is_refused(self) -> None:
         self.set_version(models.SCHEMA_VERSION + 1)
@@ -256,6 +273,116 @@ class HierarchyTest(InventoryTestCase):
         self.volume("other")
         self.assertEqual([member.id], [v.id for v in self.inv.volumes(group_id=group.id)])
         self.assertEqual(group.id, self.inv.resolve(Group, "g").id)
+
+
+class ClaimTest(InventoryTestCase):
+    """One object, one verb at a time: claims race in threads and processes."""
+
+    CONTENDERS = 4
+
+    def test_threads_racing_for_one_record_one_wins(self) -> None:
+        vol = self.volume()
+        barrier = threading.Barrier(self.CONTENDERS)
+        results: list[str] = []
+
+        def contend() -> None:
+            barrier.wait()
+            try:
+                self.inv.claim(Volume, vol.id, "extending", frozenset({"available"}))
+                results.append("won")
+            except inv.Refused:
+                results.append("refused")
+
+        threads = [threading.Thread(target=contend) for _ in range(self.CONTENDERS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(["won"] + ["refused"] * (self.CONTENDERS - 1), sorted(results,
+                                                                              key="won".__ne__))
+
+    def test_processes_racing_for_one_record_one_wins(self) -> None:
+        for _trial in range(3):
+            vol = self.volume()
+            self.assertEqual(1, race(self.url, vol.id, self.CONTENDERS).count("won"))
+            self.assertEqual("extending", self.inv.get(Volume, vol.id).status)
+
+    def test_a_check_inside_the_claim_sees_what_the_claim_saw(self) -> None:
+        vol = self.volume()
+        self.snapshot(vol)
+
+        def no_snapshots(sess: Any, record: Volume) -> None:
+            # In the claim's own transaction (another would wait for its lock).
+            if sess.scalars(sa.select(Snapshot).where(Snapshot.volume_id == record.id)).all():
+                raise inv.Refused(reason="has snapshots")
+
+        self.assertRaises(inv.Refused, self.inv.claim, Volume, vol.id, "deleting",
+                          frozenset({"available"}), no_snapshots)
+        self.assertEqual("available", self.inv.get(Volume, vol.id).status)
+
+    def test_release_puts_back_only_its_own_claim(self) -> None:
+        vol = self.volume()
+        self.inv.claim(Volume, vol.id, "snapshotting", frozenset({"available"}))
+        self.inv.release(Volume, vol.id, "snapshotting", "available")
+        self.assertEqual(("available", None), (self.inv.get(Volume, vol.id).status,
+                                               self.inv.get(Volume, vol.id).owner))
+        self.inv.update(Volume, vol.id, status="error", owner=None)   # a reset-state
+        self.inv.release(Volume, vol.id, "snapshotting", "available")
+        self.assertEqual("error", self.inv.get(Volume, vol.id).status)
+
+    def test_a_reader_that_died_leaves_the_record_available(self) -> None:
+        vol = self.volume(status="cloning", owner=dead_owner())
+        self.assertEqual("available", inv.effective_status(vol))
+        self.inv.claim(Volume, vol.id, "extending", frozenset({"available"}))
+
+
+class OpenTest(testtools.TestCase):
+    def test_a_missing_inventory_is_not_made_without_create(self) -> None:
+        tmp = self.useFixture(fixtures.TempDir()).path
+        for path in (os.path.join(tmp, "inv.sqlite"),
+                     os.path.join(tmp, "no", "such", "dir", "inv.sqlite")):
+            err = self.assertRaises(inv.NoInventory, inv.Inventory, "sqlite:///" + path,
+                                    create=False)
+            self.assertIn("nothing has been recorded there", str(err))
+            self.assertFalse(os.path.exists(path))
+        self.assertEqual([], os.listdir(tmp))
+
+    def test_a_given_urls_directory_is_never_made(self) -> None:
+        tmp = self.useFixture(fixtures.TempDir()).path
+        path = os.path.join(tmp, "typo", "inv.sqlite")
+        self.assertRaises(inv.InventoryError, inv.Inventory, "sqlite:///" + path)
+        self.assertFalse(os.path.exists(os.path.dirname(path)))
+
+
+RACE = """
+import sys, time
+from xensm_driver.service import inventory as inv
+from xensm_driver.service.models import Volume
+opened = inv.Inventory(sys.argv[1], create=False)
+start = float(sys.argv[3])
+while time.time() < start:
+    time.sleep(0.001)
+try:
+    opened.claim(Volume, sys.argv[2], "extending", frozenset({"available"}))
+    print("won")
+except inv.Refused:
+    print("refused")
+"""
+
+
+def race(url: str, volume_id: str, contenders: int) -> list[str]:
+    """``contenders`` processes claim one volume at one instant; their answers."""
+    start = "%f" % (time.time() + 1.5)     # all have started by then, on a busy machine
+    procs = [subprocess.Popen([sys.executable, "-c", RACE, url, volume_id, start],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(contenders)]
+    answers = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        if proc.returncode:
+            raise AssertionError("claim process failed: %s" % err)
+        answers.append(out.strip())
+    return answers
 
 
 def dead_owner() -> str:

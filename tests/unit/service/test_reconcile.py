@@ -58,13 +58,14 @@ class CompareTest(testtools.TestCase):
         self.assertTrue(report.clean)
         self.assertEqual((2, 3), (report.checked_records, report.checked_vdis))
 
-    def test_a_tagged_vdi_nobody_recorded_is_an_orphan(self) -> None:
+    def test_a_tagged_vdi_this_inventory_never_recorded_is_foreign(self) -> None:
+        # Another inventory's, or Cinder's (same tags): reported, never an orphan.
         stray = vdi({identity.VOLUME_TAG: "ghost"})
         report = self.compare([], [stray])
-        self.assertEqual([(reconcile.ORPHAN_VDI, "ghost")], self.kinds(report))
+        self.assertEqual([(reconcile.FOREIGN_VDI, "ghost")], self.kinds(report))
         self.assertEqual(stray.uuid, report.findings[0].vdi_uuid)
-        self.assertIn("volume manage --vdi-uuid %s" % stray.uuid, report.findings[0].action)
-        self.assertFalse(report.clean)
+        self.assertIn("never touches it", report.findings[0].action)
+        self.assertTrue(report.clean)
 
     def test_a_vdi_still_tagged_by_a_deleted_record_is_an_orphan(self) -> None:
         vol = volume(status="deleted")
@@ -94,13 +95,28 @@ class CompareTest(testtools.TestCase):
         report = self.compare([kept, clean], [vdi(tag_of(kept))])
         self.assertEqual([(reconcile.ERROR_WITH_VDI, kept.id)], self.kinds(report))
 
-    def test_duplicates_beside_the_recorded_vdi_are_orphans(self) -> None:
+    def test_copies_beside_the_recorded_vdi_are_strays_never_orphans(self) -> None:
+        # A VM snapshot or an xe vdi-copy carries the tag too: not provably ours.
         vol = volume()
         recorded, extra = vdi(tag_of(vol)), vdi(tag_of(vol))
         vol.provider_id = recorded.uuid
         report = self.compare([vol], [recorded, extra])
-        self.assertEqual([(reconcile.ORPHAN_VDI, vol.id)], self.kinds(report))
+        self.assertEqual([(reconcile.STRAY_VDI, vol.id)], self.kinds(report))
         self.assertEqual(extra.uuid, report.findings[0].vdi_uuid)
+        self.assertFalse(report.clean)
+
+    def test_an_unmanaged_volumes_tagged_vdi_is_a_stray(self) -> None:
+        vol = volume(status="unmanaged")
+        report = self.compare([vol], [vdi(tag_of(vol))])
+        self.assertEqual([(reconcile.STRAY_VDI, vol.id)], self.kinds(report))
+
+    def test_a_reader_that_died_leaves_the_record_as_it_was(self) -> None:
+        from tests.unit.service.test_inventory import dead_owner
+        vol = volume(status="snapshotting", owner=dead_owner())
+        v1 = vdi(tag_of(vol))
+        vol.provider_id = v1.uuid
+        self.assertEqual([], self.compare([vol], [v1]).findings)
+        self.assertEqual("available", inventory.effective_status(vol))
 
     def test_duplicates_none_of_which_is_recorded(self) -> None:
         vol = volume(vdi_uuid="elsewhere")
@@ -121,7 +137,8 @@ class CompareTest(testtools.TestCase):
         self.assertEqual([], self.compare([vol], [live, base_copy]).findings)
 
     def test_report_as_dict(self) -> None:
-        report = self.compare([], [vdi({identity.SNAPSHOT_TAG: "s"})])
+        snap = snapshot(volume(), status="deleted")
+        report = self.compare([snap], [vdi(tag_of(snap))])
         data = report.to_dict()
-        self.assertEqual((False, "snapshot", "s"), (
+        self.assertEqual((False, "snapshot", snap.id), (
             data["clean"], data["findings"][0]["object"], data["findings"][0]["id"]))
