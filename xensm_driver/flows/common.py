@@ -25,6 +25,7 @@ from oslo_log import log as logging
 from taskflow import engines
 from taskflow import task
 from taskflow.persistence import base as persistence_base
+from taskflow.persistence import models as persistence_models
 from taskflow.types import failure
 
 from xensm_driver import exception
@@ -44,7 +45,11 @@ GONE = (exception.HandleInvalid, exception.UuidInvalid)
 
 def run(flow: Flow, **store: Any) -> Any:
     """Run ``flow`` with ``store``; return the whole result store."""
-    engine = engines.load(flow, store=store, engine="serial", backend=_UNPERSISTED)
+    # A flow detail of its own and no logbook: nothing to save it in, and
+    # taskflow warns about a missing logbook on every run otherwise.
+    detail = persistence_models.FlowDetail(flow.name, str(uuidlib.uuid4()))
+    engine = engines.load(flow, store=store, engine="serial", backend=_UNPERSISTED,
+                          flow_detail=detail)
     engine.run()
     return engine.storage.fetch_all()
 

@@ -7,8 +7,10 @@ out. Only the persistence changes, so these pin that contract down.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import fixtures
 import testtools
 from taskflow import task
 from taskflow.patterns import linear_flow
@@ -58,6 +60,11 @@ class RunTest(testtools.TestCase):
     def test_runs_do_not_share_state(self) -> None:
         for start in (1, 100):
             self.assertEqual(start + 3, common.run(chain([]), start=start)["v2"])
+
+    def test_a_run_logs_no_warning(self) -> None:
+        logger = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
+        common.run(chain([]), start=1)
+        self.assertEqual("", logger.output)
 
     def test_nothing_can_be_read_back_from_the_backend(self) -> None:
         backend = common._UNPERSISTED.get_connection()
