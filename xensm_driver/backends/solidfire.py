@@ -66,6 +66,7 @@ class SolidFireBackend(base.Backend):
         self.vag_id = 0
         self.svip = ""
         self.master_ref = ""
+        self.pool_ref = ""
         self.clone_strategy = "copy"
 
     # -- setup ----------------------------------------------------------------
@@ -84,7 +85,9 @@ class SolidFireBackend(base.Backend):
         self.account_id = int(self.client.ensure_account(
             "%s-%s" % (opts.xensm_sf_account_prefix, self.name))["accountID"])
         self.master_ref = self.storage.master().ref
-        self.vag_id = self._ensure_access_group()
+        self.pool_ref, pool = next(iter(
+            self.storage.pool.call("pool.get_all_records").items()))
+        self.vag_id = self._ensure_access_group(pool["uuid"])
         self._retire_deleted_with_snapshots()
         self.clone_strategy = "resign" if self._has_sm("relvmoiscsi") else "copy"
 
@@ -114,9 +117,8 @@ class SolidFireBackend(base.Backend):
         return bool(self.storage.pool.call(
             "SM.get_all_records_where", 'field "type"="%s"' % sr_type))
 
-    def _ensure_access_group(self) -> int:
+    def _ensure_access_group(self, pool_uuid: str) -> int:
         """The pool's volume access group, holding every host's IQN."""
-        pool_uuid = next(iter(self.storage.pool.call("pool.get_all_records").values()))["uuid"]
         name = "xensm-%s" % pool_uuid
         initiators = sorted(h.iscsi_iqn for h in self.storage.hosts() if h.iscsi_iqn)
         groups = self.client.call("ListVolumeAccessGroups")["volumeAccessGroups"]
@@ -140,6 +142,14 @@ class SolidFireBackend(base.Backend):
                            % (exc.name, name)) from None
             raise
         return int(group["volumeAccessGroupID"])
+
+    def claim_holder(self) -> tuple[str, str]:
+        """The pool: a volume has no SR before it is made, and Element has
+        no compare-and-set (ModifyVolume and ModifyAccount replace the whole
+        attributes map, last writer wins), while XAPI's
+        ``pool.add_to_other_config`` refuses a key already there
+        (MAP_DUPLICATE_KEY) for every host and process of the pool."""
+        return "pool", self.pool_ref
 
     def check(self) -> None:
         if not self._has_sm("lvmoiscsi"):

@@ -33,6 +33,7 @@ from xensm_driver.xapi.storage import VDI
 if TYPE_CHECKING:
     from taskflow.flow import Flow
 
+    from xensm_driver.backends.base import Backend
     from xensm_driver.backends.sm import SRBackend
 
 LOG = logging.getLogger(__name__)
@@ -312,13 +313,13 @@ class CloneVdiTask(_MakeVdiTask):
 # XAPI's add_to_other_config refuses a key that is there (MAP_DUPLICATE_KEY):
 # a compare-and-set the whole pool agrees on, whichever host or process asks.
 
-def lease(backend: SRBackend) -> float:
+def lease(backend: Backend) -> float:
     """How long a claim or marker is honoured before it counts as left by a
     process that died: longer than any one call may take, with retries."""
     return max(30.0, 3 * backend.options.xenapi_call_timeout)
 
 
-def take_turn(backend: SRBackend, cls: str, ref: str, key: str, value: str,
+def take_turn(backend: Backend, cls: str, ref: str, key: str, value: str,
               mine: Callable[[str], bool]) -> None:
     """Add ``key`` to the other_config of ``ref``; wait while somebody else
     holds it, and take it over once its holder's lease ran out.
@@ -362,24 +363,28 @@ def take_turn(backend: SRBackend, cls: str, ref: str, key: str, value: str,
 def _other_config(storage: Any, cls: str, ref: str) -> dict[str, str]:
     if cls == "SR":
         return storage.sr_other_config(ref)
-    return dict(storage.get_vdi(ref).other_config)
+    if cls == "VDI":
+        return dict(storage.get_vdi(ref).other_config)
+    return dict(storage.pool.call("%s.get_other_config" % cls, ref, obj=ref) or {})
 
 
 class ClaimTask(XensmTask):
-    """Hold ``ident``'s claim on the SR while its VDI is made, so that
-    concurrent creates of one id take turns: the second finds the first's
-    VDI (IdentifyVdiTask) instead of racing it. 1 call (more while another
-    holds it). Revert gives it back."""
+    """Hold ``ident``'s claim (on the back end's claim holder: its SR, or
+    the pool) while its storage is made, so that concurrent creates of one
+    id take turns: the second finds what the first made (IdentifyVdiTask,
+    or a SolidFire maker's lookup by name) instead of racing it. 1 call
+    (more while another holds it). Revert gives it back."""
 
     default_provides = "claim"
 
-    def execute(self, backend: SRBackend, ident: identity.Identity) -> str:
+    def execute(self, backend: Backend, ident: identity.Identity) -> str:
         token = "%s %.6f" % (uuidlib.uuid4(), time.time())
-        take_turn(backend, "SR", backend.sr_ref, ident.claim_key, token,
+        cls, ref = backend.claim_holder()
+        take_turn(backend, cls, ref, ident.claim_key, token,
                   mine=lambda held: held == token)
         return token
 
-    def revert(self, backend: SRBackend, ident: identity.Identity, result: Any,
+    def revert(self, backend: Backend, ident: identity.Identity, result: Any,
                **kwargs: Any) -> None:
         if _failed(result):
             return
@@ -387,27 +392,29 @@ class ClaimTask(XensmTask):
 
 
 class ReleaseClaimTask(XensmTask):
-    """Give the claim back once the VDI is made and identified. 1 call.
+    """Give the claim back once the object is made and identified. 1 call.
 
     Never fails the verb: once the release may have reached XAPI, the next
     creator of this id may already hold the claim and have been handed our
-    VDI as the one that was there first, so undoing the create would pull
-    it from under them. The release is idempotent, so it is tried twice; a
-    claim still left is taken over when its lease runs out.
+    object as the one that was there first, so undoing the create would
+    pull it from under them. The release is idempotent, so it is tried
+    twice; a claim still left is taken over when its lease runs out.
     """
 
-    def execute(self, backend: SRBackend, ident: identity.Identity) -> None:
+    def execute(self, backend: Backend, ident: identity.Identity) -> None:
+        cls, ref = backend.claim_holder()
         try:
-            backend.storage.remove_other_config_key("SR", backend.sr_ref, ident.claim_key)
+            backend.storage.remove_other_config_key(cls, ref, ident.claim_key)
         except exception.XensmError as exc:
-            LOG.warning("Giving back the claim %s on SR %s failed (%s); trying once more.",
-                        ident.claim_key, backend.sr_uuid, exc)
+            LOG.warning("Giving back the claim %s on %s %s failed (%s); trying once "
+                        "more.", ident.claim_key, cls, ref, exc)
             release_claim(backend, ident)
 
 
-def release_claim(backend: SRBackend, ident: identity.Identity) -> None:
-    undo("the claim %s on SR %s" % (ident.claim_key, backend.sr_uuid),
-         backend.storage.remove_other_config_key, "SR", backend.sr_ref, ident.claim_key)
+def release_claim(backend: Backend, ident: identity.Identity) -> None:
+    cls, ref = backend.claim_holder()
+    undo("the claim %s on %s %s" % (ident.claim_key, cls, ref),
+         backend.storage.remove_other_config_key, cls, ref, ident.claim_key)
 
 
 class MarkSourceTask(XensmTask):

@@ -392,32 +392,41 @@ class GrowLunSrTask(common.XensmTask):
 
 # -- flows --------------------------------------------------------------------
 
+# Every flow that makes a volume holds the volume's claim on the pool from
+# before its first lookup until its model update (common.ClaimTask): two
+# driver instances creating one id take turns, the second finds and reuses
+# every part the first made (none of them "made here", so its undo never
+# removes them), and a part found by name after asking for it was made by
+# this attempt. The release comes last and never fails the verb.
+
 def create_volume() -> linear_flow.Flow:
-    """CreateArrayVolumeTask -> GrantAccessTask -> CreateLunSrTask ->
-    PlugEverywhereTask -> FillLunTask -> ReadVdiTask -> ModelUpdateTask.
-    Store: ident, size_bytes."""
+    """ClaimTask -> CreateArrayVolumeTask -> GrantAccessTask ->
+    CreateLunSrTask -> PlugEverywhereTask -> FillLunTask -> ReadVdiTask ->
+    ModelUpdateTask -> ReleaseClaimTask. Store: ident, size_bytes."""
     return linear_flow.Flow("sf_create_volume").add(
-        CreateArrayVolumeTask(), GrantAccessTask(), CreateLunSrTask(),
-        PlugEverywhereTask(), FillLunTask(), ReadVdiTask(), ModelUpdateTask())
+        common.ClaimTask(), CreateArrayVolumeTask(), GrantAccessTask(),
+        CreateLunSrTask(), PlugEverywhereTask(), FillLunTask(), ReadVdiTask(),
+        ModelUpdateTask(), common.ReleaseClaimTask())
 
 
 def clone_by_resign() -> linear_flow.Flow:
-    """CloneArrayVolumeTask -> GrantAccessTask -> FindLunSrTask ->
-    ResignLunTask -> IntroduceLunSrTask -> AdoptLunVdiTask -> GrowVdiTask ->
-    ModelUpdateTask. Store: ident, source_volume, source_snapshot_id,
-    size_bytes."""
+    """ClaimTask -> CloneArrayVolumeTask -> GrantAccessTask -> FindLunSrTask
+    -> ResignLunTask -> IntroduceLunSrTask -> AdoptLunVdiTask -> GrowVdiTask
+    -> ModelUpdateTask -> ReleaseClaimTask. Store: ident, source_volume,
+    source_snapshot_id, size_bytes."""
     return linear_flow.Flow("sf_clone_by_resign").add(
-        CloneArrayVolumeTask(), GrantAccessTask(), FindLunSrTask(), ResignLunTask(),
-        IntroduceLunSrTask(), AdoptLunVdiTask(), GrowVdiTask(), ModelUpdateTask())
+        common.ClaimTask(), CloneArrayVolumeTask(), GrantAccessTask(), FindLunSrTask(),
+        ResignLunTask(), IntroduceLunSrTask(), AdoptLunVdiTask(), GrowVdiTask(),
+        ModelUpdateTask(), common.ReleaseClaimTask())
 
 
 def clone_by_copy() -> linear_flow.Flow:
     """A fresh volume (as create_volume), then CopyVdiTask from the source's
-    attached VDI. Store: ident, size_bytes, source_vdi."""
+    attached VDI, under the claim. Store: ident, size_bytes, source_vdi."""
     return linear_flow.Flow("sf_clone_by_copy").add(
-        CreateArrayVolumeTask(), GrantAccessTask(), CreateLunSrTask(),
-        PlugEverywhereTask(), FillLunTask(), ReadVdiTask(), CopyVdiTask(),
-        ModelUpdateTask())
+        common.ClaimTask(), CreateArrayVolumeTask(), GrantAccessTask(),
+        CreateLunSrTask(), PlugEverywhereTask(), FillLunTask(), ReadVdiTask(),
+        CopyVdiTask(), ModelUpdateTask(), common.ReleaseClaimTask())
 
 
 def delete_volume() -> linear_flow.Flow:
