@@ -400,6 +400,29 @@ class TestSolidFireConcurrentCreates(SolidFireTestCase):
         self.assertEqual(A, (self.write(vol, A), self.read(vol, len(A)))[1])
 
 
+class TestSolidFireHalfDone(SolidFireTestCase):
+    """Deletes cut in half."""
+
+    def test_a_delete_cut_before_the_purge_is_finished_by_the_next(self) -> None:
+        vol = self.create_volume()
+        self.array.inject_fault("PurgeDeletedVolume", error_name="xUnexpected")
+        self.assertRaises(exception.ArrayError, self.driver.delete_volume, vol)
+        self.driver.delete_volume(vol)
+        self.assertEqual([], self.array_volumes())
+
+    def test_a_duplicate_a_late_create_made_goes_with_the_volume(self) -> None:
+        # A CreateVolume answered after its client gave up lands as a second
+        # volume of that name and tag; deleting the volume removes both.
+        vol = self.create_volume()
+        backend = self.driver.backend
+        self.client.call("CreateVolume", name=backend.array_name(vol["id"]),
+                         accountID=backend.account_id, totalSize=backend.lun_size(
+                             base.GiB), enable512e=True,
+                         attributes=backend.array_attributes(vol["id"]))
+        self.driver.delete_volume(vol)
+        self.assertEqual([], self.array_volumes())
+
+
 class TestSolidFireRetriesAndReverts(SolidFireTestCase):
     """Retries reuse what earlier attempts made; reverts undo only their own."""
 

@@ -106,12 +106,24 @@ class SolidFireBackend(base.Backend):
                     or identity.VOLUME_TAG not in attributes
                     or not self.snapshots_of(volume["volumeID"])):
                 continue
-            LOG.warning("Array volume %s (%s) was deleted with snapshots, which the "
-                        "array would purge with it: restoring it, retired.",
-                        volume["volumeID"], volume["name"])
-            self.client.call("RestoreDeletedVolume", volumeID=volume["volumeID"])
-            self.revoke(volume["volumeID"])
-            self.retire_array_volume(dict(volume, status="active"))
+            self.finish_deleted(volume)
+
+    def finish_deleted(self, sf_volume: dict[str, Any]) -> None:
+        """Settle an array volume left deleted but not purged (a delete cut
+        off between DeleteVolume and PurgeDeletedVolume, an earlier version,
+        an operator): purged, or restored and retired while it has snapshots,
+        which the array would purge with it. 2 calls, 6 with snapshots."""
+        volume_id = int(sf_volume["volumeID"])
+        if not self.snapshots_of(volume_id):
+            with contextlib.suppress(exception.ArrayNotFound):
+                self.client.call("PurgeDeletedVolume", volumeID=volume_id)
+            return
+        LOG.warning("Array volume %s (%s) was deleted with snapshots, which the "
+                    "array would purge with it: restoring it, retired.",
+                    volume_id, sf_volume["name"])
+        self.client.call("RestoreDeletedVolume", volumeID=volume_id)
+        self.revoke(volume_id)
+        self.retire_array_volume(dict(sf_volume, status="active"))
 
     def _has_sm(self, sr_type: str) -> bool:
         return bool(self.storage.pool.call(
@@ -206,15 +218,20 @@ class SolidFireBackend(base.Backend):
         A retired volume (deleted, kept for its snapshots) is found only
         with ``include_retired``, as are deleted ones not yet purged.
         """
-        for volume in self.client.find_volumes_by_name(
-                self.array_name(volume_id), include_deleted=include_retired,
-                account_id=self.account_id):
-            attributes = volume.get("attributes") or {}
-            if attributes.get(identity.VOLUME_TAG) != volume_id:
-                continue
-            if include_retired or not self.retired(volume):
-                return volume
-        return None
+        found = self.array_volumes_of(volume_id, include_retired=include_retired)
+        return found[0] if found else None
+
+    def array_volumes_of(self, volume_id: str, *, include_retired: bool = False
+                         ) -> list[dict[str, Any]]:
+        """Every array volume named and tagged as the Cinder volume, oldest
+        first. More than one is a duplicate a call answered after its client
+        gave up made (CreateVolume or CloneVolume past the API timeout). 1 call."""
+        found = [v for v in self.client.find_volumes_by_name(
+                     self.array_name(volume_id), include_deleted=include_retired,
+                     account_id=self.account_id)
+                 if (v.get("attributes") or {}).get(identity.VOLUME_TAG) == volume_id
+                 and (include_retired or not self.retired(v))]
+        return sorted(found, key=lambda v: int(v["volumeID"]))
 
     @staticmethod
     def retired(sf_volume: dict[str, Any]) -> bool:
@@ -305,6 +322,23 @@ class SolidFireBackend(base.Backend):
                          "until its last snapshot goes.", volume_id, sf_volume["name"])
                 return
         self.delete_array_volume(volume_id)
+
+    def remove_strays(self, volume_id: str, keep: dict[str, Any] | None) -> None:
+        """Remove the array volumes named and tagged as ``volume_id`` other
+        than ``keep`` and the retired ones (kept for their snapshots): a
+        duplicate a create made after its client gave up, or one a delete
+        left deleted but not purged. 1 call, +2-6 per stray."""
+        for other in self.array_volumes_of(volume_id, include_retired=True):
+            if ((keep is not None and other["volumeID"] == keep["volumeID"])
+                    or RETIRED in (other.get("attributes") or {})):
+                continue
+            LOG.warning("Array volume %s (%s) also carries volume %s: removing it.",
+                        other["volumeID"], other["name"], volume_id)
+            if other.get("status") == "deleted":
+                self.finish_deleted(other)
+            else:
+                self.revoke(other["volumeID"])
+                self.retire_array_volume(other)
 
     def purge_if_unwanted(self, array_volume_id: int) -> None:
         """Delete a retired volume once its last snapshot is gone. 1-4 calls."""

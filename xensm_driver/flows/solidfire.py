@@ -344,6 +344,11 @@ class CopyVdiTask(common.XensmTask):
 class DeleteArrayVolumeTask(common.XensmTask):
     """Revoke access and delete the array volume, or retire it while it has
     snapshots (Element would purge them with it). Nothing to revert.
+
+    Also whatever else carries the volume's name and tag: a duplicate a
+    create made after its client gave up, and a volume an earlier delete
+    left deleted but not purged (cut off between DeleteVolume and
+    PurgeDeletedVolume). A retired volume stays for its snapshots.
     """
 
     def execute(self, backend: SolidFireBackend, ident: identity.Identity,
@@ -351,9 +356,10 @@ class DeleteArrayVolumeTask(common.XensmTask):
         if sf_volume is None:
             LOG.warning("%s has no volume on the array; treating the delete as done.",
                         ident.name_label)
-            return
-        backend.revoke(sf_volume["volumeID"])
-        backend.retire_array_volume(sf_volume)
+        else:
+            backend.revoke(sf_volume["volumeID"])
+            backend.retire_array_volume(sf_volume)
+        backend.remove_strays(ident.id, keep=sf_volume)
 
 
 class RollbackTask(common.XensmTask):
