@@ -15,6 +15,7 @@ from typing import Any
 from tests.functional import base
 from xensm_driver import exception
 from xensm_driver import identity
+from xensm_driver.flows import common
 
 A = base.pattern("A", base.MiB)
 B = base.pattern("B", base.MiB)
@@ -419,6 +420,35 @@ class TestSolidFireHalfDone(SolidFireTestCase):
                          accountID=backend.account_id, totalSize=backend.lun_size(
                              base.GiB), enable512e=True,
                          attributes=backend.array_attributes(vol["id"]))
+        self.driver.delete_volume(vol)
+        self.assertEqual([], self.array_volumes())
+
+
+class TestSolidFireLateAnswers(SolidFireTestCase):
+    """Array calls the array carries out after the client gave up on them:
+    the object's delete waits for the claim the failed verb kept, and so
+    finds what landed late."""
+
+    EXTRA_OPTIONS = {"xensm_sf_api_timeout": 1, "xenapi_call_timeout": 1}
+
+    def setUp(self) -> None:
+        super().setUp()
+        # The claim's lease: a short one, so the delete's wait is short.
+        self.patch(common, "lease", lambda backend: 3.0)
+
+    def test_a_snapshot_landing_after_the_timeout_is_found_by_its_delete(self) -> None:
+        vol = self.create_volume()
+        snap = self.snapshot_spec(vol)
+        self.array.inject_fault("CreateSnapshot", latency=2.0)
+        self.assertRaises(exception.ArrayConnectionError, self.driver.create_snapshot, snap)
+        self.driver.delete_snapshot(snap)
+        self.assertEqual([], self.world()["snapshots"])
+
+    def test_a_create_landing_after_the_timeout_is_found_by_its_delete(self) -> None:
+        vol = self.volume()
+        self.array.inject_fault("CreateVolume", latency=2.0)
+        self.assertRaises(exception.ArrayConnectionError, self.driver.create_volume,
+                          dict(vol))
         self.driver.delete_volume(vol)
         self.assertEqual([], self.array_volumes())
 

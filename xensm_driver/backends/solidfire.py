@@ -465,11 +465,14 @@ class SolidFireBackend(base.Backend):
         return result["model_update"]
 
     def delete_volume(self, volume: VolumeSpec) -> None:
-        sf_volume, sr_ref = self._volume_parts(volume, required=False)
-        if sr_ref is not None:
-            self._refuse_attached(volume, sr_ref)
-        common.run(flows.delete_volume(), backend=self, ident=volume.ident,
-                   sr_ref=sr_ref, sf_volume=sf_volume)
+        """Under the volume's claim: a create that failed with its outcome
+        unknown kept it, and its array call may still land."""
+        with common.holding_claim(self, volume.ident):
+            sf_volume, sr_ref = self._volume_parts(volume, required=False)
+            if sr_ref is not None:
+                self._refuse_attached(volume, sr_ref)
+            common.run(flows.delete_volume(), backend=self, ident=volume.ident,
+                       sr_ref=sr_ref, sf_volume=sf_volume)
 
     def extend_volume(self, volume: VolumeSpec, new_size_gb: int) -> None:
         sf_volume, sr_ref, vdi = self._attached_parts(volume)
@@ -481,6 +484,13 @@ class SolidFireBackend(base.Backend):
                    sr_ref=sr_ref, vdi=vdi, size_bytes=new_size)
 
     def create_snapshot(self, snapshot: SnapshotSpec) -> dict[str, str]:
+        """CreateSnapshot under the snapshot's claim, kept when the outcome
+        is unknown (the call may land after its client gave up), so that the
+        snapshot's delete waits for it and finds it."""
+        with common.holding_claim(self, snapshot.ident, keep_when_unknown=True):
+            return self._create_snapshot(snapshot)
+
+    def _create_snapshot(self, snapshot: SnapshotSpec) -> dict[str, str]:
         sf_volume = self.find_array_volume(snapshot.volume.id)
         if sf_volume is None:
             raise exception.VolumeNotFound(volume_id=snapshot.volume.id,
@@ -496,6 +506,7 @@ class SolidFireBackend(base.Backend):
                     "it already has %d snapshots and a SolidFire volume holds at most "
                     "%d (xensm_solidfire_snapshot_limit); delete an older snapshot "
                     "first" % (len(existing), limit))
+            lost: exception.ArrayConnectionError | None = None
             try:
                 self.client.call("CreateSnapshot", volumeID=sf_volume["volumeID"],
                                  name=name,
@@ -503,9 +514,14 @@ class SolidFireBackend(base.Backend):
             except exception.ArrayConnectionError as exc:
                 if not exc.kwargs.get("sent"):
                     raise
+                lost = exc
             mine = [s for s in self.snapshots_of(sf_volume["volumeID"])
                     if s.get("name") == name]
             if not mine:
+                if lost is not None:
+                    # Not there yet, and the call may still land: the
+                    # outcome is unknown, and the claim stays for it.
+                    raise lost
                 raise exception.ArrayError(
                     array=self.client.array, method="CreateSnapshot", name="xNotCreated",
                     detail="snapshot %s is not on the array" % name)
@@ -532,6 +548,10 @@ class SolidFireBackend(base.Backend):
         return sf_volume, None
 
     def delete_snapshot(self, snapshot: SnapshotSpec) -> None:
+        with common.holding_claim(self, snapshot.ident):
+            self._delete_snapshot(snapshot)
+
+    def _delete_snapshot(self, snapshot: SnapshotSpec) -> None:
         sf_volume, sf_snapshot = self.find_array_snapshot(snapshot)
         if sf_snapshot is None:
             LOG.warning("Snapshot %s is not on the array; treating the delete as done.",

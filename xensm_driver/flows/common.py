@@ -13,10 +13,12 @@ options) and the verb's inputs from the flow's store; they provide nouns
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import uuid as uuidlib
 from collections.abc import Callable
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -315,8 +317,11 @@ class CloneVdiTask(_MakeVdiTask):
 
 def lease(backend: Backend) -> float:
     """How long a claim or marker is honoured before it counts as left by a
-    process that died: longer than any one call may take, with retries."""
-    return max(30.0, 3 * backend.options.xenapi_call_timeout)
+    process that died: longer than any one call may take, with retries --
+    to XAPI or to the back end's array."""
+    longest = max(backend.options.xenapi_call_timeout,
+                  backend.options.values.get("xensm_sf_api_timeout") or 0.0)
+    return max(30.0, 3 * longest)
 
 
 def take_turn(backend: Backend, cls: str, ref: str, key: str, value: str,
@@ -368,27 +373,73 @@ def _other_config(storage: Any, cls: str, ref: str) -> dict[str, str]:
     return dict(storage.pool.call("%s.get_other_config" % cls, ref, obj=ref) or {})
 
 
+def claim(backend: Backend, ident: identity.Identity) -> str:
+    """Take ``ident``'s claim on the back end's claim holder (its SR, or the
+    pool), waiting while another holds it. 1 call. Returns the token."""
+    token = "%s %.6f" % (uuidlib.uuid4(), time.time())
+    cls, ref = backend.claim_holder()
+    take_turn(backend, cls, ref, ident.claim_key, token, mine=lambda held: held == token)
+    return token
+
+
 class ClaimTask(XensmTask):
-    """Hold ``ident``'s claim (on the back end's claim holder: its SR, or
-    the pool) while its storage is made, so that concurrent creates of one
-    id take turns: the second finds what the first made (IdentifyVdiTask,
-    or a SolidFire maker's lookup by name) instead of racing it. 1 call
-    (more while another holds it). Revert gives it back."""
+    """Hold ``ident``'s claim while its storage is made, so that concurrent
+    creates of one id take turns: the second finds what the first made
+    (IdentifyVdiTask, or a SolidFire maker's lookup by name) instead of
+    racing it. 1 call (more while another holds it). Revert gives it back.
+
+    ``keep_when_unknown``: a failure whose outcome is unknown (a call that
+    timed out may still be carried out) keeps the claim until its lease
+    runs out, and the object's delete takes its turn (:func:`holding_claim`),
+    so it finds what such a call made late instead of missing it.
+    """
 
     default_provides = "claim"
 
+    def __init__(self, keep_when_unknown: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.keep_when_unknown = keep_when_unknown
+
     def execute(self, backend: Backend, ident: identity.Identity) -> str:
-        token = "%s %.6f" % (uuidlib.uuid4(), time.time())
-        cls, ref = backend.claim_holder()
-        take_turn(backend, cls, ref, ident.claim_key, token,
-                  mine=lambda held: held == token)
-        return token
+        return claim(backend, ident)
 
     def revert(self, backend: Backend, ident: identity.Identity, result: Any,
-               **kwargs: Any) -> None:
+               flow_failures: Any = None, **kwargs: Any) -> None:
         if _failed(result):
             return
+        if self.keep_when_unknown and _outcome_unknown(flow_failures):
+            _keep_claim(backend, ident)
+            return
         release_claim(backend, ident)
+
+
+@contextlib.contextmanager
+def holding_claim(backend: Backend, ident: identity.Identity, *,
+                  keep_when_unknown: bool = False) -> Iterator[None]:
+    """Hold ``ident``'s claim around a verb that is no flow (a SolidFire
+    snapshot, a delete), given back as ClaimTask and ReleaseClaimTask do:
+    never failing the verb, and kept past a failure whose outcome is
+    unknown with ``keep_when_unknown``. 2 calls."""
+    claim(backend, ident)
+    try:
+        yield
+    except exception.XensmError as exc:
+        if keep_when_unknown and _unknown(exc):
+            _keep_claim(backend, ident)
+        else:
+            release_claim(backend, ident)
+        raise
+    except BaseException:
+        release_claim(backend, ident)
+        raise
+    release_claim(backend, ident)
+
+
+def _keep_claim(backend: Backend, ident: identity.Identity) -> None:
+    LOG.warning("%s failed with an outcome unknown (a call that timed out may still "
+                "be carried out): its claim %s stays until its lease runs out, so "
+                "that a delete or retry sees what that call makes.",
+                ident.name_label, ident.claim_key)
 
 
 class ReleaseClaimTask(XensmTask):
@@ -471,12 +522,20 @@ class MarkSourceTask(XensmTask):
 
 
 def _outcome_unknown(flow_failures: Any) -> bool:
-    """Whether a failure of this flow may still be carried out by XAPI."""
-    for fail in (flow_failures or {}).values():
-        if fail.check(exception.XapiTimeout, exception.TaskTimeout) or (
-                fail.check(exception.XapiConnectionError)
-                and getattr(fail.exception, "sent", False)):
-            return True
+    """Whether a failure of this flow may still be carried out by XAPI (or
+    the back end's array)."""
+    return any(fail.exception is not None and _unknown(fail.exception)
+               for fail in (flow_failures or {}).values())
+
+
+def _unknown(exc: BaseException) -> bool:
+    """Whether the call that raised ``exc`` may still be carried out."""
+    if isinstance(exc, (exception.XapiTimeout, exception.TaskTimeout)):
+        return True
+    if isinstance(exc, exception.XapiConnectionError):
+        return bool(exc.sent)
+    if isinstance(exc, exception.ArrayConnectionError):
+        return bool(exc.kwargs.get("sent"))
     return False
 
 

@@ -86,12 +86,11 @@ class CreateArrayVolumeTask(_ArrayVolumeMaker):
                 raise
             LOG.warning("CreateVolume for %s lost its answer; looking it up by name.",
                         ident.name_label)
-        volume = backend.find_array_volume(ident.id)
-        if volume is None:
-            raise exception.ArrayError(
-                array=backend.client.array, method="CreateVolume", name="xNotCreated",
-                detail="volume %s is not on the array after CreateVolume"
-                       % backend.array_name(ident.id))
+            volume = backend.find_array_volume(ident.id)
+            if volume is None:
+                # Not there yet, and the call may still land: the outcome
+                # is unknown (the flow's claim stays for it).
+                raise
         return dict(volume, _made_here=True)
 
 
@@ -403,14 +402,17 @@ class GrowLunSrTask(common.XensmTask):
 # driver instances creating one id take turns, the second finds and reuses
 # every part the first made (none of them "made here", so its undo never
 # removes them), and a part found by name after asking for it was made by
-# this attempt. The release comes last and never fails the verb.
+# this attempt. The release comes last and never fails the verb. A failure
+# whose outcome is unknown (CreateVolume past the API timeout may still
+# land) keeps the claim for its lease; the volume's delete takes its turn
+# and so finds what landed late.
 
 def create_volume() -> linear_flow.Flow:
     """ClaimTask -> CreateArrayVolumeTask -> GrantAccessTask ->
     CreateLunSrTask -> PlugEverywhereTask -> FillLunTask -> ReadVdiTask ->
     ModelUpdateTask -> ReleaseClaimTask. Store: ident, size_bytes."""
     return linear_flow.Flow("sf_create_volume").add(
-        common.ClaimTask(), CreateArrayVolumeTask(), GrantAccessTask(),
+        common.ClaimTask(keep_when_unknown=True), CreateArrayVolumeTask(), GrantAccessTask(),
         CreateLunSrTask(), PlugEverywhereTask(), FillLunTask(), ReadVdiTask(),
         ModelUpdateTask(), common.ReleaseClaimTask())
 
@@ -421,7 +423,7 @@ def clone_by_resign() -> linear_flow.Flow:
     -> ModelUpdateTask -> ReleaseClaimTask. Store: ident, source_volume,
     source_snapshot_id, size_bytes."""
     return linear_flow.Flow("sf_clone_by_resign").add(
-        common.ClaimTask(), CloneArrayVolumeTask(), GrantAccessTask(), FindLunSrTask(),
+        common.ClaimTask(keep_when_unknown=True), CloneArrayVolumeTask(), GrantAccessTask(), FindLunSrTask(),
         ResignLunTask(), IntroduceLunSrTask(), AdoptLunVdiTask(), GrowVdiTask(),
         ModelUpdateTask(), common.ReleaseClaimTask())
 
@@ -430,7 +432,7 @@ def clone_by_copy() -> linear_flow.Flow:
     """A fresh volume (as create_volume), then CopyVdiTask from the source's
     attached VDI, under the claim. Store: ident, size_bytes, source_vdi."""
     return linear_flow.Flow("sf_clone_by_copy").add(
-        common.ClaimTask(), CreateArrayVolumeTask(), GrantAccessTask(),
+        common.ClaimTask(keep_when_unknown=True), CreateArrayVolumeTask(), GrantAccessTask(),
         CreateLunSrTask(), PlugEverywhereTask(), FillLunTask(), ReadVdiTask(),
         CopyVdiTask(), ModelUpdateTask(), common.ReleaseClaimTask())
 
