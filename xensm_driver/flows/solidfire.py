@@ -423,9 +423,9 @@ def clone_by_resign() -> linear_flow.Flow:
     -> ModelUpdateTask -> ReleaseClaimTask. Store: ident, source_volume,
     source_snapshot_id, size_bytes."""
     return linear_flow.Flow("sf_clone_by_resign").add(
-        common.ClaimTask(keep_when_unknown=True), CloneArrayVolumeTask(), GrantAccessTask(), FindLunSrTask(),
-        ResignLunTask(), IntroduceLunSrTask(), AdoptLunVdiTask(), GrowVdiTask(),
-        ModelUpdateTask(), common.ReleaseClaimTask())
+        common.ClaimTask(keep_when_unknown=True), CloneArrayVolumeTask(),
+        GrantAccessTask(), FindLunSrTask(), ResignLunTask(), IntroduceLunSrTask(),
+        AdoptLunVdiTask(), GrowVdiTask(), ModelUpdateTask(), common.ReleaseClaimTask())
 
 
 def clone_by_copy() -> linear_flow.Flow:
