@@ -7,6 +7,7 @@ and rollbacks; content checked byte for byte through the data path.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from tests.functional import base
 from xensm_driver import exception
 from xensm_driver import identity
+from xensm_driver.flows import common
 
 A = base.pattern("A", base.MiB)
 B = base.pattern("B", base.MiB)
@@ -45,6 +47,7 @@ class SolidFireTestCase(base.DriverTestCase):
         vdis = storage.pool.call("VDI.get_all_records")
         groups = self.client.call("ListVolumeAccessGroups")["volumeAccessGroups"]
         return {
+            "claims": self.claims(),
             "luns": self.array_volumes(),
             "access": sorted(v for g in groups for v in g.get("volumes", [])),
             "snapshots": sorted(s["name"] for s in self.client.list_snapshots()),
@@ -52,6 +55,14 @@ class SolidFireTestCase(base.DriverTestCase):
             "vdis": sorted((r["name_label"], r["uuid"]) for r in vdis.values()
                            if r["managed"]),
         }
+
+
+    def claims(self) -> list[str]:
+        """Create claims held on the pool (flows.common.ClaimTask)."""
+        pool = self.driver.backend.storage.pool
+        (pool_ref,) = pool.call("pool.get_all")
+        return sorted(k for k in pool.call("pool.get_other_config", pool_ref)
+                      if k.startswith(identity.CLAIM_PREFIX))
 
 
 class TestSolidFireVerbs(SolidFireTestCase):
@@ -285,7 +296,19 @@ class TestSolidFireSafety(SolidFireTestCase):
                                               nth=nth)
                 else:
                     self.array.inject_fault(method, error_name="xInvalidParameter", nth=nth)
-                self.assertRaises(exception.XensmError, run)
+                try:
+                    run()
+                except exception.XensmError:
+                    pass
+                else:
+                    # Only giving back a create's claim may absorb a failure
+                    # (it is tried again; the create must not be undone).
+                    self.assertEqual(("xapi", "pool.remove_from_other_config"),
+                                     (side, method), "%s survived a failed %s" % (verb,
+                                                                                  method))
+                    self.assertEqual([], self.claims())
+                    self.control.clear_faults()
+                    continue
                 self.control.clear_faults()
                 self.array.clear_faults()
                 self.assertEqual(before, self.world(),
@@ -295,6 +318,139 @@ class TestSolidFireSafety(SolidFireTestCase):
             self.assertEqual(identity.volume(vol["id"]).name_label,
                              self.driver.backend.storage.vdi_by_uuid(
                                  vol["provider_id"]).name_label)
+
+
+class TestSolidFireConcurrentCreates(SolidFireTestCase):
+    """Two driver instances (an active-active pair) create one volume id."""
+
+    def run_both(self, drivers: list[Any], vol: dict[str, Any]) -> list[Any]:
+        """Create ``vol`` through each driver at once; each result or error."""
+        results: list[Any] = [None, None]
+
+        def create(i: int) -> None:
+            try:
+                results[i] = drivers[i].create_volume(dict(vol))
+            except exception.XensmError as exc:
+                results[i] = exc
+
+        threads = [threading.Thread(target=create, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
+
+    def test_concurrent_creates_end_with_one_lun_and_sr_for_both(self) -> None:
+        # Both look the volume up before either's CreateVolume lands.
+        drivers = [self.driver, self.make_driver()]
+        vol = self.volume()
+        self.array.inject_fault("CreateVolume", latency=0.5, times=2)
+        results = self.run_both(drivers, vol)
+        self.assertEqual(results[0], results[1])
+        self.assertEqual([("xensm-%s" % vol["id"], "active")], self.array_volumes())
+        self.assertEqual(1, self.world()["srs"].count("xensm-sf-volume-%s" % vol["id"]))
+        vol.update(results[0])
+        self.assertEqual(A, (self.write(vol, A), self.read(vol, len(A)))[1])
+        self.driver.delete_volume(vol)
+        self.assertEqual([], self.array_volumes())
+        self.assertEqual([], self.claims())                 # every claim given back
+
+    def test_a_create_that_fails_never_undoes_what_the_other_returned(self) -> None:
+        # The first instance has made the LUN, SR and VDI and fails reading
+        # the SR's uuid (SRNoSpace-like) once the second has had its turn.
+        first, second = self.driver, self.make_driver()
+        second_turn = threading.Event()
+        call = first.backend.storage.pool.call
+        add = second.backend.storage.add_other_config_key
+
+        def failing_call(method: str, *args: Any, **kwargs: Any) -> Any:
+            if method == "SR.get_uuid":
+                second_turn.wait(10)
+                raise exception.XapiError("SR_BACKEND_FAILURE_44", method=method)
+            return call(method, *args, **kwargs)
+
+        def second_add(*args: Any) -> None:
+            try:
+                add(*args)
+            except exception.XapiError:
+                second_turn.set()           # waiting for the first's claim
+                raise
+
+        self.patch(first.backend.storage.pool, "call", failing_call)
+        self.patch(second.backend.storage, "add_other_config_key", second_add)
+        vol = self.volume()
+        outcome: list[Any] = []
+
+        def create_first() -> None:
+            try:
+                first.create_volume(dict(vol))
+            except exception.XensmError as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=create_first)
+        thread.start()
+        while not self.array_volumes() and thread.is_alive():
+            second_turn.wait(0.01)
+        try:
+            vol.update(second.create_volume(dict(vol)))
+        finally:
+            second_turn.set()
+            thread.join()
+        self.assertIsInstance(outcome[0], exception.XapiError)
+        self.assertEqual([("xensm-%s" % vol["id"], "active")], self.array_volumes())
+        self.assertEqual(A, (self.write(vol, A), self.read(vol, len(A)))[1])
+
+
+class TestSolidFireHalfDone(SolidFireTestCase):
+    """Deletes cut in half."""
+
+    def test_a_delete_cut_before_the_purge_is_finished_by_the_next(self) -> None:
+        vol = self.create_volume()
+        self.array.inject_fault("PurgeDeletedVolume", error_name="xUnexpected")
+        self.assertRaises(exception.ArrayError, self.driver.delete_volume, vol)
+        self.driver.delete_volume(vol)
+        self.assertEqual([], self.array_volumes())
+
+    def test_a_duplicate_a_late_create_made_goes_with_the_volume(self) -> None:
+        # A CreateVolume answered after its client gave up lands as a second
+        # volume of that name and tag; deleting the volume removes both.
+        vol = self.create_volume()
+        backend = self.driver.backend
+        self.client.call("CreateVolume", name=backend.array_name(vol["id"]),
+                         accountID=backend.account_id, totalSize=backend.lun_size(
+                             base.GiB), enable512e=True,
+                         attributes=backend.array_attributes(vol["id"]))
+        self.driver.delete_volume(vol)
+        self.assertEqual([], self.array_volumes())
+
+
+class TestSolidFireLateAnswers(SolidFireTestCase):
+    """Array calls the array carries out after the client gave up on them:
+    the object's delete waits for the claim the failed verb kept, and so
+    finds what landed late."""
+
+    EXTRA_OPTIONS = {"xensm_sf_api_timeout": 1, "xenapi_call_timeout": 1}
+
+    def setUp(self) -> None:
+        super().setUp()
+        # The claim's lease: a short one, so the delete's wait is short.
+        self.patch(common, "lease", lambda backend: 3.0)
+
+    def test_a_snapshot_landing_after_the_timeout_is_found_by_its_delete(self) -> None:
+        vol = self.create_volume()
+        snap = self.snapshot_spec(vol)
+        self.array.inject_fault("CreateSnapshot", latency=2.0)
+        self.assertRaises(exception.ArrayConnectionError, self.driver.create_snapshot, snap)
+        self.driver.delete_snapshot(snap)
+        self.assertEqual([], self.world()["snapshots"])
+
+    def test_a_create_landing_after_the_timeout_is_found_by_its_delete(self) -> None:
+        vol = self.volume()
+        self.array.inject_fault("CreateVolume", latency=2.0)
+        self.assertRaises(exception.ArrayConnectionError, self.driver.create_volume,
+                          dict(vol))
+        self.driver.delete_volume(vol)
+        self.assertEqual([], self.array_volumes())
 
 
 class TestSolidFireRetriesAndReverts(SolidFireTestCase):

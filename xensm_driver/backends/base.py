@@ -169,6 +169,13 @@ class Backend:
             backend="%s (%s)" % (self.name, self.SR_TYPE), operation=operation,
             reason=reason)
 
+    def claim_holder(self) -> tuple[str, str]:
+        """``(XAPI class, ref)`` of the object whose other_config holds the
+        claims of concurrent creates (flows.common.ClaimTask): one that
+        exists before any object is made and that every driver instance of
+        this back end sees."""
+        raise NotImplementedError
+
     # -- what every back end implements ---------------------------------------
 
     def setup(self) -> None:

@@ -79,6 +79,9 @@ class SRBackend(base.Backend):
     def sr_uuid(self) -> str:
         return self.sr.uuid
 
+    def claim_holder(self) -> tuple[str, str]:
+        return "SR", self.sr_ref
+
     @property
     def sr_name_label(self) -> str:
         return self.options.xensm_sr_name_label or "xensm-%s" % self.name

@@ -66,6 +66,7 @@ class SolidFireBackend(base.Backend):
         self.vag_id = 0
         self.svip = ""
         self.master_ref = ""
+        self.pool_ref = ""
         self.clone_strategy = "copy"
 
     # -- setup ----------------------------------------------------------------
@@ -84,7 +85,9 @@ class SolidFireBackend(base.Backend):
         self.account_id = int(self.client.ensure_account(
             "%s-%s" % (opts.xensm_sf_account_prefix, self.name))["accountID"])
         self.master_ref = self.storage.master().ref
-        self.vag_id = self._ensure_access_group()
+        self.pool_ref, pool = next(iter(
+            self.storage.pool.call("pool.get_all_records").items()))
+        self.vag_id = self._ensure_access_group(pool["uuid"])
         self._retire_deleted_with_snapshots()
         self.clone_strategy = "resign" if self._has_sm("relvmoiscsi") else "copy"
 
@@ -103,20 +106,31 @@ class SolidFireBackend(base.Backend):
                     or identity.VOLUME_TAG not in attributes
                     or not self.snapshots_of(volume["volumeID"])):
                 continue
-            LOG.warning("Array volume %s (%s) was deleted with snapshots, which the "
-                        "array would purge with it: restoring it, retired.",
-                        volume["volumeID"], volume["name"])
-            self.client.call("RestoreDeletedVolume", volumeID=volume["volumeID"])
-            self.revoke(volume["volumeID"])
-            self.retire_array_volume(dict(volume, status="active"))
+            self.finish_deleted(volume)
+
+    def finish_deleted(self, sf_volume: dict[str, Any]) -> None:
+        """Settle an array volume left deleted but not purged (a delete cut
+        off between DeleteVolume and PurgeDeletedVolume, an earlier version,
+        an operator): purged, or restored and retired while it has snapshots,
+        which the array would purge with it. 2 calls, 6 with snapshots."""
+        volume_id = int(sf_volume["volumeID"])
+        if not self.snapshots_of(volume_id):
+            with contextlib.suppress(exception.ArrayNotFound):
+                self.client.call("PurgeDeletedVolume", volumeID=volume_id)
+            return
+        LOG.warning("Array volume %s (%s) was deleted with snapshots, which the "
+                    "array would purge with it: restoring it, retired.",
+                    volume_id, sf_volume["name"])
+        self.client.call("RestoreDeletedVolume", volumeID=volume_id)
+        self.revoke(volume_id)
+        self.retire_array_volume(dict(sf_volume, status="active"))
 
     def _has_sm(self, sr_type: str) -> bool:
         return bool(self.storage.pool.call(
             "SM.get_all_records_where", 'field "type"="%s"' % sr_type))
 
-    def _ensure_access_group(self) -> int:
+    def _ensure_access_group(self, pool_uuid: str) -> int:
         """The pool's volume access group, holding every host's IQN."""
-        pool_uuid = next(iter(self.storage.pool.call("pool.get_all_records").values()))["uuid"]
         name = "xensm-%s" % pool_uuid
         initiators = sorted(h.iscsi_iqn for h in self.storage.hosts() if h.iscsi_iqn)
         groups = self.client.call("ListVolumeAccessGroups")["volumeAccessGroups"]
@@ -140,6 +154,14 @@ class SolidFireBackend(base.Backend):
                            % (exc.name, name)) from None
             raise
         return int(group["volumeAccessGroupID"])
+
+    def claim_holder(self) -> tuple[str, str]:
+        """The pool: a volume has no SR before it is made, and Element has
+        no compare-and-set (ModifyVolume and ModifyAccount replace the whole
+        attributes map, last writer wins), while XAPI's
+        ``pool.add_to_other_config`` refuses a key already there
+        (MAP_DUPLICATE_KEY) for every host and process of the pool."""
+        return "pool", self.pool_ref
 
     def check(self) -> None:
         if not self._has_sm("lvmoiscsi"):
@@ -196,15 +218,20 @@ class SolidFireBackend(base.Backend):
         A retired volume (deleted, kept for its snapshots) is found only
         with ``include_retired``, as are deleted ones not yet purged.
         """
-        for volume in self.client.find_volumes_by_name(
-                self.array_name(volume_id), include_deleted=include_retired,
-                account_id=self.account_id):
-            attributes = volume.get("attributes") or {}
-            if attributes.get(identity.VOLUME_TAG) != volume_id:
-                continue
-            if include_retired or not self.retired(volume):
-                return volume
-        return None
+        found = self.array_volumes_of(volume_id, include_retired=include_retired)
+        return found[0] if found else None
+
+    def array_volumes_of(self, volume_id: str, *, include_retired: bool = False
+                         ) -> list[dict[str, Any]]:
+        """Every array volume named and tagged as the Cinder volume, oldest
+        first. More than one is a duplicate a call answered after its client
+        gave up made (CreateVolume or CloneVolume past the API timeout). 1 call."""
+        found = [v for v in self.client.find_volumes_by_name(
+                     self.array_name(volume_id), include_deleted=include_retired,
+                     account_id=self.account_id)
+                 if (v.get("attributes") or {}).get(identity.VOLUME_TAG) == volume_id
+                 and (include_retired or not self.retired(v))]
+        return sorted(found, key=lambda v: int(v["volumeID"]))
 
     @staticmethod
     def retired(sf_volume: dict[str, Any]) -> bool:
@@ -295,6 +322,23 @@ class SolidFireBackend(base.Backend):
                          "until its last snapshot goes.", volume_id, sf_volume["name"])
                 return
         self.delete_array_volume(volume_id)
+
+    def remove_strays(self, volume_id: str, keep: dict[str, Any] | None) -> None:
+        """Remove the array volumes named and tagged as ``volume_id`` other
+        than ``keep`` and the retired ones (kept for their snapshots): a
+        duplicate a create made after its client gave up, or one a delete
+        left deleted but not purged. 1 call, +2-6 per stray."""
+        for other in self.array_volumes_of(volume_id, include_retired=True):
+            if ((keep is not None and other["volumeID"] == keep["volumeID"])
+                    or RETIRED in (other.get("attributes") or {})):
+                continue
+            LOG.warning("Array volume %s (%s) also carries volume %s: removing it.",
+                        other["volumeID"], other["name"], volume_id)
+            if other.get("status") == "deleted":
+                self.finish_deleted(other)
+            else:
+                self.revoke(other["volumeID"])
+                self.retire_array_volume(other)
 
     def purge_if_unwanted(self, array_volume_id: int) -> None:
         """Delete a retired volume once its last snapshot is gone. 1-4 calls."""
@@ -421,11 +465,14 @@ class SolidFireBackend(base.Backend):
         return result["model_update"]
 
     def delete_volume(self, volume: VolumeSpec) -> None:
-        sf_volume, sr_ref = self._volume_parts(volume, required=False)
-        if sr_ref is not None:
-            self._refuse_attached(volume, sr_ref)
-        common.run(flows.delete_volume(), backend=self, ident=volume.ident,
-                   sr_ref=sr_ref, sf_volume=sf_volume)
+        """Under the volume's claim: a create that failed with its outcome
+        unknown kept it, and its array call may still land."""
+        with common.holding_claim(self, volume.ident):
+            sf_volume, sr_ref = self._volume_parts(volume, required=False)
+            if sr_ref is not None:
+                self._refuse_attached(volume, sr_ref)
+            common.run(flows.delete_volume(), backend=self, ident=volume.ident,
+                       sr_ref=sr_ref, sf_volume=sf_volume)
 
     def extend_volume(self, volume: VolumeSpec, new_size_gb: int) -> None:
         sf_volume, sr_ref, vdi = self._attached_parts(volume)
@@ -437,6 +484,13 @@ class SolidFireBackend(base.Backend):
                    sr_ref=sr_ref, vdi=vdi, size_bytes=new_size)
 
     def create_snapshot(self, snapshot: SnapshotSpec) -> dict[str, str]:
+        """CreateSnapshot under the snapshot's claim, kept when the outcome
+        is unknown (the call may land after its client gave up), so that the
+        snapshot's delete waits for it and finds it."""
+        with common.holding_claim(self, snapshot.ident, keep_when_unknown=True):
+            return self._create_snapshot(snapshot)
+
+    def _create_snapshot(self, snapshot: SnapshotSpec) -> dict[str, str]:
         sf_volume = self.find_array_volume(snapshot.volume.id)
         if sf_volume is None:
             raise exception.VolumeNotFound(volume_id=snapshot.volume.id,
@@ -452,6 +506,7 @@ class SolidFireBackend(base.Backend):
                     "it already has %d snapshots and a SolidFire volume holds at most "
                     "%d (xensm_solidfire_snapshot_limit); delete an older snapshot "
                     "first" % (len(existing), limit))
+            lost: exception.ArrayConnectionError | None = None
             try:
                 self.client.call("CreateSnapshot", volumeID=sf_volume["volumeID"],
                                  name=name,
@@ -459,9 +514,14 @@ class SolidFireBackend(base.Backend):
             except exception.ArrayConnectionError as exc:
                 if not exc.kwargs.get("sent"):
                     raise
+                lost = exc
             mine = [s for s in self.snapshots_of(sf_volume["volumeID"])
                     if s.get("name") == name]
             if not mine:
+                if lost is not None:
+                    # Not there yet, and the call may still land: the
+                    # outcome is unknown, and the claim stays for it.
+                    raise lost
                 raise exception.ArrayError(
                     array=self.client.array, method="CreateSnapshot", name="xNotCreated",
                     detail="snapshot %s is not on the array" % name)
@@ -488,6 +548,10 @@ class SolidFireBackend(base.Backend):
         return sf_volume, None
 
     def delete_snapshot(self, snapshot: SnapshotSpec) -> None:
+        with common.holding_claim(self, snapshot.ident):
+            self._delete_snapshot(snapshot)
+
+    def _delete_snapshot(self, snapshot: SnapshotSpec) -> None:
         sf_volume, sf_snapshot = self.find_array_snapshot(snapshot)
         if sf_snapshot is None:
             LOG.warning("Snapshot %s is not on the array; treating the delete as done.",

@@ -13,11 +13,13 @@ options) and the verb's inputs from the flow's store; they provide nouns
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import uuid as uuidlib
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from typing import Any
 
@@ -35,6 +37,7 @@ from xensm_driver.xapi.storage import VDI
 if TYPE_CHECKING:
     from taskflow.flow import Flow
 
+    from xensm_driver.backends.base import Backend
     from xensm_driver.backends.sm import SRBackend
 
 LOG = logging.getLogger(__name__)
@@ -318,13 +321,16 @@ class CloneVdiTask(_MakeVdiTask):
 # XAPI's add_to_other_config refuses a key that is there (MAP_DUPLICATE_KEY):
 # a compare-and-set the whole pool agrees on, whichever host or process asks.
 
-def lease(backend: SRBackend) -> float:
+def lease(backend: Backend) -> float:
     """How long a claim or marker is honoured before it counts as left by a
-    process that died: longer than any one call may take, with retries."""
-    return max(30.0, 3 * backend.options.xenapi_call_timeout)
+    process that died: longer than any one call may take, with retries --
+    to XAPI or to the back end's array."""
+    longest = max(backend.options.xenapi_call_timeout,
+                  backend.options.values.get("xensm_sf_api_timeout") or 0.0)
+    return max(30.0, 3 * longest)
 
 
-def take_turn(backend: SRBackend, cls: str, ref: str, key: str, value: str,
+def take_turn(backend: Backend, cls: str, ref: str, key: str, value: str,
               mine: Callable[[str], bool]) -> None:
     """Add ``key`` to the other_config of ``ref``; wait while somebody else
     holds it, and take it over once its holder's lease ran out.
@@ -368,52 +374,104 @@ def take_turn(backend: SRBackend, cls: str, ref: str, key: str, value: str,
 def _other_config(storage: Any, cls: str, ref: str) -> dict[str, str]:
     if cls == "SR":
         return storage.sr_other_config(ref)
-    return dict(storage.get_vdi(ref).other_config)
+    if cls == "VDI":
+        return dict(storage.get_vdi(ref).other_config)
+    return dict(storage.pool.call("%s.get_other_config" % cls, ref, obj=ref) or {})
+
+
+def claim(backend: Backend, ident: identity.Identity) -> str:
+    """Take ``ident``'s claim on the back end's claim holder (its SR, or the
+    pool), waiting while another holds it. 1 call. Returns the token."""
+    token = "%s %.6f" % (uuidlib.uuid4(), time.time())
+    cls, ref = backend.claim_holder()
+    take_turn(backend, cls, ref, ident.claim_key, token, mine=lambda held: held == token)
+    return token
 
 
 class ClaimTask(XensmTask):
-    """Hold ``ident``'s claim on the SR while its VDI is made, so that
-    concurrent creates of one id take turns: the second finds the first's
-    VDI (IdentifyVdiTask) instead of racing it. 1 call (more while another
-    holds it). Revert gives it back."""
+    """Hold ``ident``'s claim while its storage is made, so that concurrent
+    creates of one id take turns: the second finds what the first made
+    (IdentifyVdiTask, or a SolidFire maker's lookup by name) instead of
+    racing it. 1 call (more while another holds it). Revert gives it back.
+
+    ``keep_when_unknown``: a failure whose outcome is unknown (a call that
+    timed out may still be carried out) keeps the claim until its lease
+    runs out, and the object's delete takes its turn (:func:`holding_claim`),
+    so it finds what such a call made late instead of missing it.
+    """
 
     default_provides = "claim"
 
-    def execute(self, backend: SRBackend, ident: identity.Identity) -> str:
-        token = "%s %.6f" % (uuidlib.uuid4(), time.time())
-        take_turn(backend, "SR", backend.sr_ref, ident.claim_key, token,
-                  mine=lambda held: held == token)
-        return token
+    def __init__(self, keep_when_unknown: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.keep_when_unknown = keep_when_unknown
 
-    def revert(self, backend: SRBackend, ident: identity.Identity, result: Any,
-               **kwargs: Any) -> None:
+    def execute(self, backend: Backend, ident: identity.Identity) -> str:
+        return claim(backend, ident)
+
+    def revert(self, backend: Backend, ident: identity.Identity, result: Any,
+               flow_failures: Any = None, **kwargs: Any) -> None:
         if _failed(result):
+            return
+        if self.keep_when_unknown and _outcome_unknown(flow_failures):
+            _keep_claim(backend, ident)
             return
         release_claim(backend, ident)
 
 
+@contextlib.contextmanager
+def holding_claim(backend: Backend, ident: identity.Identity, *,
+                  keep_when_unknown: bool = False) -> Iterator[None]:
+    """Hold ``ident``'s claim around a verb that is no flow (a SolidFire
+    snapshot, a delete), given back as ClaimTask and ReleaseClaimTask do:
+    never failing the verb, and kept past a failure whose outcome is
+    unknown with ``keep_when_unknown``. 2 calls."""
+    claim(backend, ident)
+    try:
+        yield
+    except exception.XensmError as exc:
+        if keep_when_unknown and _unknown(exc):
+            _keep_claim(backend, ident)
+        else:
+            release_claim(backend, ident)
+        raise
+    except BaseException:
+        release_claim(backend, ident)
+        raise
+    release_claim(backend, ident)
+
+
+def _keep_claim(backend: Backend, ident: identity.Identity) -> None:
+    LOG.warning("%s failed with an outcome unknown (a call that timed out may still "
+                "be carried out): its claim %s stays until its lease runs out, so "
+                "that a delete or retry sees what that call makes.",
+                ident.name_label, ident.claim_key)
+
+
 class ReleaseClaimTask(XensmTask):
-    """Give the claim back once the VDI is made and identified. 1 call.
+    """Give the claim back once the object is made and identified. 1 call.
 
     Never fails the verb: once the release may have reached XAPI, the next
     creator of this id may already hold the claim and have been handed our
-    VDI as the one that was there first, so undoing the create would pull
-    it from under them. The release is idempotent, so it is tried twice; a
-    claim still left is taken over when its lease runs out.
+    object as the one that was there first, so undoing the create would
+    pull it from under them. The release is idempotent, so it is tried
+    twice; a claim still left is taken over when its lease runs out.
     """
 
-    def execute(self, backend: SRBackend, ident: identity.Identity) -> None:
+    def execute(self, backend: Backend, ident: identity.Identity) -> None:
+        cls, ref = backend.claim_holder()
         try:
-            backend.storage.remove_other_config_key("SR", backend.sr_ref, ident.claim_key)
+            backend.storage.remove_other_config_key(cls, ref, ident.claim_key)
         except exception.XensmError as exc:
-            LOG.warning("Giving back the claim %s on SR %s failed (%s); trying once more.",
-                        ident.claim_key, backend.sr_uuid, exc)
+            LOG.warning("Giving back the claim %s on %s %s failed (%s); trying once "
+                        "more.", ident.claim_key, cls, ref, exc)
             release_claim(backend, ident)
 
 
-def release_claim(backend: SRBackend, ident: identity.Identity) -> None:
-    undo("the claim %s on SR %s" % (ident.claim_key, backend.sr_uuid),
-         backend.storage.remove_other_config_key, "SR", backend.sr_ref, ident.claim_key)
+def release_claim(backend: Backend, ident: identity.Identity) -> None:
+    cls, ref = backend.claim_holder()
+    undo("the claim %s on %s %s" % (ident.claim_key, cls, ref),
+         backend.storage.remove_other_config_key, cls, ref, ident.claim_key)
 
 
 class MarkSourceTask(XensmTask):
@@ -470,12 +528,20 @@ class MarkSourceTask(XensmTask):
 
 
 def _outcome_unknown(flow_failures: Any) -> bool:
-    """Whether a failure of this flow may still be carried out by XAPI."""
-    for fail in (flow_failures or {}).values():
-        if fail.check(exception.XapiTimeout, exception.TaskTimeout) or (
-                fail.check(exception.XapiConnectionError)
-                and getattr(fail.exception, "sent", False)):
-            return True
+    """Whether a failure of this flow may still be carried out by XAPI (or
+    the back end's array)."""
+    return any(fail.exception is not None and _unknown(fail.exception)
+               for fail in (flow_failures or {}).values())
+
+
+def _unknown(exc: BaseException) -> bool:
+    """Whether the call that raised ``exc`` may still be carried out."""
+    if isinstance(exc, (exception.XapiTimeout, exception.TaskTimeout)):
+        return True
+    if isinstance(exc, exception.XapiConnectionError):
+        return bool(exc.sent)
+    if isinstance(exc, exception.ArrayConnectionError):
+        return bool(exc.kwargs.get("sent"))
     return False
 
 

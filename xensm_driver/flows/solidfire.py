@@ -86,12 +86,11 @@ class CreateArrayVolumeTask(_ArrayVolumeMaker):
                 raise
             LOG.warning("CreateVolume for %s lost its answer; looking it up by name.",
                         ident.name_label)
-        volume = backend.find_array_volume(ident.id)
-        if volume is None:
-            raise exception.ArrayError(
-                array=backend.client.array, method="CreateVolume", name="xNotCreated",
-                detail="volume %s is not on the array after CreateVolume"
-                       % backend.array_name(ident.id))
+            volume = backend.find_array_volume(ident.id)
+            if volume is None:
+                # Not there yet, and the call may still land: the outcome
+                # is unknown (the flow's claim stays for it).
+                raise
         return dict(volume, _made_here=True)
 
 
@@ -344,6 +343,11 @@ class CopyVdiTask(common.XensmTask):
 class DeleteArrayVolumeTask(common.XensmTask):
     """Revoke access and delete the array volume, or retire it while it has
     snapshots (Element would purge them with it). Nothing to revert.
+
+    Also whatever else carries the volume's name and tag: a duplicate a
+    create made after its client gave up, and a volume an earlier delete
+    left deleted but not purged (cut off between DeleteVolume and
+    PurgeDeletedVolume). A retired volume stays for its snapshots.
     """
 
     def execute(self, backend: SolidFireBackend, ident: identity.Identity,
@@ -351,9 +355,10 @@ class DeleteArrayVolumeTask(common.XensmTask):
         if sf_volume is None:
             LOG.warning("%s has no volume on the array; treating the delete as done.",
                         ident.name_label)
-            return
-        backend.revoke(sf_volume["volumeID"])
-        backend.retire_array_volume(sf_volume)
+        else:
+            backend.revoke(sf_volume["volumeID"])
+            backend.retire_array_volume(sf_volume)
+        backend.remove_strays(ident.id, keep=sf_volume)
 
 
 class RollbackTask(common.XensmTask):
@@ -392,32 +397,44 @@ class GrowLunSrTask(common.XensmTask):
 
 # -- flows --------------------------------------------------------------------
 
+# Every flow that makes a volume holds the volume's claim on the pool from
+# before its first lookup until its model update (common.ClaimTask): two
+# driver instances creating one id take turns, the second finds and reuses
+# every part the first made (none of them "made here", so its undo never
+# removes them), and a part found by name after asking for it was made by
+# this attempt. The release comes last and never fails the verb. A failure
+# whose outcome is unknown (CreateVolume past the API timeout may still
+# land) keeps the claim for its lease; the volume's delete takes its turn
+# and so finds what landed late.
+
 def create_volume() -> linear_flow.Flow:
-    """CreateArrayVolumeTask -> GrantAccessTask -> CreateLunSrTask ->
-    PlugEverywhereTask -> FillLunTask -> ReadVdiTask -> ModelUpdateTask.
-    Store: ident, size_bytes."""
+    """ClaimTask -> CreateArrayVolumeTask -> GrantAccessTask ->
+    CreateLunSrTask -> PlugEverywhereTask -> FillLunTask -> ReadVdiTask ->
+    ModelUpdateTask -> ReleaseClaimTask. Store: ident, size_bytes."""
     return linear_flow.Flow("sf_create_volume").add(
-        CreateArrayVolumeTask(), GrantAccessTask(), CreateLunSrTask(),
-        PlugEverywhereTask(), FillLunTask(), ReadVdiTask(), ModelUpdateTask())
+        common.ClaimTask(keep_when_unknown=True), CreateArrayVolumeTask(), GrantAccessTask(),
+        CreateLunSrTask(), PlugEverywhereTask(), FillLunTask(), ReadVdiTask(),
+        ModelUpdateTask(), common.ReleaseClaimTask())
 
 
 def clone_by_resign() -> linear_flow.Flow:
-    """CloneArrayVolumeTask -> GrantAccessTask -> FindLunSrTask ->
-    ResignLunTask -> IntroduceLunSrTask -> AdoptLunVdiTask -> GrowVdiTask ->
-    ModelUpdateTask. Store: ident, source_volume, source_snapshot_id,
-    size_bytes."""
+    """ClaimTask -> CloneArrayVolumeTask -> GrantAccessTask -> FindLunSrTask
+    -> ResignLunTask -> IntroduceLunSrTask -> AdoptLunVdiTask -> GrowVdiTask
+    -> ModelUpdateTask -> ReleaseClaimTask. Store: ident, source_volume,
+    source_snapshot_id, size_bytes."""
     return linear_flow.Flow("sf_clone_by_resign").add(
-        CloneArrayVolumeTask(), GrantAccessTask(), FindLunSrTask(), ResignLunTask(),
-        IntroduceLunSrTask(), AdoptLunVdiTask(), GrowVdiTask(), ModelUpdateTask())
+        common.ClaimTask(keep_when_unknown=True), CloneArrayVolumeTask(),
+        GrantAccessTask(), FindLunSrTask(), ResignLunTask(), IntroduceLunSrTask(),
+        AdoptLunVdiTask(), GrowVdiTask(), ModelUpdateTask(), common.ReleaseClaimTask())
 
 
 def clone_by_copy() -> linear_flow.Flow:
     """A fresh volume (as create_volume), then CopyVdiTask from the source's
-    attached VDI. Store: ident, size_bytes, source_vdi."""
+    attached VDI, under the claim. Store: ident, size_bytes, source_vdi."""
     return linear_flow.Flow("sf_clone_by_copy").add(
-        CreateArrayVolumeTask(), GrantAccessTask(), CreateLunSrTask(),
-        PlugEverywhereTask(), FillLunTask(), ReadVdiTask(), CopyVdiTask(),
-        ModelUpdateTask())
+        common.ClaimTask(keep_when_unknown=True), CreateArrayVolumeTask(), GrantAccessTask(),
+        CreateLunSrTask(), PlugEverywhereTask(), FillLunTask(), ReadVdiTask(),
+        CopyVdiTask(), ModelUpdateTask(), common.ReleaseClaimTask())
 
 
 def delete_volume() -> linear_flow.Flow:
