@@ -133,8 +133,9 @@ def render(res: dict[str, Any]) -> str:
         "",
         calls_table(res),
         "",
-        "revert_to_snapshot runs VDI.copy as an XAPI task (bounded by "
-        "xenapi_task_timeout), so its count includes 1 or more task.get_status polls. "
+        "A create takes a claim on the SR and gives it back; a snapshot, clone or "
+        "revert marks its source before XAPI copies it and unmarks it after; "
+        "revert swaps a clone of the snapshot in (no data copied). "
         "The floor is for SM-native SRs; SolidFire (one LUN and one SR per volume) "
         "adds its Element API requests (\"+ n array\").",
         "",
@@ -153,8 +154,8 @@ def render(res: dict[str, Any]) -> str:
         throughput_table(res),
         "",
         "Scale on one %s SR: XAPI requests / median ms of %d runs (update_provider_info "
-        "gets every volume on the SR, none with a provider_id)" % (sc["sr_type"],
-                                                                   sc["repeats"]),
+        "gets every volume on the SR with its provider_id, and lists the SR once to "
+        "follow reverts' swaps)" % (sc["sr_type"], sc["repeats"]),
         "",
         scale_table(res),
         "",
