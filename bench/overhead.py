@@ -103,8 +103,8 @@ class StubStorage:
             self._replace(ref, other_config={k: v for k, v in
                                              self.vdis[ref].other_config.items() if k != key})
 
-    def sr_other_config(self, sr_ref: str) -> dict[str, str]:
-        return dict(self.sr_config)
+    def other_config(self, cls: str, ref: str) -> dict[str, str]:
+        return dict(self.sr_config) if cls == "SR" else dict(self.vdis[ref].other_config)
 
     def base_copies(self, sr_ref: str) -> list[VDI]:
         return []

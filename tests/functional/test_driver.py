@@ -356,7 +356,7 @@ class VerbsMixin:
         self.control.run_gc()
         backend = self.driver.backend
         return dict(self.sr_state(), sr_other_config=tuple(sorted(
-            backend.storage.sr_other_config(backend.sr_ref).items())))
+            backend.storage.other_config("SR", backend.sr_ref).items())))
 
     def attach(self: Any, obj: dict[str, Any]) -> str:
         pool = self.driver.pool
@@ -491,22 +491,27 @@ class TestCallTimeout(base.DriverTestCase):
         # The release reaches XAPI, its answer does not come back in time;
         # the second creator, let in by it, is handed the first's VDI.
         drivers = [self.driver, self.make_driver()]
-        vol = self.volume()
         self.control.inject_fault("SR.remove_from_other_config", hang=2)
-        results: list[Any] = [None, None]
+        assert_one_vdi_for_all(self, drivers, self.volume())
 
-        def create(i: int) -> None:
-            results[i] = drivers[i].create_volume(dict(vol))
 
-        threads = [threading.Thread(target=create, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        self.assertEqual(results[0], results[1])
-        named = self.driver.backend.storage.find_vdis(self.driver.backend.sr_ref,
-                                                      "volume-%s" % vol["id"])
-        self.assertEqual([results[0]["provider_id"]], [v.uuid for v in named])
+def assert_one_vdi_for_all(test: base.DriverTestCase, drivers: list[Any],
+                           vol: dict[str, Any]) -> None:
+    """Each driver creates ``vol`` at once; all get the one VDI on the SR."""
+    results: list[Any] = [None] * len(drivers)
+
+    def create(i: int) -> None:
+        results[i] = drivers[i].create_volume(dict(vol))
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(len(drivers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    test.assertEqual([results[0]] * len(drivers), results)
+    named = test.driver.backend.storage.find_vdis(test.driver.backend.sr_ref,
+                                                  "volume-%s" % vol["id"])
+    test.assertEqual([results[0]["provider_id"]], [v.uuid for v in named])
 
 
 class TestConcurrentCreates(base.DriverTestCase):
@@ -517,25 +522,9 @@ class TestConcurrentCreates(base.DriverTestCase):
     def test_concurrent_creates_of_one_id_end_with_one_vdi_for_every_caller(self) -> None:
         drivers = [self.driver, self.make_driver()]
         for _ in range(10):
-            vol = self.volume()
-            results: list[Any] = [None, None]
-
-            def create(i: int, vol: dict[str, Any] = vol,
-                       results: list[Any] = results) -> None:
-                results[i] = drivers[i].create_volume(dict(vol))
-
-            threads = [threading.Thread(target=create, args=(i,)) for i in range(2)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            self.assertEqual(results[0], results[1])
-            named = self.driver.backend.storage.find_vdis(
-                self.driver.backend.sr_ref, "volume-%s" % vol["id"])
-            self.assertEqual([results[0]["provider_id"]], [v.uuid for v in named])
-        self.assertEqual({}, self.driver.backend.storage.sr_other_config(
-            self.driver.backend.sr_ref))                # every claim given back
-
+            assert_one_vdi_for_all(self, drivers, self.volume())
+        self.assertEqual({}, self.driver.backend.storage.other_config(
+            "SR", self.driver.backend.sr_ref))                # every claim given back
 
     def test_a_duplicate_whose_destroy_failed_once_is_still_destroyed(self) -> None:
         vol = self.create_volume()

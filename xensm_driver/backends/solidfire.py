@@ -85,9 +85,8 @@ class SolidFireBackend(base.Backend):
         self.account_id = int(self.client.ensure_account(
             "%s-%s" % (opts.xensm_sf_account_prefix, self.name))["accountID"])
         self.master_ref = self.storage.master().ref
-        self.pool_ref, pool = next(iter(
-            self.storage.pool.call("pool.get_all_records").items()))
-        self.vag_id = self._ensure_access_group(pool["uuid"])
+        self.pool_ref, pool_uuid = self.storage.the_pool()
+        self.vag_id = self._ensure_access_group(pool_uuid)
         self._retire_deleted_with_snapshots()
         self.clone_strategy = "resign" if self._has_sm("relvmoiscsi") else "copy"
 

@@ -348,14 +348,14 @@ def take_turn(backend: Backend, cls: str, ref: str, key: str, value: str,
         except exception.XapiConnectionError as exc:
             if not exc.sent:
                 raise
-            held = _other_config(storage, cls, ref).get(key)
+            held = storage.other_config(cls, ref).get(key)
             if held is not None and mine(held):
                 return                          # the add was carried out
             raise
         except exception.XapiError as exc:
             if exc.code != "MAP_DUPLICATE_KEY":
                 raise
-        held = _other_config(storage, cls, ref).get(key)
+        held = storage.other_config(cls, ref).get(key)
         if held is None:
             continue                            # released meanwhile
         if mine(held):
@@ -369,14 +369,6 @@ def take_turn(backend: Backend, cls: str, ref: str, key: str, value: str,
             continue
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
-
-
-def _other_config(storage: Any, cls: str, ref: str) -> dict[str, str]:
-    if cls == "SR":
-        return storage.sr_other_config(ref)
-    if cls == "VDI":
-        return dict(storage.get_vdi(ref).other_config)
-    return dict(storage.pool.call("%s.get_other_config" % cls, ref, obj=ref) or {})
 
 
 def claim(backend: Backend, ident: identity.Identity) -> str:

@@ -462,6 +462,12 @@ class Storage:
         """Remove one other_config key (absent is fine). 1 call."""
         self.pool.call("%s.remove_from_other_config" % cls, ref, key, obj=ref)
 
-    def sr_other_config(self, sr_ref: str) -> dict[str, str]:
-        """The SR's other_config. 1 call."""
-        return dict(self.pool.call("SR.get_other_config", sr_ref, obj=sr_ref) or {})
+    def other_config(self, cls: str, ref: str) -> dict[str, str]:
+        """The other_config of an SR, VDI or pool (where claims and marks are
+        held). 1 call."""
+        return dict(self.pool.call("%s.get_other_config" % cls, ref, obj=ref) or {})
+
+    def the_pool(self) -> tuple[str, str]:
+        """The pool object's ref and uuid (a pool has exactly one). 1 call."""
+        ref, rec = next(iter(self.pool.call("pool.get_all_records").items()))
+        return ref, rec["uuid"]
