@@ -523,26 +523,22 @@ class Soak:
 
     def _snapshot(self, drv: Any, vol: Obj, snap: Obj) -> str:
         snap.content, snap.size_gb = vol.content, vol.size_gb
-        try:
-            update = drv.create_snapshot(self._snap(snap))
-        except Exception:
-            self._failed_create(snap)
-            raise
-        return self._created(snap, update)
+        return self._make(snap, lambda: drv.create_snapshot(self._snap(snap)))
 
     def _clone(self, drv: Any, src: Obj, new: Obj) -> str:
         new.content = src.content
-        try:
-            update = drv.create_cloned_volume(self._vol(new), self._vol(src))
-        except Exception:
-            self._failed_create(new)
-            raise
-        return self._created(new, update)
+        return self._make(new, lambda: drv.create_cloned_volume(self._vol(new),
+                                                                self._vol(src)))
 
     def _from_snapshot(self, drv: Any, snap: Obj, new: Obj) -> str:
         new.content = snap.content
+        return self._make(new, lambda: drv.create_volume_from_snapshot(
+            self._vol(new), self._snap(snap)))
+
+    def _make(self, new: Obj, call: Any) -> str:
+        """Run a verb that makes ``new``; record what it made, or that it failed."""
         try:
-            update = drv.create_volume_from_snapshot(self._vol(new), self._snap(snap))
+            update = call()
         except Exception:
             self._failed_create(new)
             raise
