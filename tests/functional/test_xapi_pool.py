@@ -115,6 +115,13 @@ class TestFailuresOnTheWire(base.SimTestCase):
         self.assertIn("ECONNREFUSED", str(err))
         self.assertEqual(3, pool.counter.snapshot()["session.login_with_password"])
 
+    def test_https_against_a_plain_http_server_says_so(self):
+        pool = self.pool(url=self.sim.url.replace("http://", "https://"), retries=0)
+        err = self.assertRaises(exception.XapiConnectionError, pool.call, "host.get_all")
+        self.assertIn("did not answer TLS (is it plain HTTP? then use an http:// URL)",
+                      str(err))
+        self.assertNotIn("EPERM", str(err))
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -505,6 +505,13 @@ def _describe(exc: BaseException | None) -> str:
         return "unknown error"
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return "timed out"
+    if isinstance(exc, ssl.SSLError):
+        # Its errno is the TLS library's own code, not an OS errno (1 would
+        # read as EPERM).
+        if exc.reason == "WRONG_VERSION_NUMBER":
+            return ("the server did not answer TLS (is it plain HTTP? then use an "
+                    "http:// URL)")
+        return "TLS failed: %s" % (exc.reason or exc)
     if isinstance(exc, OSError) and exc.errno:
         return "%s (%s)" % (exc.strerror or type(exc).__name__,
                             errno.errorcode.get(exc.errno, exc.errno))
