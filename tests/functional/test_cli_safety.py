@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from tests.functional import base
 from tests.functional import test_cli
@@ -206,3 +207,135 @@ class InterruptedCloneTest(test_cli.CliTestCase):
         user_vdis = [v.uuid for v in drv.backend.storage.sr_vdis(drv.backend.sr_ref)
                      if v.managed]
         self.assertEqual([src["provider_id"]], user_vdis)
+
+
+class SolidFireReconcileSafetyTest(test_cli.CliTestCase):
+    """Reconcile on a back end with an SR per volume (issue 13, item 9)."""
+
+    SIM_KWARGS = test_cli.SolidFireTest.SIM_KWARGS
+    SR_TYPE = test_cli.SolidFireTest.SR_TYPE
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.live = [self.j("volume", "create", "--size", "1", "--name", "v%d" % i)
+                     for i in range(2)]
+        self.snap = self.j("snapshot", "create", "v0", "--name", "s0")
+        self.drv = self.storage()
+        self.backend = self.drv.backend
+
+    def array_volume(self, volume_id: str) -> Any:
+        return self.backend.find_array_volume(volume_id, include_retired=True)
+
+    def assert_live_intact(self) -> None:
+        for vol in self.live:
+            self.assertIsNotNone(self.backend.find_array_volume(vol["id"]), vol["name"])
+            self.assertIsNotNone(self.backend.find_lun_sr(vol["id"]), vol["name"])
+        self.assertEqual([self.snap["provider_id"]],
+                         [str(s["snapshotID"]) for s in self.backend.snapshots_of(
+                             self.array_volume(self.live[0]["id"])["volumeID"])])
+        self.assertEqual(xensm.EXIT_OK, self.xensm("reconcile").code)
+
+    def foreign(self) -> Any:
+        """An array volume of this account tagged by another manager."""
+        return self.backend.client.call(
+            "CreateVolume", name=self.backend.array_name("cinders"),
+            accountID=self.backend.account_id, totalSize=base.GiB, enable512e=True,
+            attributes=self.backend.array_attributes("cinders"))["volumeID"]
+
+    def test_only_an_orphan_of_this_inventory_goes_and_only_with_yes(self) -> None:
+        foreign = self.foreign()
+        self.assertEqual(xensm.EXIT_OK, self.xensm("reconcile").code)
+        left = self.j("volume", "create", "--size", "1", "--name", "left")
+        gone = self.j("snapshot", "create", "v1", "--name", "gone")
+        self.mark_deleted(left["id"])
+        self.mark_deleted(gone["id"], cls=test_cli.models.Snapshot)
+        report = self.xensm("reconcile", "--json", expect=xensm.EXIT_DRIFT).json
+        self.assertEqual([("foreign_vdi", "volume", "cinders"),
+                          ("orphan_vdi", "snapshot", gone["id"]),
+                          ("orphan_vdi", "volume", left["id"])],
+                         [(f["kind"], f["object"], f["id"]) for f in report["findings"]])
+        dry = self.xensm("reconcile", "--delete-orphans", "--json",
+                         expect=xensm.EXIT_DRIFT).json
+        self.assertEqual(["would delete snapshot %s (a dry run: add --yes to delete)"
+                          % gone["provider_id"],
+                          "would delete volume %s (a dry run: add --yes to delete)"
+                          % left["provider_id"]],
+                         [f["action_taken"] for f in dry["findings"] if f["action_taken"]])
+        left_array = self.array_volume(left["id"])
+        self.assertIsNotNone(left_array)
+        (done,) = self.finish(self.spawn("reconcile", "--delete-orphans", "--yes"))
+        self.assertEqual(xensm.EXIT_OK, done.code, done.err)
+        self.assertEqual(["deleted array snapshot %s" % gone["provider_id"],
+                          "deleted array volume %d" % left_array["volumeID"]],
+                         [f["action_taken"] for f in done.json["findings"]
+                          if f["action_taken"]])
+        self.assertIsNone(self.array_volume(left["id"]))
+        self.assertIsNone(self.backend.find_lun_sr(left["id"]))
+        self.assertIsNotNone(self.backend.client.get_volume_by_id(foreign))
+        self.assertEqual("deleted", self.j("volume", "show", left["id"])["status"])
+        self.assert_live_intact()
+
+    def test_an_empty_or_another_inventory_touches_none_of_ours(self) -> None:
+        foreign = self.foreign()
+        empty = "sqlite:///%s" % os.path.join(self.tmp, "empty.sqlite")
+        inventory.Inventory(empty).close()
+        (refused,) = self.finish(self.spawn("reconcile", "--delete-orphans", "--yes",
+                                            db_url=empty))
+        self.assertEqual(xensm.EXIT_REFUSED, refused.code)
+        self.assertIn("has no record of anything made on back end xs", refused.err)
+        other = "sqlite:///%s" % os.path.join(self.tmp, "other.sqlite")
+        theirs = self.j("volume", "create", "--size", "1", "--db-url", other)
+        inv = inventory.Inventory(other)
+        self.addCleanup(inv.close)
+        inv.update(test_cli.Volume, theirs["id"], status="deleted")
+        (result,) = self.finish(self.spawn("reconcile", "--delete-orphans", "--yes",
+                                           db_url=other))
+        self.assertEqual(xensm.EXIT_OK, result.code, result.err)
+        self.assertEqual({("foreign_vdi", v["id"]) for v in self.live}
+                         | {("foreign_vdi", "cinders"), ("foreign_vdi", self.snap["id"]),
+                            ("orphan_vdi", theirs["id"])},
+                         {(f["kind"], f["id"]) for f in result.json["findings"]})
+        self.assertIsNone(self.array_volume(theirs["id"]))
+        self.assertIsNotNone(self.backend.client.get_volume_by_id(foreign))
+        self.assert_live_intact()
+
+    def test_two_reconciles_at_once_remove_an_orphan_once(self) -> None:
+        left = self.j("volume", "create", "--size", "1", "--name", "left")
+        left_array = self.array_volume(left["id"])
+        self.mark_deleted(left["id"])
+        self.control.set_latency(0.05)           # widen every window between calls
+        results = self.finish(*[self.spawn("reconcile", "--delete-orphans", "--yes")
+                                for _ in range(2)])
+        self.control.set_latency(0)
+        actions = sorted(f["action_taken"] for r in results for f in r.json["findings"]
+                         if f["action_taken"])
+        self.assertIn("deleted array volume %d" % left_array["volumeID"], actions)
+        self.assertTrue(all(a.startswith("not deleted") for a in actions
+                            if not a.startswith("deleted")), actions)
+        self.assertIsNone(self.array_volume(left["id"]))
+        self.assert_live_intact()
+
+    def test_an_attached_orphan_stays(self) -> None:
+        left = self.j("volume", "create", "--size", "1", "--name", "left")
+        self.mark_deleted(left["id"])
+        pool = self.drv.pool
+        dom0 = [ref for ref, rec in pool.call("VM.get_all_records").items()
+                if rec["is_control_domain"]][0]
+        vbd = pool.call("VBD.create", {
+            "VM": dom0, "VDI": self.backend.storage.vdi_by_uuid(left["provider_id"]).ref,
+            "userdevice": "autodetect", "bootable": False, "mode": "RW", "type": "Disk",
+            "empty": False, "unpluggable": True, "other_config": {},
+            "qos_algorithm_type": "", "qos_algorithm_params": {}})
+        pool.call("VBD.plug", vbd)
+        report = self.xensm("reconcile", "--delete-orphans", "--yes", "--json",
+                            expect=xensm.EXIT_DRIFT).json
+        (action,) = [f["action_taken"] for f in report["findings"] if f["action_taken"]]
+        self.assertIn("not deleted", action)
+        self.assertIn("attached to a VM", action)
+        self.assertIsNotNone(self.array_volume(left["id"]))
+        self.assertIsNotNone(self.backend.find_lun_sr(left["id"]))
+        pool.call("VBD.unplug", vbd)
+        pool.call("VBD.destroy", vbd)
+        self.xensm("reconcile", "--delete-orphans", "--yes")
+        self.assertIsNone(self.array_volume(left["id"]))
+        self.assert_live_intact()

@@ -118,6 +118,33 @@ class SnapshotSpec:
         return identity.snapshot(self.id)
 
 
+@dataclasses.dataclass(frozen=True)
+class Holding:
+    """One tagged object a back end holds where no one SR lists them all:
+    what ``reconcile`` compares with the inventory.
+
+    ``uuid`` is its exact identity, as a record's provider_id names it (a
+    volume's VDI; an array snapshot's ID) or, for a volume that has no VDI,
+    ``array-volume-<ID>``. ``tags`` are the xensm tags it carries.
+    """
+
+    kind: str                              # "volume" or "snapshot"
+    uuid: str
+    name_label: str
+    tags: Mapping[str, str]
+    array_id: int                          # the array volume (of a snapshot: its own ID)
+    volume_array_id: int                   # the array volume it is, or is on
+    sr_uuid: str | None = None
+    retired: bool = False
+    #: A volume's array snapshots, by ID.
+    snapshots: tuple[str, ...] = ()
+    managed: bool = True                   # as a VDI: reconcile reads both alike
+
+    @property
+    def other_config(self) -> Mapping[str, str]:
+        return self.tags
+
+
 def field(obj: Any, name: str, default: Any = None) -> Any:
     """A field of a Cinder object (attribute) or of a plain dict (key)."""
     if isinstance(obj, Mapping):
@@ -175,6 +202,23 @@ class Backend:
         exists before any object is made and that every driver instance of
         this back end sees."""
         raise NotImplementedError
+
+    # -- reconcile, for back ends with no one SR ------------------------------
+
+    def holdings(self) -> list[Holding]:
+        """Every object carrying this back end's tags, for ``reconcile``."""
+        raise self.refuse("reconcile", "its volumes are not on one SR")
+
+    def remove_orphan_volume(self, held: Holding, keep: frozenset[str]) -> str:
+        """Remove the volume ``held`` names if it still is that, carrying
+        that tag, attached to nothing, and holding no array snapshot whose ID
+        or tag is in ``keep`` (what the inventory still records). Returns
+        what was done; :class:`~xensm_driver.exception.InUse` says why not."""
+        raise self.refuse("reconcile", "its volumes are not on one SR")
+
+    def remove_orphan_snapshot(self, held: Holding) -> str:
+        """Remove the array snapshot ``held`` names if it still carries its tag."""
+        raise self.refuse("reconcile", "its volumes are not on one SR")
 
     # -- what every back end implements ---------------------------------------
 

@@ -272,6 +272,107 @@ class SolidFireBackend(base.Backend):
     def snapshots_of(self, volume_id: int) -> list[dict[str, Any]]:
         return self.client.list_snapshots(volume_id)
 
+    # -- reconcile ------------------------------------------------------------
+
+    def holdings(self) -> list[base.Holding]:
+        """Each array volume of this back end's account carrying its name and
+        tag, with its SR and VDI if it has them, and each of its array
+        snapshots (a group snapshot's member carries the group's tag, not a
+        snapshot's). Retired volumes are marked. 2 calls, +2 per SR."""
+        volumes = self.client.call("ListVolumes", accounts=[self.account_id])["volumes"]
+        snapshots: dict[int, list[dict[str, Any]]] = {}
+        for snap in self.client.list_snapshots():
+            snapshots.setdefault(int(snap["volumeID"]), []).append(snap)
+        held: list[base.Holding] = []
+        for volume in volumes:
+            attributes = volume.get("attributes") or {}
+            volume_id = attributes.get(identity.VOLUME_TAG)
+            if (not volume_id or attributes.get("xensm-backend") != self.name
+                    or volume.get("name") != self.array_name(volume_id)):
+                continue
+            array_id = int(volume["volumeID"])
+            sr_uuid = vdi_uuid = None
+            found = self.storage.find_sr(name_label=self.sr_name(volume_id))
+            if len(found) == 1:
+                sr_uuid = found[0].uuid
+                vdis = [v for v in self.storage.sr_vdis(found[0].ref)
+                        if v.managed and not v.is_a_snapshot]
+                if len(vdis) == 1:
+                    vdi_uuid = vdis[0].uuid
+            mine = snapshots.get(array_id, [])
+            held.append(base.Holding(
+                "volume", vdi_uuid or "array-volume-%d" % array_id, volume["name"],
+                {identity.VOLUME_TAG: volume_id}, array_id, array_id, sr_uuid,
+                self.retired(volume), tuple(str(s["snapshotID"]) for s in mine)))
+            for snap in mine:
+                tag = (snap.get("attributes") or {}).get(identity.SNAPSHOT_TAG)
+                held.append(base.Holding(
+                    "snapshot", str(snap["snapshotID"]), snap.get("name") or "",
+                    {identity.SNAPSHOT_TAG: tag} if tag else {}, int(snap["snapshotID"]),
+                    array_id))
+        return held
+
+    def remove_orphan_volume(self, held: base.Holding, keep: frozenset[str]) -> str:
+        """Checked again first: the array volume still exists in this
+        account, named and tagged as ``held`` says; its SR's VDI attached to
+        nothing; none of its array snapshots is one the inventory still
+        records (``keep``: IDs and tags). Then its SR is forgotten, access
+        revoked, and the array volume deleted -- or retired while other
+        snapshots are on it. 4-10 calls."""
+        volume_id = held.tags[identity.VOLUME_TAG]
+        sf_volume = self.client.get_volume_by_id(held.volume_array_id, include_deleted=True)
+
+        def not_now(why: str) -> exception.InUse:
+            return exception.InUse(kind="Array volume", name=held.volume_array_id,
+                                   reason=why)
+
+        if sf_volume is None:
+            raise not_now("it is already gone")
+        attributes = sf_volume.get("attributes") or {}
+        if (int(sf_volume.get("accountID", self.account_id)) != self.account_id
+                or sf_volume.get("name") != self.array_name(volume_id)
+                or attributes.get(identity.VOLUME_TAG) != volume_id
+                or attributes.get("xensm-backend") != self.name):
+            raise not_now("it no longer carries the name and tag of volume %s" % volume_id)
+        snaps = self.snapshots_of(held.volume_array_id)
+        kept = [str(s["snapshotID"]) for s in snaps
+                if str(s["snapshotID"]) in keep
+                or (s.get("attributes") or {}).get(identity.SNAPSHOT_TAG) in keep]
+        if kept:
+            raise not_now("its snapshot(s) %s are still recorded" % ", ".join(kept))
+        sr_ref = (self.find_lun_sr(volume_id, sf_volume)
+                  if sf_volume.get("status") != "deleted" else None)
+        if sr_ref is not None:
+            for vdi in self.storage.sr_vdis(sr_ref):
+                if self.storage.any_attached(vdi.vbds):
+                    raise not_now("its VDI %s is attached to a VM" % vdi.uuid)
+            self.forget_lun_sr(sr_ref)
+        if sf_volume.get("status") == "deleted":
+            self.finish_deleted(sf_volume)
+        else:
+            self.revoke(held.volume_array_id)
+            self.retire_array_volume(sf_volume)
+        if self.client.get_volume_by_id(held.volume_array_id, include_deleted=True):
+            return "retired array volume %d (it has snapshots)" % held.volume_array_id
+        return "deleted array volume %d" % held.volume_array_id
+
+    def remove_orphan_snapshot(self, held: base.Holding) -> str:
+        """Checked again first: array snapshot ``held.array_id`` is still on
+        its volume carrying its tag. Then deleted, and a retired volume
+        with no snapshot left goes too. 2-5 calls."""
+        snapshot_id = held.tags.get(identity.SNAPSHOT_TAG)
+        found = [s for s in self.snapshots_of(held.volume_array_id)
+                 if int(s["snapshotID"]) == held.array_id]
+        if not found or snapshot_id is None or (
+                found[0].get("attributes") or {}).get(identity.SNAPSHOT_TAG) != snapshot_id:
+            raise exception.InUse(kind="Array snapshot", name=held.array_id,
+                                  reason="it is gone or no longer carries the tag of "
+                                         "snapshot %s" % snapshot_id)
+        with contextlib.suppress(exception.ArrayNotFound):
+            self.client.call("DeleteSnapshot", snapshotID=held.array_id)
+        self.purge_if_unwanted(held.volume_array_id)
+        return "deleted array snapshot %d" % held.array_id
+
     # -- array side effects ---------------------------------------------------
 
     def grant(self, array_volume_id: int) -> bool:

@@ -893,7 +893,8 @@ class Manager:
         only say which would go).
 
         Refused when this inventory never made anything on the back end's
-        SR (an empty or another inventory: a mistyped ``--db-url``).
+        SR (an empty or another inventory: a mistyped ``--db-url``). A back
+        end with no one SR is compared through what it says it holds.
         """
         name = self.backend_name(backend)
         records: list[Record] = [*self.inventory.volumes(backend=name, include_gone=True),
@@ -906,9 +907,7 @@ class Manager:
         drv = self.driver(name)
         sr_ref = getattr(drv.backend, "sr_ref", None)
         if sr_ref is None:
-            raise exception.UnsupportedOperation(
-                backend="%s (%s)" % (name, drv.backend.SR_TYPE), operation="reconcile",
-                reason="its volumes are not on one SR")
+            return self._reconcile_holdings(name, drv, records, delete_orphans, yes)
         sr_uuid = drv.backend.sr_uuid
         if recorded.sr_uuid != sr_uuid:
             raise Refused(reason="inventory %s recorded back end %s on SR %s, but the back "
@@ -927,6 +926,54 @@ class Manager:
                     finding.action_taken = ("would delete VDI %s (a dry run: add --yes to "
                                             "delete)" % finding.vdi_uuid)
         return report
+
+    def _reconcile_holdings(self, name: str, drv: driver_mod.XenAPISMDriver,
+                            records: list[Record], delete_orphans: bool,
+                            yes: bool) -> reconcile_mod.Report:
+        """Reconcile a back end with no one SR (SolidFire: an SR per volume)
+        against what it says it holds, by tag; orphans go through the back
+        end's own removal, which checks them again by exact identity."""
+        backend = drv.backend
+        keep = frozenset(i for r in records if isinstance(r, Snapshot)
+                         and r.status not in GONE for i in (r.id, r.provider_id) if i)
+        held = reconcile_mod.holdings_for(backend.holdings(), records, keep)
+        report = reconcile_mod.compare(name, "(an SR per volume)", records, held)
+        if delete_orphans:
+            by_uuid = {h.uuid: h for h in held}
+            for finding in report.findings:
+                if finding.kind != reconcile_mod.ORPHAN_VDI:
+                    continue
+                what = by_uuid[finding.vdi_uuid or ""]
+                if not yes:
+                    finding.action_taken = ("would delete %s %s (a dry run: add --yes to "
+                                            "delete)" % (finding.object, finding.vdi_uuid))
+                    continue
+                self._remove_orphan(backend, what, finding)
+        return report
+
+    def _remove_orphan(self, backend: base.Backend, held: base.Holding,
+                       finding: reconcile_mod.Finding) -> None:
+        """Remove what a finding names through its back end, under the claim
+        of the record whose tag it carries (so another reconcile or a verb on
+        that object cannot act at the same time)."""
+        cls: type[Volume] | type[Snapshot] = Volume if finding.object == "volume" else Snapshot
+        try:
+            before = self.inventory.claim(cls, finding.id, "deleting", DELETED)
+        except (Refused, NotInInventory) as exc:
+            finding.action_taken = "not deleted: %s" % reason(exc)
+            return
+        try:
+            # Read again under the claim: what the inventory still records.
+            keep = frozenset(i for r in self.inventory.snapshots(backend=backend.name)
+                             for i in (r.id, r.provider_id) if i)
+            if held.kind == "volume":
+                finding.action_taken = backend.remove_orphan_volume(held, keep)
+            else:
+                finding.action_taken = backend.remove_orphan_snapshot(held)
+        except exception.XensmError as exc:
+            finding.action_taken = "not deleted: %s" % reason(exc)
+        finally:
+            self.inventory.release(cls, finding.id, "deleting", before.status)
 
     def _delete_orphan(self, drv: driver_mod.XenAPISMDriver,
                        finding: reconcile_mod.Finding) -> None:

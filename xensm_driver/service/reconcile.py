@@ -2,13 +2,19 @@
 
 The SR's VDIs carry their identity in ``other_config`` (``xensm-volume-id``,
 ``xensm-snapshot-id``; see :mod:`xensm_driver.identity`). :func:`compare`
-matches them with the inventory's records of one back end and reports:
+matches them with the inventory's records of one back end and reports
+what follows. A back end with no one SR (SolidFire: an SR per volume) lists
+what it holds instead (:meth:`~xensm_driver.backends.base.Backend.holdings`:
+its tagged array volumes, with their VDIs, and their array snapshots), read
+here as VDIs are; "VDI" below then means such a holding.
 
 ``orphan_vdi``
     A VDI carrying the tag of an object this inventory recorded as deleted
     (a delete whose answer was lost, or that missed a copy). The only kind
     ``reconcile --delete-orphans --yes`` destroys: by the VDI's uuid, after
-    checking again that it still is one (see ``Manager._delete_orphan``).
+    checking again that it still is one (see ``Manager._delete_orphan``;
+    for holdings the back end's ``remove_orphan_volume`` or
+    ``remove_orphan_snapshot``, by array ID and tag).
 ``stray_vdi``
     A VDI carrying the tag of a recorded object that is not that object's
     VDI: a copy (an XAPI VM snapshot, an ``xe vdi-copy``, a snapshot or
@@ -45,6 +51,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from xensm_driver import identity
+from xensm_driver.backends.base import Holding
 from xensm_driver.service import inventory
 from xensm_driver.xapi.storage import VDI
 
@@ -101,9 +108,10 @@ class Report:
                 "clean": self.clean, "findings": [f.to_dict() for f in self.findings]}
 
 
-def tagged(vdis: Iterable[VDI]) -> dict[tuple[str, str], list[VDI]]:
-    """The SR's user-visible VDIs by ``(kind, id)`` of the tag they carry."""
-    out: dict[tuple[str, str], list[VDI]] = {}
+def tagged(vdis: Iterable[VDI | Holding]) -> dict[tuple[str, str], list[VDI | Holding]]:
+    """The SR's user-visible VDIs (or a back end's holdings) by ``(kind, id)``
+    of the tag they carry."""
+    out: dict[tuple[str, str], list[VDI | Holding]] = {}
     for vdi in vdis:
         if not vdi.managed:
             continue              # hidden VHD base copies keep their parent's tags
@@ -114,8 +122,29 @@ def tagged(vdis: Iterable[VDI]) -> dict[tuple[str, str], list[VDI]]:
     return out
 
 
+def holdings_for(held: Sequence[Holding], records: Sequence[Any],
+                 keep: frozenset[str]) -> list[Holding]:
+    """What a back end with no one SR holds, as :func:`compare` reads it.
+
+    An array snapshot without a snapshot tag (a group snapshot's member)
+    takes the tag of the snapshot recorded with its ID; a retired volume
+    (kept for its snapshots) still holding one in ``keep`` (what the
+    inventory records live) is expected, not compared.
+    """
+    by_provider = {r.provider_id: r.id for r in records
+                   if hasattr(r, "volume_id") and r.provider_id}
+    out: list[Holding] = []
+    for h in held:
+        if h.kind == "snapshot" and not h.tags and h.uuid in by_provider:
+            h = dataclasses.replace(h, tags={identity.SNAPSHOT_TAG: by_provider[h.uuid]})
+        if h.kind == "volume" and h.retired and keep.intersection(h.snapshots):
+            continue
+        out.append(h)
+    return out
+
+
 def compare(backend: str, sr_uuid: str, records: Sequence[Any],
-            vdis: Sequence[VDI]) -> Report:
+            vdis: Sequence[VDI | Holding]) -> Report:
     """Match ``records`` (volumes and snapshots of ``backend``) with the SR's VDIs."""
     on_sr = tagged(vdis)
     findings: list[Finding] = []
@@ -140,7 +169,7 @@ def compare(backend: str, sr_uuid: str, records: Sequence[Any],
     return Report(backend, sr_uuid, len(records), len(vdis), findings)
 
 
-def _judge(kind: str, record: Any, found: list[VDI]) -> list[Finding]:
+def _judge(kind: str, record: Any, found: list[VDI | Holding]) -> list[Finding]:
     status = record.status
     uuids = ", ".join(v.uuid for v in found)
     where = "VDI %s is on the SR" % uuids if found else "no VDI on the SR"
