@@ -487,20 +487,16 @@ class Soak:
             ok[1].get("provider_id") if len(ok) > 1 else type(results[1]).__name__))
 
     def _delete(self, drv: Any, obj: Obj) -> str:
-        try:
-            drv.delete_volume(self._vol(obj))
-        except Exception:
-            obj.state = "unsure"
-            obj.pending = ("delete",)
-            obj.content = None
-            raise
-        obj.state = "dead"
-        obj.pending = None
-        return "ok"
+        return self._unmake(obj, lambda: drv.delete_volume(self._vol(obj)))
 
     def _delete_snapshot(self, drv: Any, obj: Obj) -> str:
+        return self._unmake(obj, lambda: drv.delete_snapshot(self._snap(obj)))
+
+    @staticmethod
+    def _unmake(obj: Obj, call: Any) -> str:
+        """Run a delete; a failed one leaves the object unsure, to retry."""
         try:
-            drv.delete_snapshot(self._snap(obj))
+            call()
         except Exception:
             obj.state = "unsure"
             obj.pending = ("delete",)
