@@ -27,6 +27,18 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 
+def attach_to_dom0(pool: SessionPool, vdi_ref: str) -> str:
+    """Plug the VDI into the control domain, as a VM would hold it; the VBD."""
+    dom0 = [ref for ref, rec in pool.call("VM.get_all_records").items()
+            if rec["is_control_domain"]][0]
+    vbd = pool.call("VBD.create", {
+        "VM": dom0, "VDI": vdi_ref, "userdevice": "autodetect", "bootable": False,
+        "mode": "RW", "type": "Disk", "empty": False, "unpluggable": True,
+        "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}})
+    pool.call("VBD.plug", vbd)
+    return str(vbd)
+
+
 class SimulatorFixture(fixtures.Fixture):
     """A running XAPI simulator on a free loopback port."""
 

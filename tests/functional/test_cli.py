@@ -211,14 +211,8 @@ class VolumeCommandsTest(CliTestCase):
         self.j("snapshot", "create", "busy")
         drv = self.storage()
         pool = drv.pool
-        dom0 = [ref for ref, rec in pool.call("VM.get_all_records").items()
-                if rec["is_control_domain"]][0]
-        vbd = pool.call("VBD.create", {
-            "VM": dom0, "VDI": drv.backend.storage.vdi_by_uuid(vol["provider_id"]).ref,
-            "userdevice": "autodetect", "bootable": False, "mode": "RW", "type": "Disk",
-            "empty": False, "unpluggable": True, "other_config": {},
-            "qos_algorithm_type": "", "qos_algorithm_params": {}})
-        pool.call("VBD.plug", vbd)
+        vbd = base.attach_to_dom0(
+            pool, drv.backend.storage.vdi_by_uuid(vol["provider_id"]).ref)
         result = self.xensm("volume", "revert", "busy", expect=xensm.EXIT_REFUSED)
         self.assertIn("attached", result.err)
         result = self.xensm("volume", "delete", "busy", "--cascade", expect=xensm.EXIT_REFUSED)

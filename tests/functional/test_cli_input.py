@@ -84,16 +84,8 @@ class BadInputTest(test_cli.CliTestCase):
         self.assert_nothing_changed()
 
     def test_upload_into_an_attached_volume_is_refused(self) -> None:
-        pool = self.drv.pool
-        dom0 = [ref for ref, rec in pool.call("VM.get_all_records").items()
-                if rec["is_control_domain"]][0]
-        vbd = pool.call("VBD.create", {
-            "VM": dom0, "VDI": self.drv.backend.storage.vdi_by_uuid(
-                self.vol["provider_id"]).ref,
-            "userdevice": "autodetect", "bootable": False, "mode": "RW", "type": "Disk",
-            "empty": False, "unpluggable": True, "other_config": {},
-            "qos_algorithm_type": "", "qos_algorithm_params": {}})
-        pool.call("VBD.plug", vbd)
+        base.attach_to_dom0(
+            self.drv.pool, self.drv.backend.storage.vdi_by_uuid(self.vol["provider_id"]).ref)
         result = self.xensm("volume", "upload", "v", self.file("raw.img", RAW),
                             expect=xensm.EXIT_REFUSED)
         self.assertIn("attached to a VM; detach it to upload into it", result.err)

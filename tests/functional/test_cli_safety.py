@@ -319,14 +319,8 @@ class SolidFireReconcileSafetyTest(test_cli.CliTestCase):
         left = self.j("volume", "create", "--size", "1", "--name", "left")
         self.mark_deleted(left["id"])
         pool = self.drv.pool
-        dom0 = [ref for ref, rec in pool.call("VM.get_all_records").items()
-                if rec["is_control_domain"]][0]
-        vbd = pool.call("VBD.create", {
-            "VM": dom0, "VDI": self.backend.storage.vdi_by_uuid(left["provider_id"]).ref,
-            "userdevice": "autodetect", "bootable": False, "mode": "RW", "type": "Disk",
-            "empty": False, "unpluggable": True, "other_config": {},
-            "qos_algorithm_type": "", "qos_algorithm_params": {}})
-        pool.call("VBD.plug", vbd)
+        vbd = base.attach_to_dom0(
+            pool, self.backend.storage.vdi_by_uuid(left["provider_id"]).ref)
         report = self.xensm("reconcile", "--delete-orphans", "--yes", "--json",
                             expect=xensm.EXIT_DRIFT).json
         (action,) = [f["action_taken"] for f in report["findings"] if f["action_taken"]]

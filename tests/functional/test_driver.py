@@ -359,16 +359,7 @@ class VerbsMixin:
             backend.storage.other_config("SR", backend.sr_ref).items())))
 
     def attach(self: Any, obj: dict[str, Any]) -> str:
-        pool = self.driver.pool
-        dom0 = [ref for ref, rec in pool.call("VM.get_all_records").items()
-                if rec["is_control_domain"]][0]
-        vbd = pool.call("VBD.create", {
-            "VM": dom0, "VDI": self.find(obj).ref, "userdevice": "autodetect",
-            "bootable": False, "mode": "RW", "type": "Disk", "empty": False,
-            "unpluggable": True, "other_config": {}, "qos_algorithm_type": "",
-            "qos_algorithm_params": {}})
-        pool.call("VBD.plug", vbd)
-        return vbd
+        return base.attach_to_dom0(self.driver.pool, self.find(obj).ref)
 
     def detach(self: Any, vbd: str) -> None:
         self.driver.pool.call("VBD.unplug", vbd)

@@ -253,15 +253,8 @@ class TestSolidFireSafety(SolidFireTestCase):
     def test_attached_volume_is_not_reverted_or_deleted(self) -> None:
         vol = self.create_volume()
         snap = self.snapshot_of(vol)
-        pool = self.driver.pool
-        dom0 = [r for r, rec in pool.call("VM.get_all_records").items()
-                if rec["is_control_domain"]][0]
-        vdi = self.driver.backend.storage.vdi_by_uuid(vol["provider_id"])
-        vbd = pool.call("VBD.create", {
-            "VM": dom0, "VDI": vdi.ref, "userdevice": "autodetect", "bootable": False,
-            "mode": "RW", "type": "Disk", "empty": False, "unpluggable": True,
-            "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}})
-        pool.call("VBD.plug", vbd)
+        base.attach_to_dom0(
+            self.driver.pool, self.driver.backend.storage.vdi_by_uuid(vol["provider_id"]).ref)
         before = self.world()
         self.assertRaises(exception.InUse, self.driver.revert_to_snapshot, None, vol, snap)
         self.assertRaises(exception.InUse, self.driver.delete_volume, vol)

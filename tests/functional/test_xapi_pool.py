@@ -309,13 +309,7 @@ class TestStorageCalls(base.SimTestCase):
         storage = Storage(pool)
         sr = self.nfs_sr(storage)
         vdi_ref = storage.create_vdi(sr, 8 * base.MiB, "v", {})
-        dom0 = [r for r, rec in pool.call("VM.get_all_records").items()
-                if rec["is_control_domain"]][0]
-        vbd = pool.call("VBD.create", {
-            "VM": dom0, "VDI": vdi_ref, "userdevice": "autodetect", "bootable": False,
-            "mode": "RW", "type": "Disk", "empty": False, "unpluggable": True,
-            "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}})
-        pool.call("VBD.plug", vbd)
+        vbd = base.attach_to_dom0(pool, vdi_ref)
         vdi = storage.get_vdi(vdi_ref)
         self.assertTrue(storage.any_attached(vdi.vbds))
         pool.call("VBD.unplug", vbd)

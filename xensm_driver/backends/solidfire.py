@@ -125,8 +125,7 @@ class SolidFireBackend(base.Backend):
         self.retire_array_volume(dict(sf_volume, status="active"))
 
     def _has_sm(self, sr_type: str) -> bool:
-        return bool(self.storage.pool.call(
-            "SM.get_all_records_where", 'field "type"="%s"' % sr_type))
+        return self.storage.sm_features(sr_type) is not None
 
     def _ensure_access_group(self, pool_uuid: str) -> int:
         """The pool's volume access group, holding every host's IQN."""

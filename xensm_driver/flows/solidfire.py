@@ -304,7 +304,7 @@ class ModelUpdateTask(common.XensmTask):
     default_provides = "model_update"
 
     def execute(self, backend: SolidFireBackend, vdi: VDI) -> dict[str, str]:
-        sr_uuid = backend.storage.pool.call("SR.get_uuid", vdi.sr, obj=vdi.sr)
+        sr_uuid = backend.storage.sr_uuid(vdi.sr)
         return identity.model_update(sr_uuid, vdi.uuid)
 
 

@@ -181,6 +181,10 @@ class Storage:
         records = self.pool.call("SR.get_all_records_where", where)
         return [SR.from_xapi(r, rec) for r, rec in records.items()]
 
+    def sr_uuid(self, sr_ref: str) -> str:
+        """The SR's uuid. 1 call."""
+        return str(self.pool.call("SR.get_uuid", sr_ref, obj=sr_ref))
+
     def get_sr(self, sr_ref: str) -> SR:
         """The SR record. 1 call (its VDI list is dropped on our side)."""
         return SR.from_xapi(sr_ref, self.pool.call("SR.get_record", sr_ref, obj=sr_ref))
@@ -204,16 +208,6 @@ class Storage:
         records = self.pool.call("PBD.get_all_records_where",
                                  'field "SR"=%s' % _quote(sr_ref), obj=sr_ref)
         return [PBD.from_xapi(r, rec) for r, rec in records.items()]
-
-    def sm_capabilities(self, sr_type: str) -> frozenset[str]:
-        """The SM plugin's capabilities for ``sr_type``. 1 call."""
-        records = self.pool.call("SM.get_all_records_where",
-                                 'field "type"=%s' % _quote(sr_type))
-        caps: set[str] = set()
-        for rec in records.values():
-            caps.update(rec.get("capabilities") or ())
-            caps.update((rec.get("features") or {}).keys())
-        return frozenset(caps)
 
     def sm_features(self, sr_type: str) -> frozenset[str] | None:
         """The SM plugin's capabilities for ``sr_type``, or None when the
