@@ -25,6 +25,7 @@ from stevedore import driver as stevedore_driver
 from xensm_driver import config
 from xensm_driver import exception
 from xensm_driver import identity
+from xensm_driver.xapi.storage import VDI
 from xensm_driver.xapi.storage import Storage
 
 ENTRY_POINT_GROUP = "xensm_driver.backends"
@@ -196,12 +197,9 @@ class Backend:
             backend="%s (%s)" % (self.name, self.SR_TYPE), operation=operation,
             reason=reason)
 
-    def claim_holder(self) -> tuple[str, str]:
-        """``(XAPI class, ref)`` of the object whose other_config holds the
-        claims of concurrent creates (flows.common.ClaimTask): one that
-        exists before any object is made and that every driver instance of
-        this back end sees."""
-        raise NotImplementedError
+    def attached(self, vdi: VDI) -> bool:
+        """Whether any VBD of the VDI is attached to a VM. 1 call per VBD."""
+        return self.storage.any_attached(vdi.vbds)
 
     # -- reconcile, for back ends with no one SR ------------------------------
 

@@ -517,7 +517,7 @@ class Manager:
                         doing: str = "delete it") -> None:
         """Refuse (InUse) if the volume's VDI is attached to a VM. 1-2 calls."""
         backend = drv.backend
-        if not (vol.provider_id and hasattr(backend, "attached")):
+        if not vol.provider_id:
             return
         vdi = backend.storage.vdi_by_uuid(vol.provider_id)
         if vdi is not None and backend.attached(vdi):
@@ -1023,7 +1023,7 @@ class Manager:
         holder = self.inventory.holder_of(vdi.uuid, but=finding.id)
         if holder is not None:
             return "VDI %s is now recorded as %s" % (vdi.uuid, holder)
-        if hasattr(backend, "attached") and backend.attached(vdi):
+        if backend.attached(vdi):
             return "VDI %s is attached to a VM" % vdi.uuid
         return None
 
