@@ -240,12 +240,11 @@ class CreateVdiTask(_MakeVdiTask):
         return target.storage.create_vdi(target.sr_ref, size_bytes,
                                           ident.name_label, self.sent)
 
-    def revert(self, target: SRTarget, ident: identity.Identity, result: Any,
-               flow_failures: Any = None, **kwargs: Any) -> None:
+    def revert(self, target: SRTarget, result: Any, **kwargs: Any) -> None:
         if not failed(result):
             destroy_quietly(target, result)
-        elif outcome_unknown(flow_failures):
-            self._watch(target, ident)
+        elif outcome_unknown(kwargs.get("flow_failures")):
+            self._watch(target, kwargs["ident"])
 
     def _watch(self, target: SRTarget, ident: identity.Identity) -> None:
         stamp = self.sent.get(identity.CREATED_TAG)
