@@ -216,7 +216,7 @@ class _MakeVdiTask(XensmTask):
         destroy_quietly(target, result)
 
 
-class CreateVdiTask(_MakeVdiTask):
+class CreateVdiTask(XensmTask):
     """VDI.create, named and tagged in the one call. 1 call.
 
     Revert destroys the VDI; when the answer was lost and XAPI may still
@@ -227,6 +227,7 @@ class CreateVdiTask(_MakeVdiTask):
     the same id waits rather than meets it. 1 call per second watched.
     """
 
+    default_provides = "vdi_ref"
     #: Seconds between looks while watching for a late VDI.
     WATCH_INTERVAL = 1.0
 
@@ -240,11 +241,12 @@ class CreateVdiTask(_MakeVdiTask):
         return target.storage.create_vdi(target.sr_ref, size_bytes,
                                           ident.name_label, self.sent)
 
-    def revert(self, target: SRTarget, result: Any, **kwargs: Any) -> None:
+    def revert(self, target: SRTarget, ident: identity.Identity, result: Any,
+               flow_failures: Any = None, **kwargs: Any) -> None:
         if not failed(result):
             destroy_quietly(target, result)
-        elif outcome_unknown(kwargs.get("flow_failures")):
-            self._watch(target, kwargs["ident"])
+        elif outcome_unknown(flow_failures):
+            self._watch(target, ident)
 
     def _watch(self, target: SRTarget, ident: identity.Identity) -> None:
         stamp = self.sent.get(identity.CREATED_TAG)
