@@ -176,15 +176,38 @@ def _foreign_names(tree: ast.Module) -> set[str]:
     return names
 
 
+def _names(node: ast.expr) -> set[str]:
+    """Every name and attribute in an expression: ``drv.backend`` -> both."""
+    return {n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(node)
+            if isinstance(n, (ast.Name, ast.Attribute))}
+
+
+def _probe(node: ast.AST) -> str | None:
+    """``getattr`` or ``hasattr`` when ``node`` asks it of a back end or a
+    driver (``getattr(drv.backend, "sr_uuid", None)``): a Backend declares
+    what it has, and nobody asks."""
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "hasattr") and node.args
+            and any(n.endswith("backend") or n in ("drv", "driver")
+                    for n in _names(node.args[0]))):
+        return node.func.id
+    return None
+
+
 def plumbing_above_backends(mods: Modules) -> list[str]:
     """service/, cmd/, driver.py and interface.py import nothing from xapi/
-    (driver.py: only its WIRING) and touch no ``.storage`` or ``.pool`` --
+    (driver.py: only its WIRING), touch no ``.storage`` or ``.pool`` --
     but driver.py's own ``self.pool``, the SessionPool it makes in do_setup
-    and closes in close()."""
+    and closes in close() -- and probe no back end with getattr/hasattr."""
     broken = []
     for name, tree in mods:
         if part(name) not in ABOVE_BACKENDS:
             continue
+        for node in ast.walk(tree):
+            probe = _probe(node)
+            if probe:
+                broken.append("%s:%d probes a back end with %s: declare it on "
+                              "base.Backend" % (name, getattr(node, "lineno", 0), probe))
         allowed = WIRING.get(name, frozenset())
         for line, target in imports(tree):
             if part(target) == "xapi" and target not in allowed:
@@ -268,7 +291,9 @@ class LayersTest(testtools.TestCase):
                          "transfer.upload(drv.pool, uuid, chunks)\n",
                          "self.backend.storage.vdi_by_uuid(uuid)\n",
                          "backend.storage.pool\n",
-                         "pool = self.driver(name).pool\n"):
+                         "pool = self.driver(name).pool\n",
+                         "getattr(drv.backend, 'sr_uuid', None)\n",
+                         "hasattr(backend, 'holdings')\n"):
                 self.assertNotEqual([], broken(name, code), (name, code))
         self.assertEqual(2, len(broken("service.backup", "self.storage = storage\n"
                                                           "self.pool = pool\n")))
@@ -280,6 +305,8 @@ class LayersTest(testtools.TestCase):
                   "self.pool.close()\n")
         self.assertEqual([], broken("driver", wiring))
         self.assertEqual(5, len(broken("service.manager", wiring)))
-        # Another package's .pool (sqlalchemy's) is not a back end's.
+        # Another package's .pool (sqlalchemy's) is not a back end's, and
+        # probing what is not a back end is no concern of this rule.
         self.assertEqual([], broken("service.inventory",
-                                    "import sqlalchemy as sa\nsa.pool.NullPool\n"))
+                                    "import sqlalchemy as sa\nsa.pool.NullPool\n"
+                                    "hasattr(sink, 'write')\ngetattr(args, 'name', None)\n"))
