@@ -2,8 +2,11 @@
 
 A facade. It reads the back end's options once, opens the XAPI session pool,
 picks the back end for ``xensm_sr_type``, refuses what that back end cannot
-do, and hands each verb to it. Storage calls are the back ends'; the
-image verbs here only stream data through the XAPI data path.
+do, and hands each verb to it. Storage calls are the back ends'; the driver
+uses only the :class:`~xensm_driver.backends.base.Backend` interface (the
+image verbs too: the back end streams the data through XAPI's data path).
+Its only contact with ``xapi/`` is wiring: do_setup makes the SessionPool
+and the Storage over it that the back end is built on, and close ends it.
 
 In ``cinder.conf``::
 
@@ -24,7 +27,6 @@ from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver import interface
 from xensm_driver.backends import base
-from xensm_driver.xapi import transfer
 from xensm_driver.xapi.session import SessionPool
 from xensm_driver.xapi.storage import Storage
 
@@ -112,7 +114,7 @@ class XenAPISMDriver(interface.VolumeDriver):
         self._backend: base.Backend | None = None
 
     @property
-    def backend(self) -> Any:
+    def backend(self) -> base.Backend:
         """The back end (set up by do_setup)."""
         if self._backend is None:
             raise exception.XensmError(
@@ -249,24 +251,15 @@ class XenAPISMDriver(interface.VolumeDriver):
             raise exception.InvalidInput(
                 reason="image %s holds %d bytes, more than volume %s (%d GiB)"
                        % (image_id, size, spec.id, spec.size_gb))
-        backend = self.backend
-        transfer.upload(backend.storage.pool, self._vdi_uuid(volume),
-                        image_service.download(context, image_id), size=size,
-                        timeout=backend.options.xenapi_task_timeout)
+        self.backend.write_volume(self._vdi_uuid(volume),
+                                  image_service.download(context, image_id), size=size)
 
     def copy_volume_to_image(self, context: Any, volume: Any, image_service: Any,
                              image_meta: Any) -> Any:
         spec = volume_spec(volume)
         self._require_raw(image_meta.get("disk_format"), "copy volume %s to image %s"
                           % (spec.id, image_meta.get("id")))
-        backend = self.backend
-        vdi_uuid = self._vdi_uuid(volume)
-        vdi = backend.storage.vdi_by_uuid(vdi_uuid)
-        if vdi is None:
-            raise exception.VolumeNotFound(volume_id=spec.id, sr_uuid="(any)")
-        chunks = transfer.export_chunks(backend.storage.pool, vdi_uuid,
-                                        size=vdi.virtual_size,
-                                        timeout=backend.options.xenapi_task_timeout)
+        chunks = self.backend.read_volume(spec.id, self._vdi_uuid(volume))
         meta = {"disk_format": "raw", "container_format": image_meta.get(
             "container_format") or "bare"}
         return image_service.update(context, image_meta["id"], meta, chunks)
@@ -333,7 +326,7 @@ class XenAPISMDriver(interface.VolumeDriver):
     # these raise NotImplementedError: that is how Cinder's manager knows to
     # use its generic group code, which snapshots volume by volume.
 
-    def _group_backend(self, verb: str) -> Any:
+    def _group_backend(self, verb: str) -> base.Backend:
         if not self.backend.can(base.GROUP_SNAPSHOT):
             raise NotImplementedError(
                 "%s: back end %s (%s) has no consistent group snapshot; Cinder's "

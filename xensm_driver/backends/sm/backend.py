@@ -199,6 +199,19 @@ class SRBackend(base.Backend):
             "location_info": "xensm:%s:%s" % (self.SR_TYPE, self.sr.uuid),
         }
 
+    def describe(self) -> base.StorageDescription:
+        """The pool's hosts, the SR as setup or check read it, and its PBDs'
+        device_config (secret keys left out). 2 calls."""
+        sr = self.sr
+        hosts = tuple(h.name_label for h in self.storage.hosts())
+        pbds = self.storage.pbds(sr.ref)
+        return base.StorageDescription(
+            hosts=hosts, sr_uuid=sr.uuid, sr_name_label=sr.name_label, sr_type=sr.type,
+            sr_shared=sr.shared,
+            device_config=None if not pbds else {
+                k: v for k, v in pbds[0].device_config.items()
+                if "secret" not in k and "password" not in k})
+
     def connection_data(self, vdi_uuid: str) -> dict[str, Any]:
         """What a consumer needs to introduce the SR and find the VDI.
 
@@ -237,6 +250,57 @@ class SRBackend(base.Backend):
                 updates.append({"id": spec.id,
                                 **identity.model_update(self.sr.uuid, current.uuid)})
         return updates
+
+    # -- reconcile ------------------------------------------------------------
+
+    def holdings(self) -> list[base.Holding]:
+        """Every VDI on the SR, hidden base copies and untagged ones included
+        (reconcile reads their tags and counts what it checked), with its
+        xensm tags. 1 call."""
+        held = []
+        for vdi in self.storage.sr_vdis(self.sr.ref):
+            tags = {k: vdi.other_config[k] for k in (identity.VOLUME_TAG, identity.SNAPSHOT_TAG)
+                    if k in vdi.other_config}
+            held.append(base.Holding(
+                "snapshot" if identity.SNAPSHOT_TAG in tags else "volume", vdi.uuid,
+                vdi.name_label, tags, sr_uuid=self.sr.uuid, managed=vdi.managed))
+        return held
+
+    def remove_orphan_volume(self, held: base.Holding, keep: frozenset[str]) -> str:
+        """Destroy the VDI ``held`` names after checking it again (see
+        :meth:`_remove_orphan_vdi`). 3 calls, +1 per VBD."""
+        return self._remove_orphan_vdi(
+            held, identity.volume(held.tags[identity.VOLUME_TAG]), keep)
+
+    def remove_orphan_snapshot(self, held: base.Holding, keep: frozenset[str]) -> str:
+        """As :meth:`remove_orphan_volume`, for a snapshot's VDI."""
+        return self._remove_orphan_vdi(
+            held, identity.snapshot(held.tags[identity.SNAPSHOT_TAG]), keep)
+
+    def _remove_orphan_vdi(self, held: base.Holding, ident: identity.Identity,
+                           keep: frozenset[str]) -> str:
+        """Destroy VDI ``held.uuid`` if, read again now, it is still on this
+        back end's SR, visible and carrying ``ident``'s tag, recorded by
+        no live object of the inventory (not in ``keep``) and attached to
+        nothing. Read by its uuid; nothing is looked up by name. 3 calls,
+        +1 per VBD."""
+        def not_now(why: str) -> exception.InUse:
+            return exception.InUse(kind="VDI", name=held.uuid, reason=why)
+
+        vdi = self.storage.vdi_by_uuid(held.uuid)
+        if vdi is None:
+            raise not_now("it is already gone")
+        if vdi.sr != self.sr.ref:
+            raise not_now("it is no longer on SR %s" % self.sr.uuid)
+        if not (vdi.managed and ident.matches(vdi.other_config)):
+            raise not_now("it no longer carries the tag of %s %s" % (ident.kind, ident.id))
+        if vdi.uuid in keep:
+            raise not_now("the inventory now records it as a live volume's or "
+                          "snapshot's VDI")
+        if vdis.attached(self.target, vdi):
+            raise not_now("it is attached to a VM")
+        self.storage.destroy_vdi(vdi.ref)
+        return "deleted VDI %s" % vdi.uuid
 
     # -- verbs ----------------------------------------------------------------
 

@@ -149,6 +149,10 @@ class SolidFireBackend(base.Backend):
                 "attach SolidFire LUNs." % self.name)
         self.client.call("GetClusterCapacity")
 
+    def describe(self) -> base.StorageDescription:
+        """The pool's hosts; a volume's SR is its own (see holdings). 1 call."""
+        return base.StorageDescription(hosts=tuple(h.name_label for h in self.storage.hosts()))
+
     def stats(self) -> dict[str, Any]:
         cap = self.client.call("GetClusterCapacity")["clusterCapacity"]
         gib = float(identity.GiB)
@@ -255,10 +259,11 @@ class SolidFireBackend(base.Backend):
             return "retired array volume %d (it has snapshots)" % held.volume_array_id
         return "deleted array volume %d" % held.volume_array_id
 
-    def remove_orphan_snapshot(self, held: base.Holding) -> str:
+    def remove_orphan_snapshot(self, held: base.Holding, keep: frozenset[str]) -> str:
         """Checked again first: array snapshot ``held.array_id`` is still on
         its volume carrying its tag. Then deleted, and a retired volume
-        with no snapshot left goes too. 2-5 calls."""
+        with no snapshot left goes too. 2-5 calls. (``keep`` is not read:
+        an array snapshot's ID is recorded by no object but its own.)"""
         snapshot_id = held.tags.get(identity.SNAPSHOT_TAG)
         found = [s for s in self.target.snapshots_of(held.volume_array_id)
                  if int(s["snapshotID"]) == held.array_id]
