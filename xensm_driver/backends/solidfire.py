@@ -30,6 +30,7 @@ from typing import ClassVar
 
 from oslo_log import log as logging
 
+from xensm_driver import coordination
 from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver.arrays.solidfire import ElementClient
@@ -82,12 +83,17 @@ class SolidFireBackend(base.Backend):
             retries=opts.xensm_sf_retry_count)
         cluster = self.client.call("GetClusterInfo")["clusterInfo"]
         self.svip = opts.xensm_sf_svip or cluster["svip"]
-        self.account_id = int(self.client.ensure_account(
-            "%s-%s" % (opts.xensm_sf_account_prefix, self.name))["accountID"])
         self.master_ref = self.storage.master().ref
         self.pool_ref, pool_uuid = self.storage.the_pool()
-        self.vag_id = self._ensure_access_group(pool_uuid)
-        self._retire_deleted_with_snapshots()
+        # Active-active: the services of a cluster (and the pool's other
+        # SolidFire back ends, which share its access group) find or create
+        # the account and access group, and settle half-done deletes, one
+        # at a time, under a lock named after the pool.
+        with self.locks.lock(coordination.lock_name("xensm", "sf-setup", pool_uuid)):
+            self.account_id = int(self.client.ensure_account(
+                "%s-%s" % (opts.xensm_sf_account_prefix, self.name))["accountID"])
+            self.vag_id = self._ensure_access_group(pool_uuid)
+            self._retire_deleted_with_snapshots()
         self.clone_strategy = "resign" if self._has_sm("relvmoiscsi") else "copy"
 
     def _retire_deleted_with_snapshots(self) -> None:
