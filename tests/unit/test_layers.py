@@ -22,7 +22,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "xensm_driver"
 
 #: Rank of each top-level part; a module imports only its own rank or lower.
 RANK = {
-    "exception": 0, "identity": 0, "config": 0, "opts": 0, "__init__": 0,
+    "exception": 0, "identity": 0, "config": 0, "opts": 0, "coordination": 0,
+    "__init__": 0,
     "xapi": 1, "arrays": 1,
     "flows": 2,
     "backends": 3,

@@ -26,6 +26,7 @@ from typing import ClassVar
 from stevedore import driver as stevedore_driver
 
 from xensm_driver import config
+from xensm_driver import coordination
 from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver.xapi import transfer
@@ -201,9 +202,14 @@ class Backend:
     #: Whether the SR is shared by the pool unless xensm_sr_shared says.
     SHARED: ClassVar[bool] = True
 
-    def __init__(self, options: config.Options, storage: Storage) -> None:
+    def __init__(self, options: config.Options, storage: Storage,
+                 locks: coordination.Locks | None = None) -> None:
         self.options = options
         self.storage = storage
+        #: Inter-process locks (Cinder's coordination under cinder-volume):
+        #: setup finds or creates shared storage under one.
+        self.locks = locks or coordination.Locks(
+            lock_path=options.values.get("xensm_lock_path"))
 
     @property
     def name(self) -> str:

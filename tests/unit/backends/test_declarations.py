@@ -84,7 +84,7 @@ class TestCopyGuards(testtools.TestCase):
     def backend(self, cls: type) -> target.SRTarget:
         """The target the family's flows get from a back end of ``cls``."""
         options = type("O", (), {"backend_name": "b", "xensm_snapshot_chain_limit": 28,
-                                 "xenapi_call_timeout": 10.0})()
+                                 "xenapi_call_timeout": 10.0, "values": {}})()
         backend = cls(options, storage=None)
         backend._sr = storage.SR.from_xapi("OpaqueRef:sr", {"uuid": "s1"})
         return backend.target

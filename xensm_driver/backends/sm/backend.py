@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from oslo_log import log as logging
 
+from xensm_driver import coordination
 from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver.backends import base
@@ -103,7 +104,23 @@ class SRBackend(base.Backend):
         return self.SHARED if shared is None else bool(shared)
 
     def setup(self) -> None:
-        """Find the configured SR, or create it. 1 call to find."""
+        """Find the configured SR, or create it. 1 call to find.
+
+        Several services of one back end (a Cinder cluster) may start at
+        once: the SR is created under a lock named after it, shared by all
+        of them, and looked for again once the lock is held, so only one of
+        them creates it and the others find it. 1 more call to look again.
+        """
+        if self._find_sr():
+            return
+        with self.locks.lock(coordination.lock_name("xensm", "sr", self.sr_name_label)):
+            if self._find_sr():
+                return
+            self._create_sr()
+
+    def _find_sr(self) -> bool:
+        """Set the configured SR if it exists; fail if it is ambiguous or
+        must exist and does not. 1 call."""
         uuid = self.options.xensm_sr_uuid
         found = self.storage.find_sr(uuid=uuid, name_label=None if uuid else self.sr_name_label)
         if len(found) > 1:
@@ -113,7 +130,7 @@ class SRBackend(base.Backend):
                        % (len(found), self.sr_name_label, ", ".join(s.uuid for s in found)))
         if found:
             self._sr = found[0]
-            return
+            return True
         if uuid:
             raise exception.SRNotFound(
                 sr=uuid, reason="no SR has this uuid (xensm_sr_uuid in [%s])"
@@ -123,6 +140,9 @@ class SRBackend(base.Backend):
                 sr=self.sr_name_label,
                 reason="no SR has this name and xensm_sr_create is false in [%s]"
                        % self.options.section)
+        return False
+
+    def _create_sr(self) -> None:
         self.device_config()    # fail on a missing required option before any call
         self._require_sm_type()
         LOG.info("Creating %s SR %r for back end %s", self.SR_TYPE, self.sr_name_label,
