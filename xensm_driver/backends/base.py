@@ -197,6 +197,11 @@ class Backend:
             backend="%s (%s)" % (self.name, self.SR_TYPE), operation=operation,
             reason=reason)
 
+    def snapshot_limit(self) -> int | None:
+        """The most snapshots one volume may hold at once here, or None for
+        no limit of the back end's own (what schedules' retention stays under)."""
+        return None
+
     def attached(self, vdi: VDI) -> bool:
         """Whether any VBD of the VDI is attached to a VM. 1 call per VBD."""
         return self.storage.any_attached(vdi.vbds)

@@ -93,6 +93,14 @@ class SRBackend(base.Backend):
             chain_limit=(self.options.xensm_snapshot_chain_limit
                          if self.can(base.VHD_CHAIN) else None))
 
+    def snapshot_limit(self) -> int | None:
+        """On VHD SRs, one less than the chain limit: each snapshot adds a
+        base copy under the volume's leaf (until the SR coalesces it after a
+        delete), and a snapshot is refused at ``xensm_snapshot_chain_limit``."""
+        if not self.can(base.VHD_CHAIN):
+            return None
+        return int(self.options.xensm_snapshot_chain_limit) - 1
+
     @property
     def sr_name_label(self) -> str:
         return self.options.xensm_sr_name_label or "xensm-%s" % self.name

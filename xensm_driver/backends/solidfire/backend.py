@@ -169,6 +169,10 @@ class SolidFireBackend(base.Backend):
             "location_info": "xensm:solidfire:%s" % self.client.url,
         }
 
+    def snapshot_limit(self) -> int | None:
+        """Element's snapshots per volume (``xensm_solidfire_snapshot_limit``)."""
+        return int(self.options.xensm_solidfire_snapshot_limit)
+
     # -- naming and lookups ---------------------------------------------------
 
     # -- reconcile ------------------------------------------------------------
@@ -351,11 +355,12 @@ class SolidFireBackend(base.Backend):
         if not mine:
             limit = self.options.xensm_solidfire_snapshot_limit
             if len(existing) >= limit:
-                raise self.refuse(
-                    "snapshot volume %s" % snapshot.volume.id,
-                    "it already has %d snapshots and a SolidFire volume holds at most "
-                    "%d (xensm_solidfire_snapshot_limit); delete an older snapshot "
-                    "first" % (len(existing), limit))
+                raise exception.SnapshotLimitReached(
+                    backend="%s (%s)" % (self.name, self.SR_TYPE),
+                    operation="snapshot volume %s" % snapshot.volume.id,
+                    reason="it already has %d snapshots and a SolidFire volume holds at "
+                           "most %d (xensm_solidfire_snapshot_limit); delete an older "
+                           "snapshot first" % (len(existing), limit))
             lost: exception.ArrayConnectionError | None = None
             try:
                 self.client.call("CreateSnapshot", volumeID=sf_volume["volumeID"],
