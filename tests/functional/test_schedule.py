@@ -413,3 +413,104 @@ class TestMigration(ScheduleTestCase):
         self.assertEqual(3, inv.schema_version)
         with inv.session() as sess:
             self.assertEqual([], list(sess.scalars(sa.select(ScheduleRun))))
+
+
+class TestSpaceNfs(ScheduleTestCase):
+    """What a volume's snapshots hold on a VHD SR, and whether a delete frees
+    what ``snapshot_space`` said it would, once the SR has coalesced."""
+
+    def sr_used(self) -> int:
+        drv = self.mgr.driver()
+        return int(drv.backend.storage.capacity(drv.backend.sr_ref).physical_utilisation)
+
+    def chain_with_two_snapshots(self) -> tuple[str, str, str]:
+        vol = self.volume("data")
+        self.write(vol, "A")                     # 2 MiB: one block in the first base copy
+        s1 = self.mgr.create_snapshot(vol, name="s1").id
+        self.write(vol, "B")                     # the same block, rewritten
+        s2 = self.mgr.create_snapshot(vol, name="s2").id
+        return vol, s1, s2
+
+    def test_a_delete_frees_what_the_report_said(self) -> None:
+        vol, s1, s2 = self.chain_with_two_snapshots()
+        report = self.mgr.snapshot_space()
+        info = report["volumes"][vol]
+        self.assertEqual(3, info["chain_depth"])
+        self.assertEqual(info["leaf_bytes"] + info["base_copy_bytes"]
+                         + info["snapshot_leaf_bytes"], info["tree_bytes"])
+        self.assertGreater(info["base_copy_bytes"], 2 * base.MiB)
+        for snap_id in (s1, s2):
+            frees = info["snapshots"][snap_id]["frees"]
+            self.control.pause_gc(True)
+            before = self.sr_used()
+            self.mgr.delete_snapshot(snap_id)
+            self.assertEqual(frees["now"], before - self.sr_used())
+            self.control.pause_gc(False)
+            self.control.wait_gc()
+            freed = before - self.sr_used()
+            self.assertGreaterEqual(freed, frees["after_coalesce_min"], (snap_id, frees))
+            self.assertLessEqual(freed, frees["after_coalesce_max"], (snap_id, frees))
+            report = self.mgr.snapshot_space()
+            info = report["volumes"][vol]
+        self.assertEqual(1, info["chain_depth"])
+
+    def test_the_provisioned_figure_counts_every_snapshot_at_full_size(self) -> None:
+        vol, s1, s2 = self.chain_with_two_snapshots()
+        stats = self.j("stats")
+        prov = stats["snapshot_space"]["provisioned"]
+        self.assertEqual((base.GiB, 2 * base.GiB), (prov["volumes"], prov["snapshots"]))
+        self.assertEqual(round((prov["volumes"] + prov["snapshots"] + prov["other"])
+                               / base.GiB, 2), stats["provisioned_capacity_gb"])
+        text = self.xensm("stats").out
+        self.assertIn("provisioned (virtual sizes): volumes 1.0 GiB, snapshots 2.0 GiB", text)
+        self.assertIn("volume data: 2 snapshots; chain 3 deep", text)
+        self.assertIn("coalesce", text)
+
+    def test_the_tree_with_space(self) -> None:
+        vol, s1, s2 = self.chain_with_two_snapshots()
+        plain = self.xensm("snapshot", "tree", "data").out
+        self.assertNotIn("frees", plain)
+        text = self.xensm("snapshot", "tree", "data", "--space").out
+        self.assertIn("chain 3 deep", text)
+        self.assertEqual(2, text.count("delete frees"))
+        self.assertIn("after the SR coalesces", text)
+        data = self.j("snapshot", "tree", "data", "--space")
+        self.assertEqual({s1, s2}, set(data["space"]["volumes"][vol]["snapshots"]))
+
+
+class TestSpaceLvm(TestSpaceNfs):
+    """Thick LVHD: the volume's leaf is inflated, so coalescing a base copy
+    into it frees the whole base copy."""
+
+    SR_TYPE = "lvm"
+
+    def test_the_provisioned_figure_counts_every_snapshot_at_full_size(self) -> None:
+        super().test_the_provisioned_figure_counts_every_snapshot_at_full_size()
+
+    def test_a_full_child_makes_the_figure_exact(self) -> None:
+        vol, s1, s2 = self.chain_with_two_snapshots()
+        frees = self.mgr.snapshot_space()["volumes"][vol]["snapshots"][s2]["frees"]
+        self.assertEqual(frees["after_coalesce_min"], frees["after_coalesce_max"])
+        self.assertGreater(frees["after_coalesce_max"], frees["now"])
+
+
+class TestSpaceSolidFire(ScheduleTestCase):
+    SR_TYPE = "solidfire"
+
+    def setUp(self) -> None:
+        self.SIM_KWARGS = {"solidfire": True, "supplemental_packs": ("relvmoiscsi",)}
+        super().setUp()
+
+    def test_the_array_reports_no_per_snapshot_space(self) -> None:
+        vol = self.volume("data")
+        snap = self.mgr.create_snapshot(vol).id
+        report = self.mgr.snapshot_space()
+        info = report["volumes"][vol]["snapshots"][snap]
+        # The array volume's size (the LUN holds an SR: a little over the volume).
+        self.assertEqual((True, None), (info["present"], info["frees"]))
+        self.assertGreaterEqual(info["total_size"], base.GiB)
+        text = self.xensm("stats").out
+        self.assertIn("space per snapshot not reported", text)
+        self.assertIn("provisionedSpace", text)
+        self.assertIn("not reported by the array",
+                      self.xensm("snapshot", "tree", "data", "--space").out)

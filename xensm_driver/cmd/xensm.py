@@ -452,14 +452,16 @@ def filtered(records: Sequence[Any], args: argparse.Namespace) -> list[Any]:
     return out
 
 
-def tree_lines(node: dict[str, Any]) -> list[str]:
+def tree_lines(node: dict[str, Any], extra: dict[str, str] | None = None) -> list[str]:
     def label(n: dict[str, Any]) -> str:
         rec = n["record"]
         name = rec.name or "-"
+        more = "  [%s]" % extra[rec.id] if extra and rec.id in extra else ""
         if n["kind"] == "volume":
-            return "volume %s  %s  %s  %s" % (name, rec.id, size_text(rec.size_gb),
-                                              status_text(rec))
-        return "snapshot %s  %s  %s  %s" % (name, rec.id, when(rec), status_text(rec))
+            return "volume %s  %s  %s  %s%s" % (name, rec.id, size_text(rec.size_gb),
+                                                status_text(rec), more)
+        return "snapshot %s  %s  %s  %s%s" % (name, rec.id, when(rec), status_text(rec),
+                                              more)
 
     lines = [label(node)]
 
@@ -584,11 +586,58 @@ def cmd_stats(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
             if lines:
                 lines.append("")
             lines += fields([(k, ", ".join(map(str, v)) if isinstance(v, list) else v)
-                             for k, v in flat])
+                             for k, v in flat if k != "snapshot_space"])
+            lines += space_summary_lines(mgr, stats.get("snapshot_space") or {})
         return lines
 
     out.emit(all_stats if len(all_stats) > 1 else all_stats[0], human)
     return EXIT_OK
+
+
+def _range_text(low: int | None, high: int | None) -> str:
+    if low is None or high is None:
+        return "unknown"
+    if low == high:
+        return bytes_text(low)
+    return "%s to %s" % (bytes_text(low), bytes_text(high))
+
+
+def space_summary_lines(mgr: Manager, report: dict[str, Any]) -> list[str]:
+    """``xensm stats``: each volume's snapshot space, the provisioned split, notes."""
+    lines = ["", "Snapshot space:"]
+    volumes = report.get("volumes") or {}
+    if not volumes:
+        lines.append("  no volumes")
+    for vol_id, info in volumes.items():
+        snaps = info.get("snapshots") or {}
+        try:
+            label = mgr.inventory.get(manager_mod.Volume, vol_id).name or vol_id
+        except inventory_mod.NotInInventory:
+            label = vol_id
+        if "tree_bytes" in info:
+            lines.append(
+                "  volume %s: %s; chain %s deep; the tree holds %s (volume %s, base "
+                "copies %s, snapshot VHDs %s); its snapshots hold %s" % (
+                    label, plural(len(snaps), "snapshot"), info.get("chain_depth"),
+                    bytes_text(info["tree_bytes"]), bytes_text(info["leaf_bytes"]),
+                    bytes_text(info["base_copy_bytes"]),
+                    bytes_text(info["snapshot_leaf_bytes"]),
+                    _range_text(info["snapshots_hold_min"], info["snapshots_hold_max"])))
+        else:
+            lines.append("  volume %s: %s on the array (%s), space per snapshot not "
+                         "reported" % (label, plural(len(snaps), "snapshot"),
+                                       info.get("array_snapshots", "?")))
+    prov = report.get("provisioned") or {}
+    if "snapshots" in prov:
+        lines.append("  provisioned (virtual sizes): volumes %s, snapshots %s, other %s" % (
+            bytes_text(prov["volumes"]), bytes_text(prov["snapshots"]),
+            bytes_text(prov["other"])))
+    elif prov:
+        lines.append("  array: provisioned %s, used %s" % (
+            bytes_text(int(prov.get("provisioned_space") or 0)),
+            bytes_text(int(prov.get("used_space") or 0))))
+    lines += ["  note: %s" % n for n in report.get("notes") or []]
+    return lines
 
 
 def cmd_volume_create(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
@@ -814,6 +863,9 @@ def cmd_snapshot_tree(mgr: Manager, args: argparse.Namespace, out: Output) -> in
     vol = mgr.volume(args.volume, include_gone=True)
     node = mgr.inventory.tree(vol.id, include_gone=args.all)
     lineage = mgr.inventory.lineage(vol.id)
+    report: dict[str, Any] = {}
+    if args.space:
+        report = mgr.snapshot_space(vol.backend)
 
     def human() -> list[str]:
         lines = []
@@ -821,10 +873,47 @@ def cmd_snapshot_tree(mgr: Manager, args: argparse.Namespace, out: Output) -> in
             parts = ["%s %s" % ("snapshot" if hasattr(r, "volume_id") else "volume",
                                 getattr(r, "name", "") or r.id) for r in lineage]
             lines.append("made from " + " <- ".join(parts))
-        return lines + tree_lines(node)
+        if not args.space:
+            return lines + tree_lines(node)
+        lines += tree_lines(node, space_labels(report))
+        return lines + [line for line in space_summary_lines(mgr, _only(report, vol.id))
+                        if line and line != "Snapshot space:"]
 
-    out.emit(dict(tree_dict(node), lineage=[r.id for r in lineage]), human)
+    data = dict(tree_dict(node), lineage=[r.id for r in lineage])
+    if args.space:
+        data["space"] = report
+    out.emit(data, human)
     return EXIT_OK
+
+
+def _only(report: dict[str, Any], volume_id: str) -> dict[str, Any]:
+    vols = report.get("volumes") or {}
+    return dict(report, volumes={k: v for k, v in vols.items() if k == volume_id})
+
+
+def space_labels(report: dict[str, Any]) -> dict[str, str]:
+    """Record id -> what it holds and what deleting it frees, for the tree."""
+    labels: dict[str, str] = {}
+    for vol_id, info in (report.get("volumes") or {}).items():
+        if "leaf_bytes" in info:
+            labels[vol_id] = "holds %s, chain %s deep" % (bytes_text(info["leaf_bytes"]),
+                                                          info.get("chain_depth"))
+        for snap_id, snap in (info.get("snapshots") or {}).items():
+            if not snap.get("present"):
+                labels[snap_id] = "not on the back end"
+                continue
+            frees = snap.get("frees")
+            if frees is None:
+                labels[snap_id] = "size %s; space it alone holds: not reported by the " \
+                                  "array" % bytes_text(int(snap.get("total_size") or 0))
+                continue
+            text = "own %s; delete frees %s now" % (bytes_text(snap["own_bytes"]),
+                                                     bytes_text(frees["now"]))
+            if frees["after_coalesce_max"] != frees["now"]:
+                text += ", %s after the SR coalesces" % _range_text(
+                    frees["after_coalesce_min"], frees["after_coalesce_max"])
+            labels[snap_id] = text
+    return labels
 
 
 def cmd_group_create(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
@@ -1228,6 +1317,9 @@ def build_parser() -> argparse.ArgumentParser:
              "a volume's snapshots and the volumes made from them, as a tree")
     p.add_argument("volume", metavar="VOLUME")
     p.add_argument("--all", action="store_true", help="include deleted objects")
+    p.add_argument("--space", action="store_true",
+                   help="ask the back end what each snapshot holds and what deleting it "
+                        "would free")
 
     group = top.add_parser("group", help="groups of volumes").add_subparsers(
         dest="verb", metavar="VERB", required=True)
