@@ -204,6 +204,34 @@ class TestRun(ScheduleTestCase):
         self.assertEqual([], self.sch.run_due())
         self.assertEqual(1, len(self.live_snapshots(vol)))
 
+    def test_a_deleted_target_fails_each_run_and_says_what_to_do(self) -> None:
+        vol = self.volume()
+        sched = self.sch.create(vol, "1h", 3)
+        self.mgr.delete_volume(vol)
+        (result,) = self.sch.run_due()
+        self.assertEqual("failed", result.action)
+        self.assertIn("xensm schedule delete %s" % sched.id, result.error or "")
+        self.assertEqual([], self.sch.runs(sched.id))
+        result = self.xensm("schedule", "run", expect=1)
+        self.assertIn("is deleted", result.out)
+
+    def test_a_run_in_progress_elsewhere_holds_the_schedule_for_a_lease(self) -> None:
+        vol = self.volume()
+        sched = self.sch.create(vol, "15m", 3)
+        self.sch.run_due()
+        # Another host's run of an earlier period started ten minutes ago and
+        # has not finished (this host cannot tell whether it still runs).
+        self.mgr.inventory.update(type(sched), sched.id, owner="elsewhere:1",
+                                  run_started_at=self.clock() - datetime.timedelta(
+                                      minutes=10))
+        self.clock.advance(datetime.timedelta(minutes=15))
+        self.assertEqual(["running elsewhere"], [r.action for r in self.sch.run_due()])
+        self.assertIn("running (elsewhere:1)", self.xensm(
+            "schedule", "list").out)
+        self.clock.advance(schedule.RUN_LEASE)
+        self.assertEqual(["taken"], [r.action for r in self.sch.run_due()])
+        self.assertIsNone(self.sch.schedules()[0].owner)
+
     def test_delete_with_its_snapshots(self) -> None:
         vol = self.volume()
         by_hand = self.mgr.create_snapshot(vol)
@@ -386,14 +414,22 @@ class TestSharedInventory(ScheduleTestCase):
     def test_sqlite(self) -> None:
         self.race(self.db_url)
 
-    def test_postgresql(self) -> None:
+    def on_server(self, name: str) -> str:
+        """A fresh database on the PostgreSQL or MySQL server the inventory
+        tests use (skipped, saying why, when it does not answer)."""
         server = test_inventory_servers.OnServer("run")
-        server.SERVER = "postgresql"
+        server.SERVER = name
         server.skipTest = self.skipTest  # type: ignore[method-assign]
         url = server.database_url()
         self.addCleanup(server.doCleanups)
         inventory.Inventory(url).close()
-        self.race(url)
+        return url
+
+    def test_postgresql(self) -> None:
+        self.race(self.on_server("postgresql"))
+
+    def test_mysql(self) -> None:
+        self.race(self.on_server("mysql"))
 
 
 class TestMigration(ScheduleTestCase):
@@ -514,3 +550,58 @@ class TestSpaceSolidFire(ScheduleTestCase):
         self.assertIn("provisionedSpace", text)
         self.assertIn("not reported by the array",
                       self.xensm("snapshot", "tree", "data", "--space").out)
+
+
+class TestFaults(ScheduleTestCase):
+    """A failure injected at each XAPI call a run makes (a take, then a
+    retention delete): a failed take leaves the SR as it was and frees the
+    period; a failed delete is reported and finished by the next run; no
+    snapshot VDI is ever left without its record."""
+
+    def settled(self) -> dict[str, Any]:
+        self.control.run_gc()
+        drv = self.mgr.driver()
+        return {v.uuid: (v.name_label, tuple(sorted(v.other_config.items())), v.managed)
+                for v in drv.backend.storage.sr_vdis(drv.backend.sr_ref)}
+
+    def prepared(self) -> Any:
+        """A schedule keeping one, with its first snapshot; the clock in its
+        second period."""
+        vol = self.volume()
+        sched = self.sch.create(vol, "1h", 1)
+        self.assertEqual("taken", self.sch.run_due([sched.id])[0].action)
+        self.clock.advance(HOUR)
+        return sched
+
+    def test_a_failure_at_each_call(self) -> None:
+        counter = self.mgr.driver().pool.counter
+        sched = self.prepared()
+        counter.reset()
+        self.assertEqual(1, len(self.sch.run_due([sched.id])[0].pruned))
+        steps = [(m, n) for m, count in sorted(counter.snapshot().items())
+                 for n in range(1, count + 1)]
+        self.assertIn(("VDI.snapshot", 1), steps)
+        self.assertIn(("VDI.destroy", 1), steps)
+        for method, nth in steps:
+            sched = self.prepared()
+            (old,) = self.sched_snapshot_ids(sched)
+            before = self.settled()
+            self.control.inject_fault(method, error=INJECTED, nth=nth)
+            (result,) = self.sch.run_due([sched.id])
+            self.control.clear_faults()
+            where = "%s #%d: %s" % (method, nth, result)
+            if result.action == "failed":
+                self.assertEqual(before, self.settled(), where)
+                self.assertEqual([old], self.sched_snapshot_ids(sched), where)
+            else:
+                self.assertEqual("taken", result.action, where)
+            # Whatever failed, the next run puts the schedule right.
+            self.clock.advance(HOUR)
+            (result,) = self.sch.run_due([sched.id])
+            self.assertEqual("taken", result.action, where)
+            self.assertEqual([result.made_id], self.sched_snapshot_ids(sched), where)
+            live = {s.id for s in self.mgr.inventory.snapshots()
+                    if s.status == "available"}
+            self.assertEqual(live, self.tagged_snapshot_vdis(), where)
+            self.assertEqual(set(), {s.id for s in self.mgr.inventory.snapshots()} - live,
+                             where)

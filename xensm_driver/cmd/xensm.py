@@ -1136,7 +1136,12 @@ def cmd_schedule_run(mgr: Manager, args: argparse.Namespace, out: Output) -> int
         results = sch.run_due(args.schedule or None)
         out.emit([r.to_dict() for r in results],
                  lambda: result_lines(results) or ["No schedules."])
-        return EXIT_FAILED if any(r.action == "failed" for r in results) else EXIT_OK
+        failed = [r for r in results if r.action == "failed"]
+        if failed:
+            out.stderr.write("xensm: schedule run: %s took no snapshot (%s)\n" % (
+                plural(len(failed), "schedule"), ", ".join(r.schedule_id for r in failed)))
+            return EXIT_FAILED
+        return EXIT_OK
     if args.now is not None or args.schedule:
         raise UsageError("--forever runs every schedule on the real clock: give no "
                          "SCHEDULE and no --now")

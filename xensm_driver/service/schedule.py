@@ -430,8 +430,23 @@ class Scheduler:
             return "not due", None, None
         return "claimed", sched, run
 
+    def target_gone(self, sched: Schedule) -> str | None:
+        """Why the schedule's target can no longer be snapshotted, or None."""
+        try:
+            record = self.inventory.get(TARGETS[sched.target_kind].model, sched.target_id)
+        except NotInInventory:
+            return "%s %s is not in the inventory" % (sched.target_kind, sched.target_id)
+        if record.status in GONE:
+            return ("%s %s is %s; delete the schedule ('xensm schedule delete %s')"
+                    % (sched.target_kind, sched.target_id, record.status, sched.id))
+        return None
+
     def run_one(self, sched: Schedule) -> RunResult:
         """Take the schedule's snapshot if due, then apply retention."""
+        gone = self.target_gone(sched)
+        if gone is not None:
+            # Nothing claimed: the period stays free, and each run says so.
+            return RunResult(sched.id, sched.name, "failed", error=gone)
         now = self.clock()
         state, claimed, run = self._claim(sched.id, now)
         result = RunResult(sched.id, sched.name, state)
