@@ -573,23 +573,38 @@ class TestFaults(ScheduleTestCase):
         self.clock.advance(HOUR)
         return sched
 
-    def test_a_failure_at_each_call(self) -> None:
+    #: Calls a run must make (proof the steps were learnt).
+    MUST_CALL = (("xapi", "VDI.snapshot", 1), ("xapi", "VDI.destroy", 1))
+
+    def reset_calls(self) -> None:
+        self.mgr.driver().pool.counter.reset()
+
+    def steps(self) -> list[tuple[str, str, int]]:
         counter = self.mgr.driver().pool.counter
+        return [("xapi", m, n) for m, count in sorted(counter.snapshot().items())
+                for n in range(1, count + 1)]
+
+    def inject(self, side: str, method: str, nth: int) -> None:
+        self.control.inject_fault(method, error=INJECTED, nth=nth)
+
+    def clear(self) -> None:
+        self.control.clear_faults()
+
+    def test_a_failure_at_each_call(self) -> None:
         sched = self.prepared()
-        counter.reset()
+        self.reset_calls()
         self.assertEqual(1, len(self.sch.run_due([sched.id])[0].pruned))
-        steps = [(m, n) for m, count in sorted(counter.snapshot().items())
-                 for n in range(1, count + 1)]
-        self.assertIn(("VDI.snapshot", 1), steps)
-        self.assertIn(("VDI.destroy", 1), steps)
-        for method, nth in steps:
+        steps = self.steps()
+        for step in self.MUST_CALL:
+            self.assertIn(step, steps)
+        for side, method, nth in steps:
             sched = self.prepared()
             (old,) = self.sched_snapshot_ids(sched)
             before = self.settled()
-            self.control.inject_fault(method, error=INJECTED, nth=nth)
+            self.inject(side, method, nth)
             (result,) = self.sch.run_due([sched.id])
-            self.control.clear_faults()
-            where = "%s #%d: %s" % (method, nth, result)
+            self.clear()
+            where = "%s %s #%d: %s" % (side, method, nth, result)
             if result.action == "failed":
                 self.assertEqual(before, self.settled(), where)
                 self.assertEqual([old], self.sched_snapshot_ids(sched), where)
@@ -605,3 +620,79 @@ class TestFaults(ScheduleTestCase):
             self.assertEqual(live, self.tagged_snapshot_vdis(), where)
             self.assertEqual(set(), {s.id for s in self.mgr.inventory.snapshots()} - live,
                              where)
+
+
+class TestFaultsSolidFire(TestFaults):
+    """The same on SolidFire: a failure at each XAPI and each Element call."""
+
+    SR_TYPE = "solidfire"
+    MUST_CALL = (("array", "CreateSnapshot", 1), ("array", "DeleteSnapshot", 1))
+
+    def setUp(self) -> None:
+        self.SIM_KWARGS = {"solidfire": True, "supplemental_packs": ("relvmoiscsi",)}
+        super().setUp()
+        self.array = self.sim.solidfire.control
+
+    def reset_calls(self) -> None:
+        super().reset_calls()
+        self.array.reset_calls()
+
+    def steps(self) -> list[tuple[str, str, int]]:
+        return super().steps() + [("array", m, n) for m, c in sorted(
+            self.array.calls().items()) for n in range(1, c + 1)]
+
+    def inject(self, side: str, method: str, nth: int) -> None:
+        if side == "xapi":
+            super().inject(side, method, nth)
+        else:
+            self.array.inject_fault(method, error_name="xInvalidParameter", nth=nth)
+
+    def clear(self) -> None:
+        super().clear()
+        self.array.clear_faults()
+
+    def settled(self) -> dict[str, Any]:
+        client = self.mgr.driver().backend.client
+        return {"snapshots": sorted((s["name"], str(s.get("attributes")))
+                                    for s in client.list_snapshots()),
+                "volumes": sorted((v["name"], v["status"])
+                                  for v in client.call("ListVolumes")["volumes"])}
+
+    def tagged_snapshot_vdis(self) -> set[str]:
+        """Here: the snapshot tags on the array."""
+        client = self.mgr.driver().backend.client
+        return {(s.get("attributes") or {}).get("xensm-snapshot-id")
+                for s in client.list_snapshots()}
+
+
+class TestGroupSolidFire(ScheduleTestCase):
+    """A group's schedule on SolidFire: one array group snapshot per period;
+    at the per-volume limit the oldest scheduled group snapshot goes first."""
+
+    SR_TYPE = "solidfire"
+    EXTRA = {"xensm_solidfire_snapshot_limit": 3}
+
+    def setUp(self) -> None:
+        self.SIM_KWARGS = {"solidfire": True, "supplemental_packs": ("relvmoiscsi",)}
+        super().setUp()
+
+    def test_group_snapshots_kept_and_pruned(self) -> None:
+        a, b = self.volume("a"), self.volume("b")
+        self.mgr.create_group("g", [a, b])
+        by_hand = self.mgr.create_snapshot(a)
+        sched = self.sch.create("g", "1h", 2)
+        made = []
+        for _ in range(3):
+            (result,) = self.sch.run_due()
+            self.assertEqual("taken", result.action, result)
+            made.append(result.made_id)
+            self.clock.advance(HOUR)
+        self.assertEqual(made[1:], self.sched_snapshot_ids(sched))
+        client = self.mgr.driver().backend.client
+        groups = client.call("ListGroupSnapshots")["groupSnapshots"]
+        self.assertEqual(2, len(groups))
+        # Volume a holds 3 snapshots (the limit): the next take needs room.
+        (result,) = self.sch.run_due()
+        self.assertEqual("taken", result.action, result)
+        self.assertEqual([made[1]], result.pruned)
+        self.assertIn(by_hand.id, [s.id for s in self.live_snapshots(a)])
