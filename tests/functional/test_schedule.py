@@ -379,6 +379,24 @@ class TestForever(ScheduleTestCase):
         self.assertEqual(5, len(taken))
         self.assertEqual(3, len(self.sched_snapshot_ids(sched)))
 
+    def test_forever_outlives_a_back_end_it_cannot_reach(self) -> None:
+        vol = self.volume()
+        self.sch.create(vol, "1h", 3)
+        self.mgr.close()            # the next use logs in again...
+        self.sim.control.inject_fault("session.login_with_password", INJECTED, times=1)
+        clock, seen = self.clock, []
+
+        class Stop(threading.Event):
+            def wait(self, timeout: float | None = None) -> bool:
+                clock.advance(datetime.timedelta(seconds=timeout or 0))
+                if len(seen) == 2:
+                    self.set()
+                return self.is_set()
+
+        self.sch.forever(Stop(), seen.append, poll_s=60)
+        self.assertEqual("failed", seen[0][0].action)
+        self.assertEqual("taken", seen[1][0].action, seen)
+
     def test_sigterm_stops_the_process_cleanly(self) -> None:
         vol = self.volume()
         self.sch.create(vol, "1h", 3)
@@ -432,12 +450,19 @@ class TestSharedInventory(ScheduleTestCase):
         self.race(self.on_server("mysql"))
 
 
-class TestMigration(ScheduleTestCase):
-    def test_a_version_2_inventory_gains_the_schedule_tables(self) -> None:
-        path = os.path.join(self.tmp, "v2.sqlite")
-        url = "sqlite:///%s" % path
-        inventory.Inventory(url).close()
+class TestMigration(TestSharedInventory):
+    def test_sqlite(self) -> None:
+        self.version_2_gains_the_tables("sqlite:///%s" % os.path.join(self.tmp, "v2.sqlite"))
+
+    def test_postgresql(self) -> None:
+        self.version_2_gains_the_tables(self.on_server("postgresql"))
+
+    def test_mysql(self) -> None:
+        self.version_2_gains_the_tables(self.on_server("mysql"))
+
+    def version_2_gains_the_tables(self, url: str) -> None:
         import sqlalchemy as sa
+        inventory.Inventory(url).close()
         engine = sa.create_engine(url)
         with engine.begin() as conn:
             conn.execute(sa.text("DROP TABLE schedule_runs"))
@@ -449,6 +474,8 @@ class TestMigration(ScheduleTestCase):
         self.assertEqual(3, inv.schema_version)
         with inv.session() as sess:
             self.assertEqual([], list(sess.scalars(sa.select(ScheduleRun))))
+        # And it works: the race, on the migrated inventory.
+        self.race(url)
 
 
 class TestSpaceNfs(ScheduleTestCase):

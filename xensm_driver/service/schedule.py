@@ -377,7 +377,16 @@ class Scheduler:
     def run_due(self, refs: list[str] | None = None) -> list[RunResult]:
         """Take every due snapshot now (of the schedules ``refs`` name, or all)."""
         scheds = ([self.schedule(r) for r in refs] if refs else self.schedules())
-        return [self.run_one(s) for s in scheds]
+        results = []
+        for sched in scheds:
+            try:
+                results.append(self.run_one(sched))
+            except (exception.XensmError, sa.exc.SQLAlchemyError) as exc:
+                # One schedule's trouble (its inventory row, its back end
+                # unreachable) does not stop the others.
+                LOG.error("Schedule %s: %s", sched.id, _reason(exc))
+                results.append(RunResult(sched.id, sched.name, "failed", error=_reason(exc)))
+        return results
 
     def next_due_of(self, sched: Schedule) -> datetime.datetime:
         """When the schedule is next due (now, if it is)."""
@@ -565,8 +574,14 @@ class Scheduler:
         see schedules made meanwhile), until ``stop`` is set (SIGTERM). A run
         in progress finishes first."""
         while not stop.is_set():
-            report(self.run_due())
-            soonest = self.next_due()
+            try:
+                report(self.run_due())
+                soonest = self.next_due()
+            except (exception.XensmError, sa.exc.SQLAlchemyError) as exc:
+                # The inventory unreachable for a while: try again next poll.
+                LOG.error("Scheduled snapshots: %s; trying again in %.0f s",
+                          _reason(exc), poll_s)
+                soonest = None
             delay = poll_s
             if soonest is not None:
                 delay = min(poll_s, max(1.0, (soonest - self.clock()).total_seconds()))
