@@ -482,6 +482,8 @@ class TestSpaceNfs(ScheduleTestCase):
     """What a volume's snapshots hold on a VHD SR, and whether a delete frees
     what ``snapshot_space`` said it would, once the SR has coalesced."""
 
+    KIND_NOTE = "This SR is thin, so Cinder's scheduler"
+
     def sr_used(self) -> int:
         drv = self.mgr.driver()
         return int(drv.backend.storage.capacity(drv.backend.sr_ref).physical_utilisation)
@@ -528,6 +530,7 @@ class TestSpaceNfs(ScheduleTestCase):
         self.assertIn("provisioned (virtual sizes): volumes 1.0 GiB, snapshots 2.0 GiB", text)
         self.assertIn("volume data: 2 snapshots; chain 3 deep", text)
         self.assertIn("coalesce", text)
+        self.assertIn(self.KIND_NOTE, text)
 
     def test_the_tree_with_space(self) -> None:
         vol, s1, s2 = self.chain_with_two_snapshots()
@@ -546,6 +549,7 @@ class TestSpaceLvm(TestSpaceNfs):
     into it frees the whole base copy."""
 
     SR_TYPE = "lvm"
+    KIND_NOTE = "This SR is thick, so Cinder's scheduler reads free_capacity_gb"
 
     def test_the_provisioned_figure_counts_every_snapshot_at_full_size(self) -> None:
         super().test_the_provisioned_figure_counts_every_snapshot_at_full_size()

@@ -114,12 +114,20 @@ class SRBackend(base.Backend):
         out = {vol_id: space.volume_space(vdis, vdi_uuid, snaps)
                for vol_id, (vdi_uuid, snaps) in volumes.items()}
         vhd = self.can(base.VHD_CHAIN)
-        notes = [
-            "provisioned_capacity_gb (what Cinder's scheduler reads) is the SR's "
-            "virtual_allocation: every volume and every snapshot at its full virtual "
-            "size (FileSR and LVHDSR count a snapshot's virtual size although it holds "
-            "only its own VHD), so snapshots use up the room over-subscription allows "
-            "(total x max_over_subscription_ratio)."]
+        notes = ["provisioned_capacity_gb is the SR's virtual_allocation: every volume "
+                 "and every snapshot at its full virtual size, although a snapshot holds "
+                 "only its own VHD."]
+        if self.thin:
+            notes.append(
+                "This SR is thin, so Cinder's scheduler (and xensm's room check) admits a "
+                "new volume while provisioned_capacity_gb stays under total x "
+                "max_over_subscription_ratio: kept snapshots use up that room at their "
+                "full size.")
+        else:
+            notes.append(
+                "This SR is thick, so Cinder's scheduler reads free_capacity_gb (what "
+                "the SR holds) and not the provisioned figure; snapshots count there at "
+                "what they hold.")
         if vhd:
             notes.append(
                 "A snapshot's own VHD is freed at once when it is deleted; its base copy "
