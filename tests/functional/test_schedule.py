@@ -12,6 +12,7 @@ import io
 import json
 import os
 import signal
+import socket
 import threading
 from typing import Any
 
@@ -231,6 +232,25 @@ class TestRun(ScheduleTestCase):
         self.clock.advance(schedule.RUN_LEASE)
         self.assertEqual(["taken"], [r.action for r in self.sch.run_due()])
         self.assertIsNone(self.sch.schedules()[0].owner)
+
+    def test_what_a_killed_run_made_is_adopted_and_kept_in_count(self) -> None:
+        vol = self.volume()
+        sched = self.sch.create(vol, "1h", 1)
+        dead = "%s:%d" % (socket.gethostname(), 2 ** 22 + 7)   # no such pid
+        period = schedule.period_of(sched.anchor_at, sched.every_s, self.clock())
+        # A run claimed this period and made its snapshot, then was killed.
+        self.mgr.inventory.add(ScheduleRun(id=inventory.new_id(), schedule_id=sched.id,
+                                           period=period, status="taking", owner=dead))
+        made = self.mgr.create_snapshot(vol, name=self.sch.snapshot_name(sched, period))
+        # Another killed run claimed the period before and made nothing.
+        self.mgr.inventory.add(ScheduleRun(id=inventory.new_id(), schedule_id=sched.id,
+                                           period=period - 1, status="taking", owner=dead))
+        self.assertEqual(["not due"], [r.action for r in self.sch.run_due()])
+        self.clock.advance(HOUR)
+        (result,) = self.sch.run_due()
+        self.assertEqual(("taken", [made.id]), (result.action, result.pruned))
+        self.assertEqual([result.made_id], [s.id for s in self.live_snapshots(vol)])
+        self.assertEqual([period, period + 1], [r.period for r in self.sch.runs(sched.id)])
 
     def test_delete_with_its_snapshots(self) -> None:
         vol = self.volume()

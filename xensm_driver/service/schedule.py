@@ -185,6 +185,9 @@ class TargetKind:
     #: ``failed(manager, target_id, name)``: the ids of what a failed take
     #: of this name left recorded in error (deleted before the period is freed).
     failed: Callable[[Any, str, str], list[str]]
+    #: ``made(manager, target_id, name)``: the ids of what a take of this
+    #: name made and recorded available (a run killed before it said so).
+    made: Callable[[Any, str, str], list[str]]
 
 
 def _take_volume(mgr: Any, target_id: str, name: str) -> str:
@@ -233,12 +236,23 @@ def _failed_group_snapshots(mgr: Any, target_id: str, name: str) -> list[str]:
             if g.name == name and g.status.startswith("error")]
 
 
+def _made_snapshots(mgr: Any, target_id: str, name: str) -> list[str]:
+    return [s.id for s in mgr.inventory.snapshots(volume_id=target_id)
+            if s.name == name and s.status == "available"]
+
+
+def _made_group_snapshots(mgr: Any, target_id: str, name: str) -> list[str]:
+    return [g.id for g in mgr.inventory.group_snapshots(target_id)
+            if g.name == name and g.status == "available"]
+
+
 TARGETS: dict[str, TargetKind] = {
     "volume": TargetKind(Volume, _take_volume, _delete_snapshot, _snapshot_live,
-                         lambda mgr, i: [mgr.inventory.get(Volume, i)], _failed_snapshots),
+                         lambda mgr, i: [mgr.inventory.get(Volume, i)], _failed_snapshots,
+                         _made_snapshots),
     "group": TargetKind(Group, _take_group, _delete_group_snapshot, _group_snapshot_live,
                         lambda mgr, i: mgr.inventory.volumes(group_id=i),
-                        _failed_group_snapshots),
+                        _failed_group_snapshots, _made_group_snapshots),
 }
 
 
@@ -465,9 +479,8 @@ class Scheduler:
         sched = claimed
         result.period, result.missed = run.period, run.missed
         target = TARGETS[sched.target_kind]
-        name = "%s-%s" % (sched.name or "schedule-%s" % sched.id[:8],
-                          period_start(sched.anchor_at, sched.every_s,
-                                       run.period).strftime("%Y%m%dT%H%MZ"))
+        name = self.snapshot_name(sched, run.period)
+        self._finish_interrupted(sched, target, now)
         try:
             made = self._take(sched, target, name, result)
         except BaseException as exc:
@@ -484,6 +497,40 @@ class Scheduler:
         self._release(sched.id, run.id, taken=made, error=None)
         self._prune(sched, target, result)
         return result
+
+    @staticmethod
+    def snapshot_name(sched: Schedule, period: int) -> str:
+        """The name of a period's snapshot: the schedule's name (or id) and
+        the period's start, so a run can find what an interrupted one made."""
+        return "%s-%s" % (sched.name or "schedule-%s" % sched.id[:8],
+                          period_start(sched.anchor_at, sched.every_s,
+                                       period).strftime("%Y%m%dT%H%MZ"))
+
+    def _finish_interrupted(self, sched: Schedule, target: TargetKind,
+                            now: datetime.datetime) -> None:
+        """Settle the periods a killed run left ``taking``: what it made
+        (found by the period's name) becomes the schedule's, so retention
+        counts and deletes it; a period with nothing made is forgotten. A
+        run on another host counts as killed once its lease is over."""
+        for run in self.runs(sched.id):
+            if run.status != "taking" or run.owner == this_owner():
+                continue
+            alive = inventory_mod.owner_alive(run.owner)
+            if alive or (alive is None and now - run.created_at < RUN_LEASE):
+                continue
+            made = target.made(self.mgr, sched.target_id,
+                               self.snapshot_name(sched, run.period))
+            with self.inventory.session() as sess:
+                row = sess.get(ScheduleRun, run.id, with_for_update=True)
+                if row is None or row.status != "taking":
+                    continue
+                if made:
+                    row.status, row.made_id, row.owner = "taken", made[0], None
+                else:
+                    sess.delete(row)
+            LOG.warning("Schedule %s: a run of period %d by %s was interrupted; %s",
+                        sched.id, run.period, run.owner,
+                        "adopted %s" % made[0] if made else "it made nothing")
 
     def _take(self, sched: Schedule, target: TargetKind, name: str,
               result: RunResult) -> str:
