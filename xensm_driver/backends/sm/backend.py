@@ -114,6 +114,8 @@ class SRBackend(base.Backend):
         out = {vol_id: space.volume_space(vdis, vdi_uuid, snaps)
                for vol_id, (vdi_uuid, snaps) in volumes.items()}
         vhd = self.can(base.VHD_CHAIN)
+        # sm FileSR._loadvdis: virtual_allocation sums the size of every VDI
+        # that is not hidden (volumes and snapshots; not base copies).
         notes = ["provisioned_capacity_gb is the SR's virtual_allocation: every volume "
                  "and every snapshot at its full virtual size, although a snapshot holds "
                  "only its own VHD."]
