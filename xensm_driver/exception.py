@@ -62,6 +62,12 @@ class UnsupportedOperation(XensmError):
     message = "Back end %(backend)s cannot %(operation)s: %(reason)s"
 
 
+class SnapshotLimitReached(UnsupportedOperation):
+    """A volume holds as many snapshots (or as deep a VHD chain) as its back
+    end allows: only deleting a snapshot (and, on VHD SRs, the coalesce
+    after it) makes room. Raised before the storage is asked."""
+
+
 # --- objects -----------------------------------------------------------------
 
 class NotFound(XensmError):

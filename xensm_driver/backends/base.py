@@ -236,6 +236,23 @@ class Backend:
             backend="%s (%s)" % (self.name, self.SR_TYPE), operation=operation,
             reason=reason)
 
+    def snapshot_limit(self) -> int | None:
+        """The most snapshots one volume may hold at once here, or None for
+        no limit of the back end's own (what schedules' retention stays under)."""
+        return None
+
+    def snapshot_space(self, volumes: Mapping[str, tuple[str | None, Mapping[str, str | None]]]
+                       ) -> dict[str, Any]:
+        """What each volume's snapshots hold and what deleting one frees, as
+        far as this back end can tell, and the provisioned figure Cinder's
+        scheduler reads, with what it counts.
+
+        ``volumes``: volume id -> (its provider_id, {snapshot id: its
+        provider_id}). Returns ``{"volumes": {id: ...}, "provisioned": ...,
+        "notes": [...]}``.
+        """
+        raise self.refuse("report snapshot space", "it reports no per-snapshot figures")
+
     def attached(self, vdi: VDI) -> bool:
         """Whether any VBD of the VDI is attached to a VM. 1 call per VBD."""
         return self.storage.any_attached(vdi.vbds)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import datetime
 import io
 import json
 import logging
 import os
+import signal
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -26,6 +29,7 @@ from xensm_driver import exception
 from xensm_driver.service import config as service_config
 from xensm_driver.service import inventory as inventory_mod
 from xensm_driver.service import manager as manager_mod
+from xensm_driver.service import schedule as schedule_mod
 from xensm_driver.service.manager import Manager
 from xensm_driver.service.models import Record
 
@@ -448,14 +452,16 @@ def filtered(records: Sequence[Any], args: argparse.Namespace) -> list[Any]:
     return out
 
 
-def tree_lines(node: dict[str, Any]) -> list[str]:
+def tree_lines(node: dict[str, Any], extra: dict[str, str] | None = None) -> list[str]:
     def label(n: dict[str, Any]) -> str:
         rec = n["record"]
         name = rec.name or "-"
+        more = "  [%s]" % extra[rec.id] if extra and rec.id in extra else ""
         if n["kind"] == "volume":
-            return "volume %s  %s  %s  %s" % (name, rec.id, size_text(rec.size_gb),
-                                              status_text(rec))
-        return "snapshot %s  %s  %s  %s" % (name, rec.id, when(rec), status_text(rec))
+            return "volume %s  %s  %s  %s%s" % (name, rec.id, size_text(rec.size_gb),
+                                                status_text(rec), more)
+        return "snapshot %s  %s  %s  %s%s" % (name, rec.id, when(rec), status_text(rec),
+                                              more)
 
     lines = [label(node)]
 
@@ -580,11 +586,58 @@ def cmd_stats(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
             if lines:
                 lines.append("")
             lines += fields([(k, ", ".join(map(str, v)) if isinstance(v, list) else v)
-                             for k, v in flat])
+                             for k, v in flat if k != "snapshot_space"])
+            lines += space_summary_lines(mgr, stats.get("snapshot_space") or {})
         return lines
 
     out.emit(all_stats if len(all_stats) > 1 else all_stats[0], human)
     return EXIT_OK
+
+
+def _range_text(low: int | None, high: int | None) -> str:
+    if low is None or high is None:
+        return "unknown"
+    if low == high:
+        return bytes_text(low)
+    return "%s to %s" % (bytes_text(low), bytes_text(high))
+
+
+def space_summary_lines(mgr: Manager, report: dict[str, Any]) -> list[str]:
+    """``xensm stats``: each volume's snapshot space, the provisioned split, notes."""
+    lines = ["", "Snapshot space:"]
+    volumes = report.get("volumes") or {}
+    if not volumes:
+        lines.append("  no volumes")
+    for vol_id, info in volumes.items():
+        snaps = info.get("snapshots") or {}
+        try:
+            label = mgr.inventory.get(manager_mod.Volume, vol_id).name or vol_id
+        except inventory_mod.NotInInventory:
+            label = vol_id
+        if "tree_bytes" in info:
+            lines.append(
+                "  volume %s: %s; chain %s deep; the tree holds %s (volume %s, base "
+                "copies %s, snapshot VHDs %s); its snapshots hold %s" % (
+                    label, plural(len(snaps), "snapshot"), info.get("chain_depth"),
+                    bytes_text(info["tree_bytes"]), bytes_text(info["leaf_bytes"]),
+                    bytes_text(info["base_copy_bytes"]),
+                    bytes_text(info["snapshot_leaf_bytes"]),
+                    _range_text(info["snapshots_hold_min"], info["snapshots_hold_max"])))
+        else:
+            lines.append("  volume %s: %s on the array (%s), space per snapshot not "
+                         "reported" % (label, plural(len(snaps), "snapshot"),
+                                       info.get("array_snapshots", "?")))
+    prov = report.get("provisioned") or {}
+    if "snapshots" in prov:
+        lines.append("  provisioned (virtual sizes): volumes %s, snapshots %s, other %s" % (
+            bytes_text(prov["volumes"]), bytes_text(prov["snapshots"]),
+            bytes_text(prov["other"])))
+    elif prov:
+        lines.append("  array: provisioned %s, used %s" % (
+            bytes_text(int(prov.get("provisioned_space") or 0)),
+            bytes_text(int(prov.get("used_space") or 0))))
+    lines += ["  note: %s" % n for n in report.get("notes") or []]
+    return lines
 
 
 def cmd_volume_create(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
@@ -810,6 +863,9 @@ def cmd_snapshot_tree(mgr: Manager, args: argparse.Namespace, out: Output) -> in
     vol = mgr.volume(args.volume, include_gone=True)
     node = mgr.inventory.tree(vol.id, include_gone=args.all)
     lineage = mgr.inventory.lineage(vol.id)
+    report: dict[str, Any] = {}
+    if args.space:
+        report = mgr.snapshot_space(vol.backend)
 
     def human() -> list[str]:
         lines = []
@@ -817,10 +873,47 @@ def cmd_snapshot_tree(mgr: Manager, args: argparse.Namespace, out: Output) -> in
             parts = ["%s %s" % ("snapshot" if hasattr(r, "volume_id") else "volume",
                                 getattr(r, "name", "") or r.id) for r in lineage]
             lines.append("made from " + " <- ".join(parts))
-        return lines + tree_lines(node)
+        if not args.space:
+            return lines + tree_lines(node)
+        lines += tree_lines(node, space_labels(report))
+        return lines + [line for line in space_summary_lines(mgr, _only(report, vol.id))
+                        if line and line != "Snapshot space:"]
 
-    out.emit(dict(tree_dict(node), lineage=[r.id for r in lineage]), human)
+    data = dict(tree_dict(node), lineage=[r.id for r in lineage])
+    if args.space:
+        data["space"] = report
+    out.emit(data, human)
     return EXIT_OK
+
+
+def _only(report: dict[str, Any], volume_id: str) -> dict[str, Any]:
+    vols = report.get("volumes") or {}
+    return dict(report, volumes={k: v for k, v in vols.items() if k == volume_id})
+
+
+def space_labels(report: dict[str, Any]) -> dict[str, str]:
+    """Record id -> what it holds and what deleting it frees, for the tree."""
+    labels: dict[str, str] = {}
+    for vol_id, info in (report.get("volumes") or {}).items():
+        if "leaf_bytes" in info:
+            labels[vol_id] = "holds %s, chain %s deep" % (bytes_text(info["leaf_bytes"]),
+                                                          info.get("chain_depth"))
+        for snap_id, snap in (info.get("snapshots") or {}).items():
+            if not snap.get("present"):
+                labels[snap_id] = "not on the back end"
+                continue
+            frees = snap.get("frees")
+            if frees is None:
+                labels[snap_id] = "size %s; space it alone holds: not reported by the " \
+                                  "array" % bytes_text(int(snap.get("total_size") or 0))
+                continue
+            text = "own %s; delete frees %s now" % (bytes_text(snap["own_bytes"]),
+                                                     bytes_text(frees["now"]))
+            if frees["after_coalesce_max"] != frees["now"]:
+                text += ", %s after the SR coalesces" % _range_text(
+                    frees["after_coalesce_min"], frees["after_coalesce_max"])
+            labels[snap_id] = text
+    return labels
 
 
 def cmd_group_create(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
@@ -915,6 +1008,164 @@ def cmd_reconcile(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
                          % (plural(len(unresolved), "object"),
                             ", ".join(sorted({f.kind for f in unresolved}))))
         return EXIT_DRIFT
+    return EXIT_OK
+
+
+# -- schedules ----------------------------------------------------------------
+
+def _scheduler(mgr: Manager, args: argparse.Namespace) -> schedule_mod.Scheduler:
+    now = getattr(args, "now", None)
+    if now is None:
+        return schedule_mod.Scheduler(mgr)
+    return schedule_mod.Scheduler(mgr, clock=lambda: now)
+
+
+def parse_time(text: str) -> datetime.datetime:
+    """An ISO 8601 time (``2026-11-28T11:00:00Z``) as naive UTC."""
+    try:
+        value = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "%r is not an ISO 8601 time (e.g. 2026-11-28T11:00:00Z)" % text) from None
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.UTC).replace(tzinfo=None)
+    return value
+
+
+def schedule_row(sched: Any, live: int, next_due: Any) -> list[Any]:
+    state = sched.status
+    if sched.status == "active" and sched.owner:
+        state = "running (%s)" % sched.owner
+    elif sched.status == "active" and sched.last_error:
+        state = "active (last run failed: %s)" % sched.last_error
+    return [sched.id, sched.name or "-", "%s %s" % (sched.target_kind, sched.target_id),
+            schedule_mod.duration_text(sched.every_s), sched.keep, live,
+            next_due.strftime("%Y-%m-%d %H:%M:%S") if next_due else "-", state]
+
+
+SCHEDULE_HEADERS = ("ID", "NAME", "TARGET", "EVERY", "KEEP", "SNAPSHOTS", "NEXT DUE",
+                    "STATUS")
+SCHEDULE_KEYS = ("id", "name", "target", "every", "keep", "snapshots", "next_due", "status")
+
+
+def cmd_schedule_create(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    kind = "volume" if args.volume_kind else "group" if args.group_kind else None
+    sched = _scheduler(mgr, args).create(args.target, args.every, args.keep,
+                                         name=args.name or "", kind=kind)
+    out.emit(sched.to_dict(), lambda: [
+        "Created schedule %s: a snapshot of %s %s every %s, the newest %d kept." % (
+            sched.id, sched.target_kind, sched.target_id,
+            schedule_mod.duration_text(sched.every_s), sched.keep),
+        "Run 'xensm schedule run' from cron or a systemd timer (or 'xensm schedule run "
+        "--forever') to take them."])
+    return EXIT_OK
+
+
+def cmd_schedule_list(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    sch = _scheduler(mgr, args)
+    scheds = filtered(sch.schedules(include_gone=args.all), args)
+    rows = [(s, len(sch.live_made(s)), sch.next_due_of(s) if s.status == "active" else None)
+            for s in scheds]
+    out.emit_list(SCHEDULE_HEADERS, SCHEDULE_KEYS, rows,
+                  lambda r: schedule_row(*r),
+                  lambda r: dict(r[0].to_dict(), every=schedule_mod.duration_text(
+                      r[0].every_s), snapshots=r[1],
+                      next_due=r[2].strftime("%Y-%m-%dT%H:%M:%SZ") if r[2] else None),
+                  "No schedules.")
+    return EXIT_OK
+
+
+def cmd_schedule_show(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    sch = _scheduler(mgr, args)
+    sched = sch.schedule(args.schedule, include_gone=True)
+    runs = sch.runs(sched.id)
+    live = {r.id for r in sch.live_made(sched)}
+    data = dict(sched.to_dict(), every=schedule_mod.duration_text(sched.every_s),
+                runs=[dict(r.to_dict(), live=r.id in live) for r in runs])
+
+    def human() -> list[str]:
+        lines = fields([("id", sched.id), ("name", sched.name or "-"),
+                        ("target", "%s %s" % (sched.target_kind, sched.target_id)),
+                        ("every", schedule_mod.duration_text(sched.every_s)),
+                        ("keep", sched.keep), ("status", sched.status),
+                        ("last error", sched.last_error or "-")])
+        lines += ["", "Runs:"]
+        rows = [[schedule_mod.period_start(sched.anchor_at, sched.every_s, r.period)
+                 .strftime("%Y-%m-%d %H:%M:%S"), r.status, r.missed, r.made_id or "-"]
+                for r in runs]
+        lines += ["  " + line for line in table(rows, ("PERIOD", "STATUS", "MISSED",
+                                                       "MADE"))] if rows else ["  none"]
+        return lines
+
+    out.emit(data, human)
+    return EXIT_OK
+
+
+def cmd_schedule_delete(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    sched = _scheduler(mgr, args).delete(args.schedule,
+                                         delete_snapshots=args.delete_snapshots)
+    out.emit(sched.to_dict(), lambda: ["Deleted schedule %s%s." % (
+        sched.id, " and its snapshots" if args.delete_snapshots
+        else "; its snapshots stay (delete them with 'xensm snapshot delete')")])
+    return EXIT_OK
+
+
+def result_lines(results: Sequence[Any]) -> list[str]:
+    lines = []
+    for r in results:
+        what = "%s %s" % (r.schedule_id, "(%s)" % r.name if r.name else "")
+        if r.action == "taken":
+            text = "took %s" % r.made_id
+            if r.missed:
+                text += " (catching up: %d earlier period(s) missed)" % r.missed
+        elif r.action == "failed":
+            text = "FAILED: %s" % r.error
+        else:
+            text = r.action
+        if r.pruned:
+            text += "; deleted the oldest: %s" % ", ".join(r.pruned)
+        if r.error and r.action != "failed":
+            text += "; %s" % r.error
+        lines.append("schedule %s: %s" % (what.strip(), text))
+    return lines
+
+
+def cmd_schedule_run(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    sch = _scheduler(mgr, args)
+    if not args.forever:
+        results = sch.run_due(args.schedule or None)
+        out.emit([r.to_dict() for r in results],
+                 lambda: result_lines(results) or ["No schedules."])
+        failed = [r for r in results if r.action == "failed"]
+        if failed:
+            out.stderr.write("xensm: schedule run: %s took no snapshot (%s)\n" % (
+                plural(len(failed), "schedule"), ", ".join(r.schedule_id for r in failed)))
+            return EXIT_FAILED
+        return EXIT_OK
+    if args.now is not None or args.schedule:
+        raise UsageError("--forever runs every schedule on the real clock: give no "
+                         "SCHEDULE and no --now")
+    stop = threading.Event()
+
+    def report(results: list[Any]) -> None:
+        acted = [r for r in results if r.action in ("taken", "failed") or r.pruned]
+        if out.json:
+            for r in acted:
+                out.write(json.dumps(r.to_dict(), sort_keys=True))
+        else:
+            for line in result_lines(acted):
+                out.write(line)
+
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        out.stderr.write("xensm: schedule run --forever: started (SIGTERM stops it)\n")
+        out.stderr.flush()
+        sch.forever(stop, report, poll_s=args.poll)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    out.stderr.write("xensm: schedule run --forever: stopped\n")
     return EXIT_OK
 
 
@@ -1071,6 +1322,9 @@ def build_parser() -> argparse.ArgumentParser:
              "a volume's snapshots and the volumes made from them, as a tree")
     p.add_argument("volume", metavar="VOLUME")
     p.add_argument("--all", action="store_true", help="include deleted objects")
+    p.add_argument("--space", action="store_true",
+                   help="ask the back end what each snapshot holds and what deleting it "
+                        "would free")
 
     group = top.add_parser("group", help="groups of volumes").add_subparsers(
         dest="verb", metavar="VERB", required=True)
@@ -1091,6 +1345,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delete its volumes too (else a group with volumes is refused)")
     p.add_argument("--cascade", action="store_true",
                    help="with --delete-volumes: delete their snapshots first")
+
+    schedule = top.add_parser("schedule", help="scheduled snapshots with retention"
+                              ).add_subparsers(dest="verb", metavar="VERB", required=True)
+    p = leaf(schedule, "create", cmd_schedule_create,
+             "snapshot a volume or a group every period, keeping the newest --keep")
+    p.add_argument("target", metavar="VOLUME|GROUP", help="id, name or unique id prefix")
+    p.add_argument("--every", required=True, metavar="DURATION",
+                   help="the period: 15m, 1h, 1d, 1h30m (units s, m, h, d, w; periods "
+                        "start at whole multiples since 1970-01-01 UTC)")
+    p.add_argument("--keep", required=True, type=positive_int, metavar="N",
+                   help="snapshots kept; older ones this schedule made are deleted")
+    p.add_argument("--name", help="a name to refer to it by")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--volume", dest="volume_kind", action="store_true",
+                       help="the target is a volume (when a name is also a group's)")
+    which.add_argument("--group", dest="group_kind", action="store_true",
+                       help="the target is a group")
+    p = leaf(schedule, "list", cmd_schedule_list, "list schedules")
+    p.add_argument("--all", action="store_true", help="include deleted ones")
+    _filters(p)
+    p = leaf(schedule, "show", cmd_schedule_show, "show a schedule and its runs")
+    p.add_argument("schedule", metavar="SCHEDULE")
+    p = leaf(schedule, "delete", cmd_schedule_delete,
+             "stop a schedule (its snapshots stay unless --delete-snapshots)")
+    p.add_argument("schedule", metavar="SCHEDULE")
+    p.add_argument("--delete-snapshots", action="store_true",
+                   help="delete the snapshots it made too")
+    p = leaf(schedule, "run", cmd_schedule_run,
+             "take the snapshots that are due now, and apply retention (for cron or a "
+             "systemd timer; --forever to keep running)")
+    p.add_argument("schedule", metavar="SCHEDULE", nargs="*",
+                   help="only these schedules (default: every one)")
+    p.add_argument("--forever", action="store_true",
+                   help="keep running, taking each snapshot when due, until SIGTERM")
+    p.add_argument("--poll", type=float, default=schedule_mod.POLL_S, metavar="SECONDS",
+                   help="with --forever: look for new schedules at least this often")
+    p.add_argument("--now", type=parse_time, metavar="TIME",
+                   help="run as if it were TIME (ISO 8601, UTC): for tests and drills")
     return parser
 
 

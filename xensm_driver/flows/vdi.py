@@ -481,12 +481,13 @@ def check_copy_allowed(target: SRTarget, vdi: VDI, operation: str) -> None:
         return
     depth = chain_depth(target, vdi)
     if depth >= target.chain_limit:
-        raise target.refuse(
-            "%s VDI %s" % (operation, vdi.uuid),
-            "its VHD chain is %d deep and the limit is %d (xensm_snapshot_chain_limit; "
-            "XAPI itself refuses at %d). Delete older snapshots of this volume and "
-            "let the SR coalesce the chain, then retry"
-            % (depth, target.chain_limit, XAPI_MAX_CHAIN))
+        raise exception.SnapshotLimitReached(
+            backend="%s (%s)" % (target.backend, target.sr_type),
+            operation="%s VDI %s" % (operation, vdi.uuid),
+            reason="its VHD chain is %d deep and the limit is %d "
+                   "(xensm_snapshot_chain_limit; XAPI itself refuses at %d). Delete "
+                   "older snapshots of this volume and let the SR coalesce the chain, "
+                   "then retry" % (depth, target.chain_limit, XAPI_MAX_CHAIN))
 
 
 def chain_depth(target: SRTarget, vdi: VDI) -> int:

@@ -46,17 +46,27 @@ def _mysql_microseconds(conn: Connection) -> None:
     in one second list in id order, not creation order). Nothing elsewhere."""
     if conn.dialect.name not in ("mysql", "mariadb"):
         return
+    present = set(sa.inspect(conn).get_table_names())
     for table in models.Base.metadata.sorted_tables:
+        if table.name not in present:
+            continue        # made by a later step, with microseconds already
         for column in table.columns:
             if isinstance(column.type, sa.DateTime):
                 conn.execute(sa.text("ALTER TABLE %s MODIFY %s DATETIME(6) %s" % (
                     table.name, column.name, "NULL" if column.nullable else "NOT NULL")))
 
 
+def _schedules(conn: Connection) -> None:
+    """Version 3: snapshot schedules, two new tables; nothing else changes."""
+    for model in (models.Schedule, models.ScheduleRun):
+        model.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+
+
 #: ``MIGRATIONS[n](connection)`` brings a version ``n - 1`` inventory to
 #: version ``n`` (inside the same transaction that records ``n``); a release
 #: that changes a table adds a step here and bumps models.SCHEMA_VERSION.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _mysql_microseconds}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _mysql_microseconds,
+                                                       3: _schedules}
 
 #: Busy states: a verb is running on the object (or its process died).
 BUSY = frozenset({"creating", "deleting", "extending", "reverting", "uploading",

@@ -327,7 +327,24 @@ class Manager:
         backend = self.backend_name(name)
         stats = dict(self.driver(backend).get_volume_stats(refresh=True))
         stats["inventory"] = self.inventory.counts(backend)
+        try:
+            stats["snapshot_space"] = self.snapshot_space(backend)
+        except exception.UnsupportedOperation as exc:
+            stats["snapshot_space"] = {"volumes": {}, "notes": [reason(exc)]}
         return stats
+
+    def snapshot_space(self, name: str | None = None,
+                       volume_ids: list[str] | None = None) -> dict[str, Any]:
+        """What the back end says each live volume's snapshots hold and what
+        deleting each would free (see the back end's ``snapshot_space``)."""
+        backend = self.backend_name(name)
+        vols = [v for v in self.inventory.volumes(backend=backend)
+                if volume_ids is None or v.id in volume_ids]
+        request = {v.id: (v.provider_id, {s.id: s.provider_id
+                                          for s in self.inventory.snapshots(volume_id=v.id)})
+                   for v in vols}
+        report: dict[str, Any] = self.driver(backend).backend.snapshot_space(request)
+        return report
 
     # -- recording helpers ----------------------------------------------------
 

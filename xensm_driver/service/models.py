@@ -23,6 +23,7 @@ from sqlalchemy import DateTime
 from sqlalchemy import ForeignKey
 from sqlalchemy import Integer
 from sqlalchemy import String
+from sqlalchemy import UniqueConstraint
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Mapped
@@ -30,8 +31,9 @@ from sqlalchemy.orm import mapped_column
 
 #: The schema this code writes. Bump it and add a step to
 #: ``inventory.MIGRATIONS`` when a table changes. 2: times with microseconds
-#: on MySQL (its DATETIME keeps whole seconds unless told).
-SCHEMA_VERSION = 2
+#: on MySQL (its DATETIME keeps whole seconds unless told). 3: snapshot
+#: schedules (the ``schedules`` and ``schedule_runs`` tables, nothing else).
+SCHEMA_VERSION = 3
 
 ID = String(36)
 #: A UTC time to the microsecond on every database (records list in
@@ -144,7 +146,69 @@ class Snapshot(Record, Base):
         ForeignKey("group_snapshots.id"), default=None, index=True)
 
 
+class Schedule(Record, Base):
+    """Snapshots of one target (a volume or a group) every ``every_s``
+    seconds, the newest ``keep`` of them kept.
+
+    Periods are counted from ``anchor_at``: period ``n`` is
+    ``[anchor + n * every, anchor + (n + 1) * every)``. Which periods were
+    taken is in :class:`ScheduleRun`; a run in progress names its process in
+    ``owner`` (``status`` stays ``active``: a run never blocks a delete of
+    the schedule). ``status`` is ``active`` or ``deleted``.
+    """
+
+    __tablename__ = "schedules"
+
+    backend: Mapped[str] = mapped_column(ForeignKey("backends.name"), index=True)
+    #: ``volume`` or ``group`` (``vm`` when VM snapshots exist).
+    target_kind: Mapped[str] = mapped_column(String(16))
+    target_id: Mapped[str] = mapped_column(ID, index=True)
+    every_s: Mapped[int] = mapped_column(Integer)
+    keep: Mapped[int] = mapped_column(Integer)
+    anchor_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+    #: When the run in progress (``owner``) started; None when none runs.
+    run_started_at: Mapped[datetime.datetime | None] = mapped_column(Timestamp,
+                                                                      default=None)
+    #: The last run's failure, for ``schedule list`` (None after a success).
+    last_error: Mapped[str | None] = mapped_column(String(1024), default=None)
+
+
+class ScheduleRun(Base):
+    """One period of a schedule, claimed by the run that takes its snapshot.
+
+    ``(schedule_id, period)`` is unique: the row is inserted, in the same
+    transaction that reads the schedule, before the snapshot is taken, so
+    two processes (on one host or several sharing the inventory) can never
+    both take a period's snapshot. ``status``: ``taking`` (the run is at
+    it), ``taken`` (``made_id`` set),
+    ``pruned`` (deleted by retention). A failed attempt removes its row, so
+    the next run retries the period.
+    """
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (UniqueConstraint("schedule_id", "period",
+                                       name="uq_schedule_runs_period"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    schedule_id: Mapped[str] = mapped_column(ForeignKey("schedules.id"), index=True)
+    period: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str | None] = mapped_column(String(255), default=None)
+    #: Periods skipped before this one (runs missed while nothing ran).
+    missed: Mapped[int] = mapped_column(Integer, default=0)
+    #: What the run made: a snapshot's id for a volume schedule, a group
+    #: snapshot's for a group (the schedule's ``target_kind`` says which; a
+    #: plain id, so a new kind of target needs no new column).
+    made_id: Mapped[str | None] = mapped_column(ID, default=None, index=True)
+    created_at: Mapped[datetime.datetime] = mapped_column(Timestamp, default=utcnow)
+    pruned_at: Mapped[datetime.datetime | None] = mapped_column(Timestamp, default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return Record.to_dict(self)  # type: ignore[arg-type]
+
+
 #: Object kinds by the name the CLI and messages use.
 KINDS: dict[str, type[Record]] = {
     "volume": Volume, "snapshot": Snapshot, "group": Group, "group snapshot": GroupSnapshot,
+    "schedule": Schedule,
 }

@@ -1287,6 +1287,10 @@ class Xapi:
     # ==================================================================
     def _contrib(self, rec: dict[str, Any], be: Backend | None
                  ) -> tuple[int, int]:
+        # SR.virtual_allocation counts every VDI that is not hidden, snapshots
+        # included, at its virtual size (sm FileSR._loadvdis: ``if not
+        # vdi.hidden: self.virtual_allocation += vdi.size``); base copies
+        # (hidden, managed=false) do not count.
         if be is not None and be.fmt == 'lun':
             if not rec['managed']:
                 return (0, 0)
@@ -1439,6 +1443,11 @@ class Xapi:
 
     def _phys(self, be: Backend, vsize: int, blocks: list[list[int]],
               lv: int | None = None, thick: bool = False) -> int:
+        """A VDI's ``physical_utilisation``: on file SRs the VHD file's size
+        (sm ``FileVDI.load``: ``vhdInfo.sizePhys``, else ``os.stat(path)
+        .st_size``), so a base copy holds the blocks written before its
+        snapshot and a new leaf only its headers; on LVHD the LV's size
+        (inflated leaves, deflated snapshots and base copies)."""
         n = storage.runs_count(blocks)
         if be.fmt == 'vhd':
             return storage.vhd_file_size(vsize, n)

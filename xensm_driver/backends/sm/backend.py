@@ -9,6 +9,7 @@ taskflow flow from :mod:`.flows`, run on the back end's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from typing import ClassVar
 
@@ -22,6 +23,7 @@ from xensm_driver.backends.base import ConfigKey
 from xensm_driver.backends.base import SnapshotSpec
 from xensm_driver.backends.base import VolumeSpec
 from xensm_driver.backends.sm import flows
+from xensm_driver.backends.sm import space
 from xensm_driver.flows import engine
 from xensm_driver.flows import target as targets
 from xensm_driver.flows import vdi as vdis
@@ -93,6 +95,54 @@ class SRBackend(base.Backend):
             snapshot_of_snapshot=self.can(base.SNAPSHOT_OF_SNAPSHOT),
             chain_limit=(self.options.xensm_snapshot_chain_limit
                          if self.can(base.VHD_CHAIN) else None))
+
+    def snapshot_limit(self) -> int | None:
+        """On VHD SRs, one less than the chain limit: each snapshot adds a
+        base copy under the volume's leaf (until the SR coalesces it after a
+        delete), and a snapshot is refused at ``xensm_snapshot_chain_limit``."""
+        if not self.can(base.VHD_CHAIN):
+            return None
+        return int(self.options.xensm_snapshot_chain_limit) - 1
+
+    def snapshot_space(self, volumes: Mapping[str, tuple[str | None, Mapping[str, str | None]]]
+                       ) -> dict[str, Any]:
+        """From the SR's VDI records (base copies included). 1 call.
+
+        See :mod:`xensm_driver.backends.sm.space` for what the figures mean
+        and why a VHD SR frees a deleted snapshot's space only after it
+        coalesces."""
+        vdis = self.storage.sr_vdis(self.sr.ref)
+        out = {vol_id: space.volume_space(vdis, vdi_uuid, snaps)
+               for vol_id, (vdi_uuid, snaps) in volumes.items()}
+        vhd = self.can(base.VHD_CHAIN)
+        # sm FileSR._loadvdis: virtual_allocation sums the size of every VDI
+        # that is not hidden (volumes and snapshots; not base copies).
+        notes = ["provisioned_capacity_gb is the SR's virtual_allocation: every volume "
+                 "and every snapshot at its full virtual size, although a snapshot holds "
+                 "only its own VHD."]
+        if self.thin:
+            notes.append(
+                "This SR is thin, so Cinder's scheduler (and xensm's room check) admits a "
+                "new volume while provisioned_capacity_gb stays under total x "
+                "max_over_subscription_ratio: kept snapshots use up that room at their "
+                "full size.")
+        else:
+            notes.append(
+                "This SR is thick, so Cinder's scheduler reads free_capacity_gb (what "
+                "the SR holds) and not the provisioned figure; snapshots count there at "
+                "what they hold.")
+        if vhd:
+            notes.append(
+                "A snapshot's own VHD is freed at once when it is deleted; its base copy "
+                "only after the SR's garbage collector has coalesced it (in the "
+                "background), and then only the blocks the newer layer had rewritten: "
+                "XAPI does not report blocks, so 'frees' is a range.")
+        if not self.thin:
+            notes.append(
+                "On this thick (LVHD) SR a volume's leaf is inflated to its full size, "
+                "while snapshots and base copies are deflated to what they hold.")
+        return {"volumes": out, "provisioned": space.provisioned(
+            vdis, {u for u, _ in volumes.values() if u}), "notes": notes}
 
     @property
     def sr_name_label(self) -> str:
