@@ -254,6 +254,32 @@ solidfire_opts = [
         default=5, min=0, max=20,
         help="Retries of an Element call that failed with a retryable error "
              "(xDBVersionMismatch, xNotReadyForIO, ...)."),
+    cfg.FloatOpt(
+        "xensm_sf_retry_backoff",
+        default=1.0, min=0.0, max=60.0,
+        help="Seconds before the first retry of a retryable Element error; "
+             "each further retry waits twice as long (Cinder: 1, 2, 4, 8, 16)."),
+    cfg.IntOpt(
+        "xensm_sf_qos_min_iops",
+        min=50, max=15000,
+        help="minIOPS of a volume whose type, metadata or command asks for "
+             "none. Unset: Element's default (50)."),
+    cfg.IntOpt(
+        "xensm_sf_qos_max_iops",
+        min=100, max=200000,
+        help="maxIOPS of a volume that asks for none. Unset: Element's "
+             "default (15000)."),
+    cfg.IntOpt(
+        "xensm_sf_qos_burst_iops",
+        min=100, max=200000,
+        help="burstIOPS of a volume that asks for none. Unset: Element's "
+             "default (15000), and never below the volume's maxIOPS."),
+    cfg.BoolOpt(
+        "xensm_sf_allow_tenant_qos",
+        default=False,
+        help="Honour a volume's 'sf-qos' metadata preset (slow, medium, fast, "
+             "performant, off), as Cinder's sf_allow_tenant_qos does. Keys "
+             "from the volume type still win."),
 ]
 
 behaviour_opts = [

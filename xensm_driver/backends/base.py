@@ -41,6 +41,8 @@ MANAGE = "manage"
 GROUP_SNAPSHOT = "group_snapshot"
 SNAPSHOT_OF_SNAPSHOT = "snapshot_of_snapshot"
 VHD_CHAIN = "vhd_chain"
+#: Per-volume QoS set on the storage, changed in place (retype, set_qos).
+QOS = "qos"
 
 #: The capability each optional verb needs.
 VERB_CAPABILITY: Mapping[str, str] = {
@@ -54,6 +56,8 @@ VERB_CAPABILITY: Mapping[str, str] = {
     "manage_existing_get_size": MANAGE,
     "unmanage": MANAGE,
     "get_manageable_volumes": MANAGE,
+    "retype": QOS,
+    "set_qos": QOS,
     "create_group_snapshot": GROUP_SNAPSHOT,
     "delete_group_snapshot": GROUP_SNAPSHOT,
 }
@@ -65,6 +69,7 @@ _WHY_NOT = {
     REVERT: "its SR type cannot revert a VDI to a snapshot",
     EXTEND: "its SR type cannot resize VDIs",
     MANAGE: "it cannot adopt existing VDIs",
+    QOS: "it sets no per-volume QoS on its storage",
     GROUP_SNAPSHOT: ("it has no write-order-consistent multi-volume snapshot; "
                      "use a generic (non-consistent) group, which Cinder "
                      "snapshots volume by volume"),
@@ -94,6 +99,11 @@ class VolumeSpec:
     #: snapshot_id), when it was: a copy whose answer was lost still
     #: carries the source's name, and a delete looks there too.
     source: identity.Identity | None = None
+    #: The QoS asked for the volume, as raw key/values (its type's QoS specs
+    #: or extra specs, its ``sf-qos`` metadata, ``xensm --qos``); None: none.
+    qos: Mapping[str, str] | None = None
+    #: The Cinder project owning the volume (an array account per project).
+    project_id: str | None = None
 
     @property
     def ident(self) -> identity.Identity:

@@ -34,6 +34,7 @@ from xensm_driver.backends import base
 from xensm_driver.backends.base import SnapshotSpec
 from xensm_driver.backends.base import VolumeSpec
 from xensm_driver.backends.solidfire import flows
+from xensm_driver.backends.solidfire import qos as qoses
 from xensm_driver.backends.solidfire.array import LunTarget
 from xensm_driver.flows import claims
 from xensm_driver.flows import target as targets
@@ -46,7 +47,7 @@ class SolidFireBackend(base.Backend):
     SR_TYPE: ClassVar[str] = "solidfire"
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset({
         base.THIN, base.SNAPSHOT, base.CLONE, base.REVERT, base.EXTEND,
-        base.GROUP_SNAPSHOT, base.SNAPSHOT_OF_SNAPSHOT})
+        base.GROUP_SNAPSHOT, base.SNAPSHOT_OF_SNAPSHOT, base.QOS})
     STORAGE_PROTOCOL: ClassVar[str] = "iSCSI"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -54,6 +55,7 @@ class SolidFireBackend(base.Backend):
         self.client: ElementClient = None  # type: ignore[assignment]
         self._target: LunTarget | None = None
         self.clone_strategy = "copy"
+        self.qos_policy = qoses.Policy()
 
     @property
     def target(self) -> LunTarget:
@@ -73,8 +75,9 @@ class SolidFireBackend(base.Backend):
         self.client = ElementClient(
             opts.xensm_sf_mvip, opts.xensm_sf_login, opts.xensm_sf_password,
             verify=opts.xensm_sf_verify_tls, timeout=opts.xensm_sf_api_timeout,
-            retries=opts.xensm_sf_retry_count)
+            retries=opts.xensm_sf_retry_count, backoff=opts.xensm_sf_retry_backoff)
         cluster = self.client.call("GetClusterInfo")["clusterInfo"]
+        self.qos_policy = self._qos_policy(self.client.call("GetLimits"))
         account_id = int(self.client.ensure_account(
             "%s-%s" % (opts.xensm_sf_account_prefix, self.name))["accountID"])
         pool_ref, pool_uuid = self.storage.the_pool()
@@ -95,6 +98,24 @@ class SolidFireBackend(base.Backend):
             task_timeout=opts.xenapi_task_timeout)
         self._retire_deleted_with_snapshots()
         self.clone_strategy = "resign" if self._has_sm("relvmoiscsi") else "copy"
+
+    def _qos_policy(self, limits: dict[str, Any]) -> qoses.Policy:
+        """The QoS defaults from options, checked against the cluster's
+        limits (GetLimits) here, at setup, naming the option."""
+        opts = self.options
+        defaults = {key: int(value) for key, value in (
+            ("minIOPS", opts.xensm_sf_qos_min_iops), ("maxIOPS", opts.xensm_sf_qos_max_iops),
+            ("burstIOPS", opts.xensm_sf_qos_burst_iops)) if value is not None}
+        policy = qoses.Policy(limits=qoses.Limits.from_get_limits(limits),
+                              defaults=defaults,
+                              allow_presets=bool(opts.xensm_sf_allow_tenant_qos))
+        try:
+            policy.resolve(None, 1, what="the defaults")
+        except exception.InvalidInput as exc:
+            raise exception.ConfigError(
+                option="xensm_sf_qos_{min,max,burst}_iops in [%s]" % opts.section,
+                reason=str(exc.kwargs.get("reason", exc))) from None
+        return policy
 
     def _retire_deleted_with_snapshots(self) -> None:
         """Save the snapshots of volumes left deleted while they had some.
@@ -150,12 +171,32 @@ class SolidFireBackend(base.Backend):
         self.client.call("GetClusterCapacity")
 
     def stats(self) -> dict[str, Any]:
+        """Capacity and efficiency as the cluster tells them (1 call,
+        GetClusterCapacity), computed as Cinder's SolidFire driver does
+        (``_update_cluster_status`` with ``sf_provisioning_calc =
+        usedSpace``): total ``maxUsedSpace``, free ``maxUsedSpace -
+        usedSpace``; compression ``uniqueBlocks * 4096 /
+        uniqueBlocksUsedSpace``, deduplication ``nonZeroBlocks /
+        uniqueBlocks`` and thin provisioning ``(nonZeroBlocks + zeroBlocks) /
+        nonZeroBlocks``, as percentages -- 100 when any figure is 0 (an
+        empty cluster; LP#1874541). Provisioned space is the cluster's
+        ``provisionedSpace``, not a second ListVolumes call."""
         cap = self.client.call("GetClusterCapacity")["clusterCapacity"]
         gib = float(identity.GiB)
-        total = int(cap.get("maxUsedSpace") or 0)
-        used = int(cap.get("usedSpace") or 0)
-        provisioned = int(cap.get("provisionedSpace") or 0)
-        over = int(cap.get("maxOverProvisionableSpace") or 0)
+
+        def n(key: str) -> int:
+            return int(cap.get(key) or 0)
+
+        total, used, provisioned = n("maxUsedSpace"), n("usedSpace"), n("provisionedSpace")
+        over = n("maxOverProvisionableSpace")
+        unique, unique_used = n("uniqueBlocks"), n("uniqueBlocksUsedSpace")
+        non_zero, zero = n("nonZeroBlocks"), n("zeroBlocks")
+        if 0 in (unique, unique_used, non_zero, zero):
+            compression = dedup = thin = 100.0
+        else:
+            compression = unique * 4096.0 / unique_used * 100
+            dedup = float(non_zero) / unique * 100
+            thin = float(non_zero + zero) / non_zero * 100
         return {
             "pool_name": "solidfire-%s" % self.name,
             "total_capacity_gb": round(total / gib, 2),
@@ -165,6 +206,14 @@ class SolidFireBackend(base.Backend):
             "max_over_subscription_ratio": round(over / total, 2) if total else 1.0,
             "thin_provisioning_support": True,
             "thick_provisioning_support": False,
+            "compression_percent": round(compression, 2),
+            "deduplication_percent": round(dedup, 2),
+            "thin_provision_percent": round(thin, 2),
+            "current_iops": n("currentIOPS"),
+            "average_iops": n("averageIOPS"),
+            "max_iops": n("maxIOPS"),
+            "peak_iops": n("peakIOPS"),
+            "QoS_support": True,
             "xensm_clone_strategy": self.clone_strategy,
             "location_info": "xensm:solidfire:%s" % self.client.url,
         }
@@ -310,9 +359,22 @@ class SolidFireBackend(base.Backend):
         return sf_volume, sr_ref, self.target.tag_lun_vdi(volume.ident, sr_ref)
 
     def create_volume(self, volume: VolumeSpec) -> dict[str, str]:
+        qos = self.qos_policy.resolve(volume.qos, volume.size_gb,
+                                      what="volume %s" % volume.id)
         result = flows.create_volume.run(target=self.target, ident=volume.ident,
-                            size_bytes=volume.size_bytes)
+                            size_bytes=volume.size_bytes, qos=qos)
         return result["model_update"]
+
+    def _asked_qos(self, volume: VolumeSpec, size_gb: int | None = None,
+                   current: dict[str, Any] | None = None) -> dict[str, int] | None:
+        """The validated QoS ``volume`` asks for (keys it does not set from
+        ``current``, the array volume's QoS now), or None when it asks for
+        nothing: the array volume keeps what it has."""
+        if not self.qos_policy.asked(volume.qos, size_gb or volume.size_gb):
+            return None
+        return self.qos_policy.resolve(
+            volume.qos, size_gb or volume.size_gb, what="volume %s" % volume.id,
+            base=qoses.of_volume(current) if current else None)
 
     def delete_volume(self, volume: VolumeSpec) -> None:
         """Under the volume's claim: a create that failed with its outcome
@@ -330,8 +392,11 @@ class SolidFireBackend(base.Backend):
         if new_size < vdi.virtual_size:
             raise exception.InvalidInput(
                 reason="volume %s cannot shrink to %d GiB" % (volume.id, new_size_gb))
+        # The volume keeps its QoS (Cinder lost it, LP#1783588) unless it
+        # asks for some: then recomputed for the new size (scaledIOPS).
+        qos = self._asked_qos(volume, new_size_gb, sf_volume)
         flows.extend_volume.run(target=self.target, sf_volume=sf_volume,
-                   sr_ref=sr_ref, vdi=vdi, size_bytes=new_size)
+                   sr_ref=sr_ref, vdi=vdi, size_bytes=new_size, qos=qos)
 
     def create_snapshot(self, snapshot: SnapshotSpec) -> dict[str, str]:
         """CreateSnapshot under the snapshot's claim, kept when the outcome
@@ -431,16 +496,22 @@ class SolidFireBackend(base.Backend):
             sf_volume, _ = self._volume_parts(src)
             assert sf_volume is not None
             return self._clone(volume, sf_volume, None)
-        _, _, source_vdi = self._attached_parts(src)
+        source, _, source_vdi = self._attached_parts(src)
+        # A fresh LUN: the source's QoS unless the clone asks for its own.
+        qos = (self._asked_qos(volume, current=source)
+               or self.qos_policy.resolve(None, volume.size_gb, base=qoses.of_volume(source),
+                                          what="volume %s" % volume.id))
         result = flows.clone_by_copy.run(target=self.target, ident=volume.ident,
-                            size_bytes=volume.size_bytes, source_vdi=source_vdi)
+                            size_bytes=volume.size_bytes, source_vdi=source_vdi, qos=qos)
         return result["model_update"]
 
     def _clone(self, volume: VolumeSpec, source: dict[str, Any],
                snapshot_id: int | None) -> dict[str, str]:
+        # CloneVolume copies the source's QoS; the clone's own, if it asks.
+        qos = self._asked_qos(volume, current=source)
         result = flows.clone_by_resign.run(target=self.target, ident=volume.ident,
                             source_volume=source, source_snapshot_id=snapshot_id,
-                            size_bytes=volume.size_bytes)
+                            size_bytes=volume.size_bytes, qos=qos)
         return result["model_update"]
 
     def revert_to_snapshot(self, volume: VolumeSpec, snapshot: SnapshotSpec) -> None:
@@ -461,6 +532,55 @@ class SolidFireBackend(base.Backend):
     def _refuse_attached(self, volume: VolumeSpec, sr_ref: str) -> None:
         for vdi in self.storage.sr_vdis(sr_ref):
             vdis.refuse_attached(self.target, volume.ident, vdi)
+
+    # -- QoS in place -----------------------------------------------------------
+
+    def set_qos(self, volume: VolumeSpec, request: dict[str, str]) -> dict[str, int]:
+        """Change the volume's QoS in place; keys not given keep their value.
+
+        One array call (ModifyVolume) after the lookup: no flow. Validated
+        before it, so a refused value changes nothing."""
+        sf_volume = self._live_array_volume(volume)
+        qos = self.qos_policy.resolve(request, volume.size_gb, base=qoses.of_volume(sf_volume),
+                                      what="volume %s" % volume.id)
+        if qos != qoses.of_volume(sf_volume):
+            self.client.call("ModifyVolume", volumeID=sf_volume["volumeID"], qos=qos)
+        return qos
+
+    def retype(self, volume: VolumeSpec, request: dict[str, str], *,
+               diff: dict[str, Any], host: str | None, own_host: str | None) -> None:
+        """Take a new volume type in place: its QoS (the whole of it: keys
+        it does not set go back to the defaults). One ModifyVolume: no flow.
+
+        Anything needing the data moved -- another back end, an encryption
+        change -- is refused with the reason.
+        """
+        if host and own_host and host.split("#")[0] != own_host.split("#")[0]:
+            raise self.refuse(
+                "retype volume %s to %s" % (volume.id, host),
+                "the new type lives on another back end, and moving a SolidFire "
+                "volume's data there needs data motion, which is being built "
+                "(DESIGN.md, 'Data motion'); keep the type on back end %s for now"
+                % self.name)
+        changed = [k for k, (old, new) in dict(diff.get("encryption") or {}).items()
+                   if old != new]
+        if changed:
+            raise self.refuse(
+                "retype volume %s" % volume.id,
+                "the new type changes encryption (%s), which needs the data "
+                "rewritten -- data motion, which is being built (DESIGN.md, 'Data "
+                "motion')" % ", ".join(sorted(changed)))
+        sf_volume = self._live_array_volume(volume)
+        qos = self.qos_policy.resolve(request, volume.size_gb, what="volume %s" % volume.id)
+        if qos != qoses.of_volume(sf_volume):
+            self.client.call("ModifyVolume", volumeID=sf_volume["volumeID"], qos=qos)
+
+    def _live_array_volume(self, volume: VolumeSpec) -> dict[str, Any]:
+        sf_volume = self.target.find_array_volume(volume.id)
+        if sf_volume is None:
+            raise exception.VolumeNotFound(volume_id=volume.id,
+                                           sr_uuid="(its own SolidFire LUN)")
+        return sf_volume
 
     # -- attach ---------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from taskflow.patterns import linear_flow
 
 from xensm_driver import exception
 from xensm_driver import identity
+from xensm_driver.backends.solidfire import qos as qoses
 from xensm_driver.backends.solidfire.array import RESIGNED_TEXT
 from xensm_driver.backends.solidfire.array import LunTarget
 from xensm_driver.flows import claims
@@ -86,18 +87,21 @@ class CreateArrayVolumeTask(_ArrayVolumeMaker):
     """
 
     def execute(self, target: LunTarget, ident: identity.Identity,
-                size_bytes: int) -> tuple[dict[str, Any], bool]:
+                size_bytes: int, qos: dict[str, int] | None) -> tuple[dict[str, Any], bool]:
         reused = self.reuse(target, ident)
         if reused is not None:
             return reused
         self.asked = True
+        params: dict[str, Any] = {
+            "name": target.array_name(ident.id), "accountID": target.account_id,
+            "totalSize": target.lun_size(size_bytes), "enable512e": True,
+            "attributes": target.array_attributes(ident.id)}
+        if qos:
+            params["qos"] = dict(qos)
         # Not found after a lost answer: the call may still land, the
         # outcome is unknown (the flow's claim stays for it).
         volume = answer_or_lookup(
-            lambda: target.client.call(
-                "CreateVolume", name=target.array_name(ident.id),
-                accountID=target.account_id, totalSize=target.lun_size(size_bytes),
-                enable512e=True, attributes=target.array_attributes(ident.id))["volume"],
+            lambda: target.client.call("CreateVolume", **params)["volume"],
             lambda: target.find_array_volume(ident.id))
         return volume, True
 
@@ -130,6 +134,30 @@ class CloneArrayVolumeTask(_ArrayVolumeMaker):
                 name="xVolumeIDDoesNotExist",
                 detail="clone %s vanished after it finished" % result["volumeID"])
         return volume, True
+
+
+class SetQosTask(XensmTask):
+    """Give the array volume the QoS it asks for (a clone inherits its
+    source's); nothing when it asks for none. Revert puts back the QoS it
+    had, if this task changed it. Provides ``qos_before``."""
+
+    default_provides = "qos_before"
+
+    def execute(self, target: LunTarget, sf_volume: dict[str, Any],
+                qos: dict[str, int] | None) -> dict[str, int] | None:
+        before = qoses.of_volume(sf_volume)
+        if not qos or qos == before:
+            return None
+        target.client.call("ModifyVolume", volumeID=sf_volume["volumeID"], qos=dict(qos))
+        return before
+
+    def revert(self, target: LunTarget, sf_volume: dict[str, Any], result: Any,
+               **kwargs: Any) -> None:
+        if failed(result) or not result:
+            return
+        undo("QoS of array volume %s" % sf_volume["volumeID"],
+             lambda: target.client.call("ModifyVolume", volumeID=sf_volume["volumeID"],
+                                        qos=result))
 
 
 class GrantAccessTask(XensmTask):
@@ -367,14 +395,23 @@ class RollbackTask(XensmTask):
 
 
 class ResizeLunTask(XensmTask):
-    """Grow the array volume (ModifyVolume); the LUN cannot shrink back."""
+    """Grow the array volume (ModifyVolume); the LUN cannot shrink back.
+
+    The QoS goes in the same call when the volume asks for one (scaled for
+    the new size); otherwise none is sent and the volume keeps its own --
+    Cinder's driver lost it here (LP#1783588).
+    """
 
     def execute(self, target: LunTarget, sf_volume: dict[str, Any],
-                size_bytes: int) -> None:
+                size_bytes: int, qos: dict[str, int] | None) -> None:
         lun_size = target.lun_size(size_bytes)
+        params: dict[str, Any] = {}
         if lun_size > int(sf_volume["totalSize"]):
-            target.client.call("ModifyVolume", volumeID=sf_volume["volumeID"],
-                                totalSize=lun_size)
+            params["totalSize"] = lun_size
+        if qos and qos != qoses.of_volume(sf_volume):
+            params["qos"] = dict(qos)
+        if params:
+            target.client.call("ModifyVolume", volumeID=sf_volume["volumeID"], **params)
 
 
 class GrowLunSrTask(XensmTask):
@@ -406,7 +443,7 @@ class GrowLunSrTask(XensmTask):
 def _create_volume() -> linear_flow.Flow:
     """ClaimTask -> CreateArrayVolumeTask -> GrantAccessTask ->
     CreateLunSrTask -> PlugEverywhereTask -> FillLunTask -> ReadVdiTask ->
-    ModelUpdateTask -> ReleaseClaimTask. Store: ident, size_bytes."""
+    ModelUpdateTask -> ReleaseClaimTask. Store: ident, size_bytes, qos."""
     return linear_flow.Flow("sf_create_volume").add(
         claims.ClaimTask(keep_when_unknown=True), CreateArrayVolumeTask(), GrantAccessTask(),
         CreateLunSrTask(), PlugEverywhereTask(), FillLunTask(), ReadVdiTask(),
@@ -414,19 +451,19 @@ def _create_volume() -> linear_flow.Flow:
 
 
 def _clone_by_resign() -> linear_flow.Flow:
-    """ClaimTask -> CloneArrayVolumeTask -> GrantAccessTask -> FindLunSrTask
-    -> ResignLunTask -> IntroduceLunSrTask -> AdoptLunVdiTask -> GrowVdiTask
-    -> ModelUpdateTask -> ReleaseClaimTask. Store: ident, source_volume,
-    source_snapshot_id, size_bytes."""
+    """ClaimTask -> CloneArrayVolumeTask -> SetQosTask -> GrantAccessTask ->
+    FindLunSrTask -> ResignLunTask -> IntroduceLunSrTask -> AdoptLunVdiTask ->
+    GrowVdiTask -> ModelUpdateTask -> ReleaseClaimTask. Store: ident,
+    source_volume, source_snapshot_id, size_bytes, qos (None: the source's)."""
     return linear_flow.Flow("sf_clone_by_resign").add(
-        claims.ClaimTask(keep_when_unknown=True), CloneArrayVolumeTask(),
+        claims.ClaimTask(keep_when_unknown=True), CloneArrayVolumeTask(), SetQosTask(),
         GrantAccessTask(), FindLunSrTask(), ResignLunTask(), IntroduceLunSrTask(),
         AdoptLunVdiTask(), GrowVdiTask(), ModelUpdateTask(), claims.ReleaseClaimTask())
 
 
 def _clone_by_copy() -> linear_flow.Flow:
     """A fresh volume (as create_volume), then CopyVdiTask from the source's
-    attached VDI, under the claim. Store: ident, size_bytes, source_vdi."""
+    attached VDI, under the claim. Store: ident, size_bytes, source_vdi, qos."""
     return linear_flow.Flow("sf_clone_by_copy").add(
         claims.ClaimTask(keep_when_unknown=True), CreateArrayVolumeTask(), GrantAccessTask(),
         CreateLunSrTask(), PlugEverywhereTask(), FillLunTask(), ReadVdiTask(),
@@ -457,7 +494,7 @@ def _revert_to_snapshot() -> linear_flow.Flow:
 
 def _extend_volume() -> linear_flow.Flow:
     """ResizeLunTask -> GrowLunSrTask -> GrowVdiTask.
-    Store: sf_volume, sr_ref, vdi, size_bytes."""
+    Store: sf_volume, sr_ref, vdi, size_bytes, qos (None: kept)."""
     return linear_flow.Flow("sf_extend_volume").add(
         ResizeLunTask(), GrowLunSrTask(), GrowVdiTask())
 
