@@ -273,6 +273,13 @@ class XenAPISMDriver(interface.VolumeDriver):
             return False, None
         return True, None
 
+    def parse_qos(self, text: str) -> dict[str, str]:
+        """``min=..,max=..,burst=..`` or a preset name, as the back end reads
+        QoS; refused by a back end that sets none."""
+        self._require("set_qos")
+        result: dict[str, str] = self.backend.parse_qos(text)
+        return result
+
     def set_volume_qos(self, volume: Any, request: dict[str, str]) -> dict[str, int]:
         """Set a volume's QoS in place (``xensm volume set --qos``): keys not
         given keep their value. Returns the QoS now set."""

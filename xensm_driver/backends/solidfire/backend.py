@@ -535,6 +535,11 @@ class SolidFireBackend(base.Backend):
 
     # -- QoS in place -----------------------------------------------------------
 
+    @staticmethod
+    def parse_qos(text: str) -> dict[str, str]:
+        """``xensm --qos`` text: ``min=..,max=..,burst=..`` or a preset."""
+        return qoses.parse_cli(text)
+
     def set_qos(self, volume: VolumeSpec, request: dict[str, str]) -> dict[str, int]:
         """Change the volume's QoS in place; keys not given keep their value.
 
