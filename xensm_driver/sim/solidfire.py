@@ -41,11 +41,15 @@ Control plane (JSON, no auth), also reachable from another process through
 
 - ``GET /sim/calls`` -> ``{"calls": {method: n}}``; ``POST /sim/calls/reset``
 - ``POST /sim/faults`` ``{"method", "error_name", "nth", "times",
-  "drop_after", "latency", "code", "message"}``: counted from the moment it is
-  added, calls ``nth .. nth+times-1`` of ``method`` (``"*"``: any method;
-  ``times`` null: every call from ``nth`` on) sleep ``latency`` seconds (the
-  lock is not held), then answer ``error_name`` without executing, or execute
-  and close the connection without answering (``drop_after``: the lost
+  "drop_after", "error_after", "latency", "code", "message"}``: counted from
+  the moment it is added, calls ``nth .. nth+times-1`` of ``method`` (``"*"``:
+  any method; ``times`` null: every call from ``nth`` on) sleep ``latency``
+  seconds (the lock is not held), then answer ``error_name`` without
+  executing -- or, with ``error_after``, execute and then answer
+  ``error_name`` (a transient error such as ``xDBConnectionLoss`` arriving
+  after the cluster database applied the change: whether Element can do
+  that is not documented, ZooKeeper's CONNECTIONLOSS can) -- or execute and
+  close the connection without answering (``drop_after``: the lost
   response). ``method = "async:CloneVolume"`` makes the nth clone *job* end in
   ``error_name`` (``GetAsyncResult`` reports it; the clone volume is removed).
 - ``GET /sim/faults``; ``POST /sim/faults/clear``
@@ -290,6 +294,7 @@ class _Fault:
     message: str | None
     seen: int = 0
     fired: int = 0
+    error_after: bool = False
 
     def hit(self) -> bool:
         self.seen += 1
@@ -304,7 +309,7 @@ class _Fault:
         return {'id': self.id, 'method': self.method, 'error_name': self.error_name,
                 'nth': self.nth, 'times': self.times, 'drop_after': self.drop_after,
                 'latency': self.latency, 'code': self.code, 'message': self.message,
-                'seen': self.seen, 'fired': self.fired}
+                'seen': self.seen, 'fired': self.fired, 'error_after': self.error_after}
 
 
 class _Params:
@@ -1285,11 +1290,12 @@ class _Cluster:
 
     # == dispatch ===================================================================
 
-    def begin(self, method: str) -> tuple[float, ElementFault | None, bool]:
-        """Count a call and decide its faults: (latency, error, drop_after)."""
+    def begin(self, method: str) -> tuple[float, ElementFault | None, bool, bool]:
+        """Count a call and decide its faults: (latency, error, drop_after,
+        error_after)."""
         with self.lock:
             self.calls[method] = self.calls.get(method, 0) + 1
-            latency, error, drop = 0.0, None, False
+            latency, error, drop, after = 0.0, None, False, False
             for fault in self.faults:
                 if fault.method not in (method, '*') or not fault.hit():
                     continue
@@ -1297,8 +1303,9 @@ class _Cluster:
                 if fault.error_name and error is None:
                     error = ElementFault(fault.error_name, fault.message or
                                          'Injected fault on %s' % method, fault.code)
+                    after = fault.error_after
                 drop = drop or fault.drop_after
-            return latency, error, drop
+            return latency, error, drop, after
 
     def execute(self, method: str, version: tuple[int, int],
                 params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -1329,6 +1336,7 @@ class _Cluster:
                            error_name=spec.get('error_name'), nth=nth,
                            times=None if times is None else int(times),
                            drop_after=bool(spec.get('drop_after')),
+                           error_after=bool(spec.get('error_after')),
                            latency=None if spec.get('latency') is None
                            else float(spec['latency']),
                            code=int(spec.get('code', 500)), message=spec.get('message'))
@@ -1456,10 +1464,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 # (unverified) name.
                 raise ElementFault('xUnknownAPIVersion', 'Unknown API version %s'
                                    % version_text)
-            latency, error, drop = sim.cluster.begin(method)
+            latency, error, drop, error_after = sim.cluster.begin(method)
             if latency:
                 time.sleep(latency)
-            if error is not None:
+            if error is not None and not error_after:
                 raise error
             try:
                 result, unused = sim.cluster.execute(method, version, params)
@@ -1471,6 +1479,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if drop:
                 self._drop(method)
                 return
+            if error is not None:
+                raise error
         except ElementFault as fault:
             LOG.debug('Element simulator answers %s', fault.name)
             self._send(200, {'id': req_id, 'error': fault.to_dict()})
@@ -1652,17 +1662,19 @@ class ElementControl:
     def inject_fault(self, method: str, error_name: str | None = None, nth: int = 1,
                      times: int | None = 1, drop_after: bool = False,
                      latency: float | None = None, *, code: int = 500,
-                     message: str | None = None) -> dict[str, Any]:
+                     message: str | None = None, error_after: bool = False
+                     ) -> dict[str, Any]:
         """Make calls ``nth..nth+times-1`` of ``method`` (from now) misbehave.
 
         ``error_name``: answer that Element error without executing;
         ``drop_after``: execute, then close the connection unanswered;
         ``latency``: sleep that long first. ``times=None``: forever.
+        ``error_after``: execute, then answer ``error_name``.
         """
         return dict(self._request('POST', '/sim/faults', {
             'method': method, 'error_name': error_name, 'nth': nth, 'times': times,
             'drop_after': drop_after, 'latency': latency, 'code': code,
-            'message': message})['fault'])
+            'message': message, 'error_after': error_after})['fault'])
 
     def faults(self) -> list[dict[str, Any]]:
         return list(self._request('GET', '/sim/faults')['faults'])

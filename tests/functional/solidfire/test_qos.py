@@ -227,3 +227,21 @@ class TestRetype(QosTestCase):
                         self.array.clear_faults()
                     self.assertEqual(before, (self.world(), self.array_qos(vol)),
                                      "%s: changed after %s #%d failed" % (verb, method, nth))
+
+
+class TestTransientErrorsThroughTheDriver(QosTestCase):
+
+    def test_create_answered_connection_loss_after_it_ran_makes_one_volume(self) -> None:
+        vol = self.volume()
+        self.array.inject_fault("CreateVolume", "xDBConnectionLoss", error_after=True)
+        vol.update(self.driver.create_volume(vol))
+        self.assertEqual([("xensm-%s" % vol["id"], "active")], self.array_volumes())
+        self.assertEqual(1, self.array.calls()["CreateVolume"])
+
+    def test_reads_retried_through_an_upgrade(self) -> None:
+        vol = self.create()
+        for name in ("xNotPrimary", "xDBConnectionLoss", "xSliceNotRegistered"):
+            self.array.inject_fault("ListVolumes", name, times=1)
+        self.driver.extend_volume(vol, 2)
+        vdi = self.driver.backend.storage.vdi_by_uuid(vol["provider_id"])
+        self.assertEqual(2 << 30, vdi.virtual_size)
