@@ -63,7 +63,10 @@ Not modelled: QoS enforcement, replication and pairing, virtual volumes,
 snapshot branches (``CreateSnapshot.snapshotID``), ``readOnly`` access (it
 behaves as ``readWrite``), snapshot expiration, checksums (a placeholder),
 rollback shrinking a grown volume (the fabric only grows LUNs), space
-limits (use fault injection for ``xInsufficientSpace``). Error names not
+limits (use fault injection for ``xInsufficientSpace``), compression and
+deduplication (GetClusterCapacity's ``uniqueBlocks`` equal its
+``nonZeroBlocks`` and ``uniqueBlocksUsedSpace`` the bytes written, so both
+ratios are 1). Error names not
 seen in public code are marked "(unverified)" where they are raised.
 
 This module imports only the standard library and :mod:`.fabric`.

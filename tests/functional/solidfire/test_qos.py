@@ -245,3 +245,33 @@ class TestTransientErrorsThroughTheDriver(QosTestCase):
         self.driver.extend_volume(vol, 2)
         vdi = self.driver.backend.storage.vdi_by_uuid(vol["provider_id"])
         self.assertEqual(2 << 30, vdi.virtual_size)
+
+
+class TestStats(QosTestCase):
+
+    def test_efficiency_is_100_on_an_empty_cluster(self) -> None:
+        # LP#1874541: no division by a zero block count.
+        stats = self.driver.get_volume_stats(True)
+        self.assertEqual((100.0, 100.0, 100.0),
+                         (stats["compression_percent"], stats["deduplication_percent"],
+                          stats["thin_provision_percent"]))
+
+    def test_figures_are_cinders_from_cluster_capacity(self) -> None:
+        vol = self.create(size=2)
+        self.write(vol, b"x" * (1 << 20))
+        stats = self.driver.get_volume_stats(True)
+        cap = self.client.call("GetClusterCapacity")["clusterCapacity"]
+        self.assertGreater(cap["nonZeroBlocks"], 0)
+        self.assertEqual(round(cap["uniqueBlocks"] * 4096 / cap["uniqueBlocksUsedSpace"]
+                               * 100, 2), stats["compression_percent"])
+        self.assertEqual(round(cap["nonZeroBlocks"] / cap["uniqueBlocks"] * 100, 2),
+                         stats["deduplication_percent"])
+        self.assertEqual(round((cap["nonZeroBlocks"] + cap["zeroBlocks"])
+                               / cap["nonZeroBlocks"] * 100, 2),
+                         stats["thin_provision_percent"])
+        self.assertGreater(stats["thin_provision_percent"], 100)
+        self.assertEqual(round(cap["provisionedSpace"] / (1 << 30), 2),
+                         stats["provisioned_capacity_gb"])
+        self.assertEqual(round((cap["maxUsedSpace"] - cap["usedSpace"]) / (1 << 30), 2),
+                         stats["free_capacity_gb"])
+        self.assertEqual(cap["maxIOPS"], stats["max_iops"])
