@@ -235,8 +235,20 @@ solidfire_opts = [
     cfg.StrOpt(
         "xensm_sf_account_prefix",
         default="xensm",
-        help="Prefix of the SolidFire account that owns this back end's "
-             "volumes (the account is '<prefix>-<volume_backend_name>')."),
+        help="Prefix of the SolidFire accounts that own this back end's "
+             "volumes: '<prefix>-<project_id>' per Cinder project, and "
+             "'<prefix>-<volume_backend_name>' for volumes with no project "
+             "(the xensm command's) or all of them when "
+             "xensm_sf_account_per_project is off."),
+    cfg.BoolOpt(
+        "xensm_sf_account_per_project",
+        default=True,
+        help="Put each Cinder project's volumes in an array account of its "
+             "own, as Cinder's SolidFire driver does; the account and its "
+             "CHAP secrets are made on the array on first use and the "
+             "secrets never leave it except as XAPI secrets. False: one "
+             "shared account per back end. Volumes are found in any "
+             "account by their name and tag, so switching keeps old ones."),
     cfg.BoolOpt(
         "xensm_sf_verify_tls",
         default=True,

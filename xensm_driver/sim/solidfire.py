@@ -750,6 +750,61 @@ class _Cluster:
     def _m_GetAccountByID(self, p: _Params) -> dict[str, Any]:
         return {'account': self.account_dict(self.account(p.integer('accountID', required=True)))}
 
+    def _m_ListAccounts(self, p: _Params) -> dict[str, Any]:
+        # Element API guide, ListAccounts: startAccountID, limit -> accounts[].
+        accts = sorted(self.accounts.values(), key=lambda a: a.id)
+        start = p.integer('startAccountID')
+        if start is not None:
+            accts = [a for a in accts if a.id >= start]
+        limit = p.integer('limit')
+        if limit:
+            accts = accts[:limit]
+        p.used.add('includeStorageContainers')
+        return {'accounts': [self.account_dict(a) for a in accts]}
+
+    def _m_ModifyAccount(self, p: _Params) -> dict[str, Any]:
+        # Element API guide, ModifyAccount: accountID, then any of username,
+        # status, initiatorSecret, targetSecret, attributes, enableChap ->
+        # account. A changed secret takes effect at the next iSCSI login.
+        # Everything is checked before anything changes.
+        acct = self.account(p.integer('accountID', required=True))
+        username = p.get('username', str)
+        if username is not None:
+            self.check_name('Account', username, 'accountNameLengthMin',
+                            'accountNameLengthMax')
+            if any(a.username == username and a is not acct
+                   for a in self.accounts.values()):
+                raise ElementFault('xDuplicateUsername',
+                                   'Account %s already exists.' % username)
+        new_secrets: dict[str, str] = {}
+        for key in ('initiatorSecret', 'targetSecret'):
+            value = p.get(key, str)
+            if value is None:
+                continue
+            if not (self.limits['secretLengthMin'] <= len(value)
+                    <= self.limits['secretLengthMax']):
+                raise ElementFault('xInvalidParameter', '%s must be %d to %d characters' % (
+                    key, self.limits['secretLengthMin'], self.limits['secretLengthMax']))
+            new_secrets[key] = value
+        attributes = p.get('attributes', dict)
+        attributes = self.check_attributes(attributes) if attributes is not None else None
+        enable_chap = p.get('enableChap', bool)
+        status = p.get('status', str)
+        if status is not None and status not in ('active', 'locked'):
+            raise ElementFault('xUnrecognizedEnumString', status)
+        if username is not None:
+            acct.username = username
+        acct.initiator_secret = new_secrets.get('initiatorSecret', acct.initiator_secret)
+        acct.target_secret = new_secrets.get('targetSecret', acct.target_secret)
+        if attributes is not None:
+            acct.attributes = attributes
+        if enable_chap is not None:
+            acct.enable_chap = enable_chap
+        for vol in self.volumes.values():
+            if vol.account_id == acct.id:
+                self.apply_access(vol)
+        return {'account': self.account_dict(acct)}
+
     # -- volumes ---------------------------------------------------------------------
 
     def _m_CreateVolume(self, p: _Params) -> dict[str, Any]:

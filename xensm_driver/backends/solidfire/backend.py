@@ -17,6 +17,15 @@ wanted is not deleted but *retired*: detached, out of the access group,
 tagged ``xensm-retired``, seen by snapshot lookups only, and deleted with
 its last snapshot. Volumes and snapshots then behave as on SM back ends,
 where a snapshot outlives its volume.
+
+Accounts follow Cinder's model: each project's volumes in an array account
+of its own (``<prefix>-<project_id>``, made on first use; Element generates
+its CHAP secrets), volumes without a project in the back end's own
+(``<prefix>-<backend>``), or all in that one with
+``xensm_sf_account_per_project = false``. Volumes are found by name and tag
+in whichever account holds them. Each LUN's SR carries its account as
+``chapuser`` and ``chappassword_secret`` (an XAPI secret); the pool's
+volume access group still grants the access.
 """
 
 from __future__ import annotations
@@ -95,7 +104,9 @@ class SolidFireBackend(base.Backend):
             svip=opts.xensm_sf_svip or cluster["svip"],
             master_ref=self.storage.master().ref,
             clone_timeout=opts.xensm_sf_clone_timeout,
-            task_timeout=opts.xenapi_task_timeout)
+            task_timeout=opts.xenapi_task_timeout,
+            per_project=bool(opts.xensm_sf_account_per_project),
+            account_prefix=opts.xensm_sf_account_prefix)
         self._retire_deleted_with_snapshots()
         self.clone_strategy = "resign" if self._has_sm("relvmoiscsi") else "copy"
 
@@ -124,8 +135,9 @@ class SolidFireBackend(base.Backend):
         Element purges it, snapshots and all, after the cleanup interval.
         Restored and retired, its snapshots live on. 1 call, +6 per volume.
         """
-        deleted = self.client.call("ListVolumes", volumeStatus="deleted",
-                                   accounts=[self.target.account_id])["volumes"]
+        # Every account: volumes of each project's account carry the back
+        # end's attribute as the back end's own account's do.
+        deleted = self.client.call("ListVolumes", volumeStatus="deleted")["volumes"]
         for volume in deleted:
             attributes = volume.get("attributes") or {}
             if (attributes.get("xensm-backend") != self.name
@@ -223,11 +235,11 @@ class SolidFireBackend(base.Backend):
     # -- reconcile ------------------------------------------------------------
 
     def holdings(self) -> list[base.Holding]:
-        """Each array volume of this back end's account carrying its name and
-        tag, with its SR and VDI if it has them, and each of its array
+        """Each array volume, in any account, carrying this back end's name
+        and tag, with its SR and VDI if it has them, and each of its array
         snapshots (a group snapshot's member carries the group's tag, not a
         snapshot's). Retired volumes are marked. 2 calls, +2 per SR."""
-        volumes = self.client.call("ListVolumes", accounts=[self.target.account_id])["volumes"]
+        volumes = self.client.call("ListVolumes")["volumes"]
         snapshots: dict[int, list[dict[str, Any]]] = {}
         for snap in self.client.list_snapshots():
             snapshots.setdefault(int(snap["volumeID"]), []).append(snap)
@@ -277,8 +289,7 @@ class SolidFireBackend(base.Backend):
         if sf_volume is None:
             raise not_now("it is already gone")
         attributes = sf_volume.get("attributes") or {}
-        if (int(sf_volume.get("accountID", self.target.account_id)) != self.target.account_id
-                or sf_volume.get("name") != self.target.array_name(volume_id)
+        if (sf_volume.get("name") != self.target.array_name(volume_id)
                 or attributes.get(identity.VOLUME_TAG) != volume_id
                 or attributes.get("xensm-backend") != self.name):
             raise not_now("it no longer carries the name and tag of volume %s" % volume_id)
@@ -361,8 +372,9 @@ class SolidFireBackend(base.Backend):
     def create_volume(self, volume: VolumeSpec) -> dict[str, str]:
         qos = self.qos_policy.resolve(volume.qos, volume.size_gb,
                                       what="volume %s" % volume.id)
-        result = flows.create_volume.run(target=self.target, ident=volume.ident,
-                            size_bytes=volume.size_bytes, qos=qos)
+        result = flows.create_volume.run(
+            target=self.target, ident=volume.ident, size_bytes=volume.size_bytes, qos=qos,
+            account_id=self.target.account_id_for(volume.project_id))
         return result["model_update"]
 
     def _asked_qos(self, volume: VolumeSpec, size_gb: int | None = None,
@@ -501,17 +513,20 @@ class SolidFireBackend(base.Backend):
         qos = (self._asked_qos(volume, current=source)
                or self.qos_policy.resolve(None, volume.size_gb, base=qoses.of_volume(source),
                                           what="volume %s" % volume.id))
-        result = flows.clone_by_copy.run(target=self.target, ident=volume.ident,
-                            size_bytes=volume.size_bytes, source_vdi=source_vdi, qos=qos)
+        result = flows.clone_by_copy.run(
+            target=self.target, ident=volume.ident, size_bytes=volume.size_bytes,
+            source_vdi=source_vdi, qos=qos,
+            account_id=self.target.account_id_for(volume.project_id))
         return result["model_update"]
 
     def _clone(self, volume: VolumeSpec, source: dict[str, Any],
                snapshot_id: int | None) -> dict[str, str]:
         # CloneVolume copies the source's QoS; the clone's own, if it asks.
         qos = self._asked_qos(volume, current=source)
-        result = flows.clone_by_resign.run(target=self.target, ident=volume.ident,
-                            source_volume=source, source_snapshot_id=snapshot_id,
-                            size_bytes=volume.size_bytes, qos=qos)
+        result = flows.clone_by_resign.run(
+            target=self.target, ident=volume.ident, source_volume=source,
+            source_snapshot_id=snapshot_id, size_bytes=volume.size_bytes, qos=qos,
+            account_id=self.target.account_id_for(volume.project_id))
         return result["model_update"]
 
     def revert_to_snapshot(self, volume: VolumeSpec, snapshot: SnapshotSpec) -> None:

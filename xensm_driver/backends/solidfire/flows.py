@@ -11,7 +11,9 @@ vdi_made)``): a retry reuses what an earlier attempt made, and its revert
 removes only what it made itself.
 
 Store keys: ``target`` (a :class:`~.array.LunTarget`), ``ident``, and per
-flow the names below. Each verb's flow is built once and its engines reused
+flow the names below (``qos``: the array volume's QoS, None to leave it as
+it is; ``account_id``: the array account a new volume goes to). Each verb's
+flow is built once and its engines reused
 (:class:`~xensm_driver.flows.engine.Verb`).
 """
 
@@ -86,14 +88,14 @@ class CreateArrayVolumeTask(_ArrayVolumeMaker):
     A lost answer is not re-sent: the volume is looked up by name instead.
     """
 
-    def execute(self, target: LunTarget, ident: identity.Identity,
-                size_bytes: int, qos: dict[str, int] | None) -> tuple[dict[str, Any], bool]:
+    def execute(self, target: LunTarget, ident: identity.Identity, size_bytes: int,
+                qos: dict[str, int] | None, account_id: int) -> tuple[dict[str, Any], bool]:
         reused = self.reuse(target, ident)
         if reused is not None:
             return reused
         self.asked = True
         params: dict[str, Any] = {
-            "name": target.array_name(ident.id), "accountID": target.account_id,
+            "name": target.array_name(ident.id), "accountID": account_id,
             "totalSize": target.lun_size(size_bytes), "enable512e": True,
             "attributes": target.array_attributes(ident.id)}
         if qos:
@@ -111,7 +113,7 @@ class CloneArrayVolumeTask(_ArrayVolumeMaker):
 
     def execute(self, target: LunTarget, ident: identity.Identity,
                 source_volume: dict[str, Any], source_snapshot_id: int | None,
-                size_bytes: int) -> tuple[dict[str, Any], bool]:
+                size_bytes: int, account_id: int) -> tuple[dict[str, Any], bool]:
         reused = self.reuse(target, ident)
         if reused is not None:
             return reused
@@ -120,7 +122,7 @@ class CloneArrayVolumeTask(_ArrayVolumeMaker):
         # size now and below the volume's.
         params: dict[str, Any] = {
             "volumeID": source_volume["volumeID"], "name": target.array_name(ident.id),
-            "newAccountID": target.account_id, "attributes": target.array_attributes(ident.id),
+            "newAccountID": account_id, "attributes": target.array_attributes(ident.id),
             "newSize": target.lun_size(size_bytes)}
         if source_snapshot_id is not None:
             params["snapshotID"] = source_snapshot_id
@@ -202,13 +204,14 @@ class CreateLunSrTask(_LunSrMaker):
         existing = target.find_lun_sr(ident.id, sf_volume)
         if existing is not None:
             return existing, False
-        sr_ref = answer_or_lookup(
-            lambda: target.storage.create_sr(
-                target.master_ref, target.lun_device_config(sf_volume), "lvmoiscsi",
-                target.sr_name(ident.id), shared=True,
-                name_description="SolidFire volume %s of back end %s" % (
-                    sf_volume["volumeID"], target.backend)),
-            lambda: target.find_lun_sr(ident.id, sf_volume))
+        with target.chap_config(sf_volume) as chap:
+            sr_ref = answer_or_lookup(
+                lambda: target.storage.create_sr(
+                    target.master_ref, dict(target.lun_device_config(sf_volume), **chap),
+                    "lvmoiscsi", target.sr_name(ident.id), shared=True,
+                    name_description="SolidFire volume %s of back end %s" % (
+                        sf_volume["volumeID"], target.backend)),
+                lambda: target.find_lun_sr(ident.id, sf_volume))
         return sr_ref, True
 
 
@@ -443,7 +446,7 @@ class GrowLunSrTask(XensmTask):
 def _create_volume() -> linear_flow.Flow:
     """ClaimTask -> CreateArrayVolumeTask -> GrantAccessTask ->
     CreateLunSrTask -> PlugEverywhereTask -> FillLunTask -> ReadVdiTask ->
-    ModelUpdateTask -> ReleaseClaimTask. Store: ident, size_bytes, qos."""
+    ModelUpdateTask -> ReleaseClaimTask. Store: ident, size_bytes, qos, account_id."""
     return linear_flow.Flow("sf_create_volume").add(
         claims.ClaimTask(keep_when_unknown=True), CreateArrayVolumeTask(), GrantAccessTask(),
         CreateLunSrTask(), PlugEverywhereTask(), FillLunTask(), ReadVdiTask(),
@@ -454,7 +457,8 @@ def _clone_by_resign() -> linear_flow.Flow:
     """ClaimTask -> CloneArrayVolumeTask -> SetQosTask -> GrantAccessTask ->
     FindLunSrTask -> ResignLunTask -> IntroduceLunSrTask -> AdoptLunVdiTask ->
     GrowVdiTask -> ModelUpdateTask -> ReleaseClaimTask. Store: ident,
-    source_volume, source_snapshot_id, size_bytes, qos (None: the source's)."""
+    source_volume, source_snapshot_id, size_bytes, qos (None: the source's),
+    account_id."""
     return linear_flow.Flow("sf_clone_by_resign").add(
         claims.ClaimTask(keep_when_unknown=True), CloneArrayVolumeTask(), SetQosTask(),
         GrantAccessTask(), FindLunSrTask(), ResignLunTask(), IntroduceLunSrTask(),
@@ -463,7 +467,8 @@ def _clone_by_resign() -> linear_flow.Flow:
 
 def _clone_by_copy() -> linear_flow.Flow:
     """A fresh volume (as create_volume), then CopyVdiTask from the source's
-    attached VDI, under the claim. Store: ident, size_bytes, source_vdi, qos."""
+    attached VDI, under the claim. Store: ident, size_bytes, source_vdi, qos,
+    account_id."""
     return linear_flow.Flow("sf_clone_by_copy").add(
         claims.ClaimTask(keep_when_unknown=True), CreateArrayVolumeTask(), GrantAccessTask(),
         CreateLunSrTask(), PlugEverywhereTask(), FillLunTask(), ReadVdiTask(),
