@@ -648,7 +648,8 @@ def cmd_volume_revert(mgr: Manager, args: argparse.Namespace, out: Output) -> in
 
 def cmd_volume_manage(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
     vol = mgr.manage_volume(vdi_uuid=args.vdi_uuid, vdi_name=args.vdi_name,
-                            name=args.name or "", backend=args.backend)
+                            name=args.name or "", backend=args.backend,
+                            array_volume=args.array_volume)
     out.emit(vol.to_dict(), lambda: volume_lines(vol))
     return EXIT_OK
 
@@ -1035,10 +1036,13 @@ def build_parser() -> argparse.ArgumentParser:
              "put back the content a snapshot holds (default: the latest)")
     p.add_argument("volume", metavar="VOLUME")
     p.add_argument("--snapshot", metavar="SNAPSHOT")
-    p = leaf(volume, "manage", cmd_volume_manage, "adopt an existing VDI on the SR")
+    p = leaf(volume, "manage", cmd_volume_manage,
+             "adopt an existing VDI on the SR, or an array volume (solidfire)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--vdi-uuid", metavar="UUID")
     which.add_argument("--vdi-name", metavar="NAME_LABEL")
+    which.add_argument("--array-volume", metavar="ID_OR_NAME",
+                       help="a SolidFire volume whose LUN holds one SR with one disk")
     p.add_argument("--name")
     leaf(volume, "manageable", cmd_volume_manageable,
          "list the SR's VDIs and whether each could be managed")

@@ -595,11 +595,20 @@ class Manager:
         return self.inventory.get(Volume, vol.id), self.inventory.get(Snapshot, snap.id)
 
     def manage_volume(self, *, vdi_uuid: str | None = None, vdi_name: str | None = None,
-                      name: str = "", backend: str | None = None) -> Volume:
-        """Adopt an existing VDI on the back end's SR as a new volume."""
-        if bool(vdi_uuid) == bool(vdi_name):
-            raise exception.InvalidInput(reason="name the VDI by uuid or by name label")
-        existing_ref = {"source-id": vdi_uuid} if vdi_uuid else {"source-name": vdi_name}
+                      name: str = "", backend: str | None = None,
+                      array_volume: str | None = None) -> Volume:
+        """Adopt an existing VDI on the back end's SR as a new volume, or
+        (``array_volume``: an ID or a name) an array volume whose LUN holds
+        an SR with one disk, on back ends with one SR per volume."""
+        if sum(bool(x) for x in (vdi_uuid, vdi_name, array_volume)) != 1:
+            raise exception.InvalidInput(reason="name the VDI by uuid or by name label, "
+                                                "or the array volume by ID or name")
+        if array_volume:
+            existing_ref = ({"source-id": array_volume} if array_volume.isdigit()
+                            else {"source-name": array_volume})
+        else:
+            existing_ref = ({"source-id": vdi_uuid} if vdi_uuid
+                            else {"source-name": vdi_name})
         name = check_name(name, "volume")
         backend = self.backend_name(backend)
         drv = self._making(backend)

@@ -210,6 +210,11 @@ class Storage:
                                  'field "SR"=%s' % _quote(sr_ref), obj=sr_ref)
         return [PBD.from_xapi(r, rec) for r, rec in records.items()]
 
+    def all_pbds(self) -> list[PBD]:
+        """Every PBD of the pool. 1 call."""
+        records = self.pool.call("PBD.get_all_records")
+        return [PBD.from_xapi(r, rec) for r, rec in records.items()]
+
     def sm_features(self, sr_type: str) -> frozenset[str] | None:
         """The SM plugin's capabilities for ``sr_type``, or None when the
         pool has no plugin of that type (XAPI would answer

@@ -44,6 +44,8 @@ from xensm_driver.backends.base import SnapshotSpec
 from xensm_driver.backends.base import VolumeSpec
 from xensm_driver.backends.solidfire import flows
 from xensm_driver.backends.solidfire import qos as qoses
+from xensm_driver.backends.solidfire.array import ADOPTED
+from xensm_driver.backends.solidfire.array import RETIRED
 from xensm_driver.backends.solidfire.array import LunTarget
 from xensm_driver.flows import claims
 from xensm_driver.flows import target as targets
@@ -56,7 +58,7 @@ class SolidFireBackend(base.Backend):
     SR_TYPE: ClassVar[str] = "solidfire"
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset({
         base.THIN, base.SNAPSHOT, base.CLONE, base.REVERT, base.EXTEND,
-        base.GROUP_SNAPSHOT, base.SNAPSHOT_OF_SNAPSHOT, base.QOS})
+        base.GROUP_SNAPSHOT, base.SNAPSHOT_OF_SNAPSHOT, base.QOS, base.MANAGE})
     STORAGE_PROTOCOL: ClassVar[str] = "iSCSI"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -248,7 +250,8 @@ class SolidFireBackend(base.Backend):
             attributes = volume.get("attributes") or {}
             volume_id = attributes.get(identity.VOLUME_TAG)
             if (not volume_id or attributes.get("xensm-backend") != self.name
-                    or volume.get("name") != self.target.array_name(volume_id)):
+                    or (volume.get("name") != self.target.array_name(volume_id)
+                        and ADOPTED not in attributes)):
                 continue
             array_id = int(volume["volumeID"])
             sr_uuid = vdi_uuid = None
@@ -289,7 +292,8 @@ class SolidFireBackend(base.Backend):
         if sf_volume is None:
             raise not_now("it is already gone")
         attributes = sf_volume.get("attributes") or {}
-        if (sf_volume.get("name") != self.target.array_name(volume_id)
+        if ((sf_volume.get("name") != self.target.array_name(volume_id)
+             and ADOPTED not in attributes)
                 or attributes.get(identity.VOLUME_TAG) != volume_id
                 or attributes.get("xensm-backend") != self.name):
             raise not_now("it no longer carries the name and tag of volume %s" % volume_id)
@@ -461,6 +465,8 @@ class SolidFireBackend(base.Backend):
         """``(array volume, array snapshot)`` of a snapshot; either may be None."""
         sf_volume = self.target.find_array_volume(snapshot.volume.id, include_retired=True)
         if sf_volume is None:
+            sf_volume = self._array_volume_of_snapshot(snapshot)
+        if sf_volume is None:
             return None, None
         name = self.target.array_name(snapshot.id)
         for snap in self.target.snapshots_of(sf_volume["volumeID"]):
@@ -473,6 +479,23 @@ class SolidFireBackend(base.Backend):
             if ours or member:
                 return sf_volume, snap
         return sf_volume, None
+
+    def _array_volume_of_snapshot(self, snapshot: SnapshotSpec) -> dict[str, Any] | None:
+        """The array volume a snapshot's provider_location names
+        (``solidfire:<volume ID>/<snapshot ID>``), if it still carries the
+        snapshot's volume's tag: how an adopted volume (not named ours)
+        deleted while it had snapshots is found. 0-1 call."""
+        location = snapshot.provider_location or ""
+        if not location.startswith("solidfire:"):
+            return None
+        try:
+            array_id = int(location[len("solidfire:"):].split("/")[0])
+        except ValueError:
+            return None
+        sf_volume = self.client.get_volume_by_id(array_id, include_deleted=True)
+        if sf_volume is None or not self.target.carries(sf_volume, snapshot.volume.id):
+            return None
+        return sf_volume
 
     def delete_snapshot(self, snapshot: SnapshotSpec) -> None:
         with claims.holding_claim(self.target, snapshot.ident):
@@ -547,6 +570,127 @@ class SolidFireBackend(base.Backend):
     def _refuse_attached(self, volume: VolumeSpec, sr_ref: str) -> None:
         for vdi in self.storage.sr_vdis(sr_ref):
             vdis.refuse_attached(self.target, volume.ident, vdi)
+
+    # -- adopting array volumes ---------------------------------------------------
+
+    def find_unmanaged(self, volume: VolumeSpec, existing_ref: dict[str, Any]
+                       ) -> dict[str, Any]:
+        """The array volume ``existing_ref`` names (``source-id``: its
+        volume ID, as Cinder's SolidFire driver takes it; ``source-name`` or
+        ``name``: its name), vetted for adoption as ``volume``. 2-3 calls."""
+        if existing_ref.get("source-id") not in (None, ""):
+            try:
+                array_id = int(str(existing_ref["source-id"]).strip())
+            except ValueError:
+                raise exception.InvalidInput(
+                    reason="source-id must be a SolidFire volume ID (a number), got %r"
+                           % existing_ref["source-id"]) from None
+            sf_volume = self.client.get_volume_by_id(array_id)
+        elif existing_ref.get("source-name") or existing_ref.get("name"):
+            sf_volume = self.client.find_volume_by_name(
+                str(existing_ref.get("source-name") or existing_ref.get("name")))
+        else:
+            raise exception.InvalidInput(
+                reason="existing_ref must carry 'source-id' (a SolidFire volume ID) or "
+                       "'source-name' (its name), got %s" % sorted(existing_ref))
+        if sf_volume is None:
+            raise exception.NotFound(kind="SolidFire volume", name=str(existing_ref))
+        why = self.not_manageable(sf_volume, self._pool_luns(), volume.id)
+        if why:
+            raise exception.InvalidInput(reason="SolidFire volume %s (%s) cannot be managed: "
+                                                "%s" % (sf_volume["volumeID"],
+                                                        sf_volume["name"], why))
+        return sf_volume
+
+    def _pool_luns(self) -> frozenset[str]:
+        """The SCSIid of every LUN the pool has an SR on. 1 call."""
+        return frozenset(p.device_config["SCSIid"] for p in self.storage.all_pbds()
+                         if p.device_config.get("SCSIid"))
+
+    def not_manageable(self, sf_volume: dict[str, Any], pool_luns: frozenset[str],
+                       volume_id: str | None = None) -> str | None:
+        """Why the array volume cannot become a volume, or None if it can."""
+        attributes = sf_volume.get("attributes") or {}
+        if sf_volume.get("status") != "active":
+            return "it is %s" % sf_volume.get("status")
+        if RETIRED in attributes:
+            return "it is a deleted xensm volume kept for its snapshots"
+        owner = attributes.get(identity.VOLUME_TAG)
+        if owner and owner != volume_id:
+            return "it already belongs to volume %s (back end %s)" % (
+                owner, attributes.get("xensm-backend"))
+        if sf_volume.get("access", "readWrite") != "readWrite":
+            return "its access is %s, not readWrite" % sf_volume.get("access")
+        others = sorted(set(sf_volume.get("volumeAccessGroups") or ())
+                        - {self.target.vag_id})
+        if others:
+            return ("it is in volume access group(s) %s of other initiators; remove it "
+                    "from them first" % ", ".join(map(str, others)))
+        if sf_volume.get("volumePairs"):
+            return "it is paired for replication"
+        if self.target.lun_device_config(sf_volume)["SCSIid"] in pool_luns and owner is None:
+            return ("the pool already has an SR on its LUN; forget that SR (xe sr-forget) "
+                    "if nothing uses it")
+        return None
+
+    def manage_existing(self, volume: VolumeSpec, existing_ref: dict[str, Any]
+                        ) -> dict[str, str]:
+        """Adopt an array volume whose LUN holds one LVHD SR with one disk:
+        tagged, moved to the volume's account, granted to the pool, its SR
+        introduced and its VDI named and tagged; see flows._manage_existing."""
+        sf_volume = self.find_unmanaged(volume, existing_ref)
+        qos = self._asked_qos(volume, current=sf_volume)
+        result = flows.manage_existing.run(
+            target=self.target, ident=volume.ident, existing=sf_volume, qos=qos,
+            account_id=self.target.account_id_for(volume.project_id))
+        return result["model_update"]
+
+    def manage_existing_get_size(self, volume: VolumeSpec,
+                                 existing_ref: dict[str, Any]) -> int:
+        """The size of the disk the LUN holds, in whole GiB rounded up: the
+        largest one a LUN of that size is made for (LunTarget.lun_size:
+        exact for a LUN this driver made). An SR other tools made may hold
+        a slightly larger disk; an extend then makes the two agree. 2-3
+        calls, no side effect."""
+        return base.size_gb(self.target.disk_size(
+            int(self.find_unmanaged(volume, existing_ref)["totalSize"])))
+
+    def unmanage(self, volume: VolumeSpec) -> None:
+        """Drop the back end's tags from the VDI and the array volume; the
+        array volume, its data, its SR and its access stay for the operator.
+        A flow of two tasks, the VDI's tag put back if the array's fails."""
+        sf_volume, sr_ref = self._volume_parts(volume, required=False)
+        if sf_volume is None or sr_ref is None:
+            LOG.warning("Unmanage: volume %s has no array volume or SR; nothing to untag.",
+                        volume.id)
+            return
+        vdi = self.target.tag_lun_vdi(volume.ident, sr_ref)
+        flows.unmanage.run(target=self.target, vdi=vdi, sf_volume=sf_volume)
+
+    def get_manageable_volumes(self, known_ids: set[str], marker: Any, limit: int,
+                               offset: int, sort_keys: list[str],
+                               sort_dirs: list[str]) -> list[dict[str, Any]]:
+        """The cluster's live array volumes as Cinder's manageable entries,
+        each saying why it cannot be managed when it cannot. 2 calls."""
+        pool_luns = self._pool_luns()
+        entries = []
+        for sf_volume in self.client.call("ListVolumes", volumeStatus="active")["volumes"]:
+            attributes = sf_volume.get("attributes") or {}
+            owner = attributes.get(identity.VOLUME_TAG)
+            reason = self.not_manageable(sf_volume, pool_luns)
+            if owner and owner in known_ids:
+                reason = "already managed"
+            entries.append({
+                "reference": {"source-id": str(sf_volume["volumeID"])},
+                "size": base.size_gb(self.target.disk_size(int(sf_volume["totalSize"]))),
+                "safe_to_manage": reason is None,
+                "reason_not_safe": reason,
+                "cinder_id": owner if owner in known_ids else None,
+                "extra_info": {"name_label": sf_volume["name"],
+                               "account_id": sf_volume.get("accountID"),
+                               ADOPTED: attributes.get(ADOPTED)},
+            })
+        return base.paginate(entries, marker, limit, offset, sort_keys, sort_dirs)
 
     # -- QoS in place -----------------------------------------------------------
 

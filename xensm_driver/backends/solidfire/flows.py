@@ -27,7 +27,9 @@ from taskflow.patterns import linear_flow
 from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver.backends.solidfire import qos as qoses
+from xensm_driver.backends.solidfire.array import ADOPTED
 from xensm_driver.backends.solidfire.array import RESIGNED_TEXT
+from xensm_driver.backends.solidfire.array import RETIRED
 from xensm_driver.backends.solidfire.array import LunTarget
 from xensm_driver.flows import claims
 from xensm_driver.flows import vdi as vdis
@@ -64,7 +66,7 @@ class _ArrayVolumeMaker(XensmTask):
               ) -> tuple[dict[str, Any], bool] | None:
         """What an earlier attempt made, if anything; every run starts here."""
         self.asked = False
-        existing = target.find_array_volume(ident.id)
+        existing = target.find_array_volume(ident.id, include_adopted=False)
         if existing is None:
             return None
         LOG.info("Array volume %s for %s already exists (a retried create); "
@@ -74,7 +76,8 @@ class _ArrayVolumeMaker(XensmTask):
     def revert(self, target: LunTarget, ident: identity.Identity, result: Any,
                **kwargs: Any) -> None:
         if failed(result):
-            made = target.find_array_volume(ident.id) if self.asked else None
+            made = (target.find_array_volume(ident.id, include_adopted=False)
+                    if self.asked else None)
         else:
             made = result[0] if result[1] else None
         if made is not None:
@@ -104,7 +107,7 @@ class CreateArrayVolumeTask(_ArrayVolumeMaker):
         # outcome is unknown (the flow's claim stays for it).
         volume = answer_or_lookup(
             lambda: target.client.call("CreateVolume", **params)["volume"],
-            lambda: target.find_array_volume(ident.id))
+            lambda: target.find_array_volume(ident.id, include_adopted=False))
         return volume, True
 
 
@@ -160,6 +163,61 @@ class SetQosTask(XensmTask):
         undo("QoS of array volume %s" % sf_volume["volumeID"],
              lambda: target.client.call("ModifyVolume", volumeID=sf_volume["volumeID"],
                                         qos=result))
+
+
+class AdoptArrayVolumeTask(XensmTask):
+    """Tag an existing array volume as the volume's and move it to the
+    volume's account (ModifyVolume: one call, attributes and account
+    together). It keeps its name -- ModifyVolume cannot rename -- which the
+    ``xensm-adopted-name`` attribute records. Provides ``sf_volume``, as it
+    is now; revert puts its attributes and account back."""
+
+    default_provides = "sf_volume"
+
+    def execute(self, target: LunTarget, ident: identity.Identity,
+                existing: dict[str, Any], account_id: int) -> dict[str, Any]:
+        attributes = dict(existing.get("attributes") or {})
+        attributes.update(target.array_attributes(ident.id))
+        attributes[ADOPTED] = str(existing["name"])
+        params: dict[str, Any] = {"volumeID": existing["volumeID"], "attributes": attributes}
+        if int(existing["accountID"]) != account_id:
+            params["accountID"] = account_id
+        return dict(target.client.call("ModifyVolume", **params)["volume"])
+
+    def revert(self, target: LunTarget, existing: dict[str, Any], result: Any,
+               **kwargs: Any) -> None:
+        # Also when this task failed: its answer may have been lost after
+        # the array applied it, and putting back what was there is harmless.
+        undo("tags of array volume %s" % existing["volumeID"],
+             lambda: target.client.call(
+                 "ModifyVolume", volumeID=existing["volumeID"],
+                 attributes=dict(existing.get("attributes") or {}),
+                 accountID=int(existing["accountID"])))
+
+
+class UntagLunVdiTask(XensmTask):
+    """Drop the volume's tag from its VDI (unmanage); revert puts it back."""
+
+    def execute(self, target: LunTarget, vdi: VDI) -> None:
+        target.storage.set_vdi_other_config(
+            vdi.ref, {k: v for k, v in vdi.other_config.items() if k != identity.VOLUME_TAG})
+
+    def revert(self, target: LunTarget, vdi: VDI, result: Any, **kwargs: Any) -> None:
+        undo("tag of VDI %s" % vdi.uuid, target.storage.set_vdi_other_config, vdi.ref,
+             dict(vdi.other_config))
+
+
+class UntagArrayVolumeTask(XensmTask):
+    """Drop the back end's tags from the array volume (unmanage): it stays,
+    with its data, its SR and its access, for the operator."""
+
+    def execute(self, target: LunTarget, sf_volume: dict[str, Any]) -> None:
+        mine = (identity.VOLUME_TAG, "xensm-backend", ADOPTED, RETIRED)
+        attributes = {k: v for k, v in (sf_volume.get("attributes") or {}).items()
+                      if k not in mine}
+        attributes["xensm-unmanaged-from"] = target.backend
+        target.client.call("ModifyVolume", volumeID=sf_volume["volumeID"],
+                           attributes=attributes)
 
 
 class GrantAccessTask(XensmTask):
@@ -504,7 +562,29 @@ def _extend_volume() -> linear_flow.Flow:
         ResizeLunTask(), GrowLunSrTask(), GrowVdiTask())
 
 
+def _manage_existing() -> linear_flow.Flow:
+    """AdoptArrayVolumeTask -> SetQosTask -> GrantAccessTask ->
+    IntroduceLunSrTask -> AdoptLunVdiTask -> ModelUpdateTask.
+
+    The LUN must hold one LVHD SR with one user disk (what an SR made by
+    this driver, or by XenServer on that LUN, holds): it is probed,
+    introduced with the account's CHAP as a secret, and its VDI named and
+    tagged. Nothing is formatted. Store: ident, existing, account_id, qos.
+    """
+    return linear_flow.Flow("sf_manage_existing").add(
+        AdoptArrayVolumeTask(), SetQosTask(), GrantAccessTask(),
+        IntroduceLunSrTask(inject={"existing_sr": None}), AdoptLunVdiTask(),
+        ModelUpdateTask())
+
+
+def _unmanage() -> linear_flow.Flow:
+    """UntagLunVdiTask -> UntagArrayVolumeTask. Store: vdi, sf_volume."""
+    return linear_flow.Flow("sf_unmanage").add(UntagLunVdiTask(), UntagArrayVolumeTask())
+
+
 create_volume = Verb(_create_volume)
+manage_existing = Verb(_manage_existing)
+unmanage = Verb(_unmanage)
 clone_by_resign = Verb(_clone_by_resign)
 clone_by_copy = Verb(_clone_by_copy)
 delete_volume = Verb(_delete_volume)
