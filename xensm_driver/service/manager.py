@@ -607,8 +607,8 @@ class Manager:
             existing_ref = ({"source-id": array_volume} if array_volume.isdigit()
                             else {"source-name": array_volume})
         else:
-            existing_ref = ({"source-id": vdi_uuid} if vdi_uuid
-                            else {"source-name": vdi_name})
+            existing_ref = ({"source-id": str(vdi_uuid)} if vdi_uuid
+                            else {"source-name": str(vdi_name)})
         name = check_name(name, "volume")
         backend = self.backend_name(backend)
         drv = self._making(backend)
