@@ -275,3 +275,63 @@ class TestStats(QosTestCase):
         self.assertEqual(round((cap["maxUsedSpace"] - cap["usedSpace"]) / (1 << 30), 2),
                          stats["free_capacity_gb"])
         self.assertEqual(cap["maxIOPS"], stats["max_iops"])
+
+
+class TestQosFlowsFailures(QosTestCase):
+
+    def test_a_failure_at_any_call_of_a_clone_asking_qos_leaves_nothing(self) -> None:
+        vol = self.create(volume_type=typed(SPECS))
+        snap = self.snapshot_of(vol)
+        own = typed({"minIOPS": "700", "maxIOPS": "700", "burstIOPS": "700"})
+        verbs = {
+            "clone": lambda: self.driver.create_cloned_volume(
+                self.volume(volume_type=own), vol),
+            "from_snapshot": lambda: self.driver.create_volume_from_snapshot(
+                self.volume(volume_type=own), snap),
+            "extend": lambda: self.driver.extend_volume(
+                dict(vol, volume_type=typed(dict(SPECS, scaledIOPS="1", scaleMin="1"))),
+                vol["size"] + 1),
+        }
+        xapi = self.driver.pool.counter
+        for verb, run in verbs.items():
+            xapi.reset()
+            self.array.reset_calls()
+            run()
+            if verb == "extend":
+                vol["size"] += 1
+            steps = [("xapi", m, n) for m, c in sorted(xapi.snapshot().items())
+                     for n in range(1, c + 1)]
+            steps += [("array", m, n) for m, c in sorted(self.array.calls().items())
+                      for n in range(1, c + 1)]
+            self.assertIn(("array", "ModifyVolume", 1), steps)
+            for side, method, nth in steps:
+                before = self.world(), self.array_qos(vol)
+                if side == "xapi":
+                    self.control.inject_fault(method, error=["INTERNAL_ERROR", "injected"],
+                                              nth=nth)
+                else:
+                    self.array.inject_fault(method, error_name="xInvalidParameter", nth=nth)
+                try:
+                    run()
+                except exception.XensmError:
+                    pass
+                else:
+                    self.assertIn(method, ("pool.remove_from_other_config",
+                                           "secret.get_by_uuid", "secret.destroy"),
+                                  "%s survived a failed %s #%d" % (verb, method, nth))
+                    if verb == "extend":
+                        vol["size"] += 1
+                    continue
+                finally:
+                    self.control.clear_faults()
+                    self.array.clear_faults()
+                if verb == "extend":
+                    # A LUN grown cannot shrink back (Element refuses,
+                    # xVolumeShrinkProhibited): only the QoS must stay.
+                    self.assertEqual(before[1], self.array_qos(vol),
+                                     "extend: QoS changed after %s %s #%d failed"
+                                     % (side, method, nth))
+                    continue
+                self.assertEqual(before, (self.world(), self.array_qos(vol)),
+                                 "%s: changed after %s %s #%d failed" % (verb, side,
+                                                                         method, nth))

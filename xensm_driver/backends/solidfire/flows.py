@@ -464,7 +464,7 @@ class ResizeLunTask(XensmTask):
     """
 
     def execute(self, target: LunTarget, sf_volume: dict[str, Any],
-                size_bytes: int, qos: dict[str, int] | None) -> None:
+                size_bytes: int, qos: dict[str, int] | None) -> dict[str, int] | None:
         lun_size = target.lun_size(size_bytes)
         params: dict[str, Any] = {}
         if lun_size > int(sf_volume["totalSize"]):
@@ -473,6 +473,17 @@ class ResizeLunTask(XensmTask):
             params["qos"] = dict(qos)
         if params:
             target.client.call("ModifyVolume", volumeID=sf_volume["volumeID"], **params)
+        return qoses.of_volume(sf_volume) if "qos" in params else None
+
+    def revert(self, target: LunTarget, sf_volume: dict[str, Any], result: Any,
+               **kwargs: Any) -> None:
+        # The LUN stays grown (Element refuses to shrink one); the QoS it
+        # had comes back.
+        if failed(result) or not result:
+            return
+        undo("QoS of array volume %s" % sf_volume["volumeID"],
+             lambda: target.client.call("ModifyVolume", volumeID=sf_volume["volumeID"],
+                                        qos=result))
 
 
 class GrowLunSrTask(XensmTask):
