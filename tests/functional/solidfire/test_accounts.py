@@ -82,6 +82,7 @@ class TestAccountPerProject(AccountTestCase):
         # Each PBD holds its own copy; the driver kept none.
         self.assertEqual(2, len(pool.call("secret.get_all")))
         data = self.driver.initialize_connection(vol, {})["data"]
+        self.assertFalse([k for k in data if "chap" in k])
         for where in (repr(data), repr(vol), self.logs.output):
             self.assertNotIn(secret, where)
 

@@ -766,7 +766,11 @@ class SolidFireBackend(base.Backend):
             raise exception.NotFound(kind="VDI", name=vdi_uuid)
         sr = self.storage.get_sr(vdi.sr)
         dc = dict(self.storage.pbds(sr.ref)[0].device_config)
-        dc = {k: v for k, v in dc.items() if "secret" not in k and "password" not in k}
+        # No CHAP at all: the secret never leaves XAPI, and a user name
+        # without it would only make a consumer's login fail; the pool's
+        # access group lets its hosts in.
+        dc = {k: v for k, v in dc.items() if "secret" not in k and "password" not in k
+              and "chap" not in k}
         return dict(dc, sr_uuid=sr.uuid, vdi_uuid=vdi_uuid, sr_type="lvmoiscsi",
                     name_label=sr.name_label,
                     name_description="Cinder back end %s" % self.name,
