@@ -181,3 +181,41 @@ class TestManage(ManageTestCase):
                 self.array.clear_faults()
             self.assertEqual(before, (self.world(), self.array_state(sf["volumeID"])),
                              "changed after %s %s #%d failed" % (side, method, nth))
+
+
+class TestUnmanageFailures(ManageTestCase):
+
+    def test_a_failure_at_any_call_of_unmanage_leaves_the_volume_managed(self) -> None:
+        vol = self.create_volume()
+        sf = self.sf("xensm-%s" % vol["id"])
+        xapi = self.driver.pool.counter
+        probe = self.create_volume()
+        xapi.reset()
+        self.array.reset_calls()
+        self.driver.unmanage(probe)
+        steps = [("xapi", m, n) for m, c in sorted(xapi.snapshot().items())
+                 for n in range(1, c + 1)]
+        steps += [("array", m, n) for m, c in sorted(self.array.calls().items())
+                  for n in range(1, c + 1)]
+        self.assertIn(("array", "ModifyVolume", 1), steps)
+        storage = self.driver.backend.storage
+
+        def state() -> tuple[Any, ...]:
+            vdi = storage.vdi_by_uuid(vol["provider_id"])
+            return self.world(), self.array_state(sf["volumeID"]), dict(vdi.other_config)
+
+        for side, method, nth in steps:
+            before = state()
+            if side == "xapi":
+                self.control.inject_fault(method, error=["INTERNAL_ERROR", "injected"],
+                                          nth=nth)
+            else:
+                self.array.inject_fault(method, error_name="xInvalidParameter", nth=nth)
+            try:
+                self.assertRaises(exception.XensmError, self.driver.unmanage, vol)
+            finally:
+                self.control.clear_faults()
+                self.array.clear_faults()
+            self.assertEqual(before, state(), "changed after %s %s #%d failed"
+                             % (side, method, nth))
+        self.driver.delete_volume(vol)          # still ours, whole
