@@ -219,3 +219,22 @@ class TestUnmanageFailures(ManageTestCase):
             self.assertEqual(before, state(), "changed after %s %s #%d failed"
                              % (side, method, nth))
         self.driver.delete_volume(vol)          # still ours, whole
+
+
+class TestAdoptedWithoutItsSr(ManageTestCase):
+
+    def test_a_verb_puts_back_the_sr_a_failed_revert_left_out(self) -> None:
+        sf, _name = self.foreign_volume()
+        vol = self.volume()
+        vol.update(self.driver.manage_existing(vol, {"source-id": str(sf["volumeID"])}))
+        storage = self.driver.backend.storage
+        storage.forget_sr(storage.vdi_by_uuid(vol["provider_id"]).sr)
+        self.driver.extend_volume(vol, 2)                   # found, SR introduced again
+        vdi = storage.vdi_by_uuid(vol["provider_id"])
+        self.assertEqual((2 << 30, vol["id"]),
+                         (vdi.virtual_size, vdi.other_config["xensm-volume-id"]))
+        self.assertEqual(A, self.read(vol, len(A)))
+        snap = self.snapshot_of(vol)
+        self.driver.delete_volume(vol)                      # retired: it has a snapshot
+        self.driver.delete_snapshot(snap)                   # and goes with it
+        self.assertEqual([], self.array_volumes())

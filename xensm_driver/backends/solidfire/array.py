@@ -167,7 +167,9 @@ class LunTarget(Target):
         found = self.array_volumes_of(volume_id, include_retired=include_retired)
         if found:
             return found[0]
-        return self.find_adopted(volume_id) if include_adopted else None
+        if not include_adopted:
+            return None
+        return self.find_adopted(volume_id, include_retired=include_retired)
 
     @staticmethod
     def volume_id_of_lun(scsi_id: str) -> int | None:
@@ -179,21 +181,27 @@ class LunTarget(Target):
         except ValueError:
             return None
 
-    def find_adopted(self, volume_id: str) -> dict[str, Any] | None:
+    def find_adopted(self, volume_id: str, *, include_retired: bool = False
+                     ) -> dict[str, Any] | None:
         """An adopted volume (not named ours), through its SR's LUN: by ID,
-        checked to carry the volume's tag and the adopted mark. 1-4 calls."""
+        checked to carry the volume's tag and the adopted mark. Without its
+        SR (a failed revert forgot it; a retired volume has none), the
+        cluster's live volumes are read for the tag. 2-4 calls."""
+        def adopted(sf_volume: dict[str, Any] | None) -> bool:
+            return (sf_volume is not None and self.carries(sf_volume, volume_id)
+                    and ADOPTED in (sf_volume.get("attributes") or {})
+                    and (include_retired or not self.retired(sf_volume)))
+
         found = self.storage.find_sr(name_label=self.sr_name(volume_id))
-        if len(found) != 1:
-            return None
-        ids = {i for i in (self.volume_id_of_lun(p.device_config.get("SCSIid", ""))
-                           for p in self.storage.pbds(found[0].ref)) if i is not None}
-        if len(ids) != 1:
-            return None
-        sf_volume = self.client.get_volume_by_id(ids.pop())
-        if (sf_volume is None or not self.carries(sf_volume, volume_id)
-                or ADOPTED not in (sf_volume.get("attributes") or {})):
-            return None
-        return sf_volume
+        if len(found) == 1:
+            ids = {i for i in (self.volume_id_of_lun(p.device_config.get("SCSIid", ""))
+                               for p in self.storage.pbds(found[0].ref)) if i is not None}
+            if len(ids) == 1:
+                sf_volume = self.client.get_volume_by_id(ids.pop())
+                return sf_volume if adopted(sf_volume) else None
+        live = self.client.call("ListVolumes", volumeStatus="active")["volumes"]
+        mine = sorted((v for v in live if adopted(v)), key=lambda v: int(v["volumeID"]))
+        return mine[0] if mine else None
 
     def array_volumes_of(self, volume_id: str, *, include_retired: bool = False
                          ) -> list[dict[str, Any]]:
