@@ -33,7 +33,8 @@ WEIGHTS = {
 XAPI_ERRORS = (["INTERNAL_ERROR", "soak: injected"],
                ["SR_BACKEND_FAILURE_46", "", "The VDI is not available"],
                ["TOO_BUSY"])
-ELEMENT_ERRORS = ("xDBVersionMismatch", "xNotReadyForIO", "xUnexpected")
+ELEMENT_ERRORS = ("xDBVersionMismatch", "xNotReadyForIO", "xUnexpected",
+                  "xDBConnectionLoss", "xNotPrimary")
 
 
 @dataclasses.dataclass
@@ -401,6 +402,12 @@ class Soak:
             f = el.inject_fault(method, name)
             return ("Element %s on %s" % (name, method), "element", int(f["id"]))
         if kind == "element-lost":
+            if rng.random() < 0.5:
+                # An error that does not say whether the call was done,
+                # answered after the array did it.
+                f = el.inject_fault(method, "xDBConnectionLoss", error_after=True)
+                return ("Element xDBConnectionLoss after %s ran" % method, "element",
+                        int(f["id"]))
             f = el.inject_fault(method, drop_after=True)
             return ("Element answer lost on %s" % method, "element", int(f["id"]))
         f = el.inject_fault(method, latency=world.HANG)

@@ -54,7 +54,54 @@ def volume_spec(volume: Any, *, sized: bool = False) -> base.VolumeSpec:
         if sized else _lenient_size(size),
         provider_id=base.field(volume, "provider_id"),
         provider_location=base.field(volume, "provider_location"),
-        display_name=base.field(volume, "display_name") or "", source=source)
+        display_name=base.field(volume, "display_name") or "", source=source,
+        qos=qos_request(volume), project_id=base.field(volume, "project_id"))
+
+
+#: Metadata keys a volume may carry to ask for QoS (Cinder's ``sf-qos``).
+_QOS_METADATA = ("sf-qos",)
+
+
+def _specs_of(obj: Any) -> dict[str, str]:
+    """Key/values of a Cinder specs holder (object or dict), or {}."""
+    if obj is None:
+        return {}
+    if isinstance(obj, dict) and "specs" not in obj:
+        return {str(k): str(v) for k, v in obj.items()}
+    specs = base.field(obj, "specs") or {}
+    return {str(k): str(v) for k, v in dict(specs).items()}
+
+
+def type_qos(volume_type: Any) -> dict[str, str]:
+    """The QoS key/values a volume type asks for: its QoS specs when one is
+    associated (unless consumed by the front end only), else its extra
+    specs -- as Cinder's SolidFire driver prefers them
+    (``_set_qos_by_volume_type``). Which keys mean QoS is the back end's
+    business."""
+    if volume_type is None:
+        return {}
+    qos_specs = base.field(volume_type, "qos_specs")
+    if qos_specs is not None and base.field(qos_specs, "consumer", "back-end") != "front-end":
+        specs = _specs_of(qos_specs)
+        if specs:
+            return specs
+    return {str(k): str(v) for k, v in dict(base.field(volume_type, "extra_specs")
+                                            or {}).items()}
+
+
+def qos_request(volume: Any) -> dict[str, str] | None:
+    """What a volume asks for as QoS, raw: its ``sf-qos`` metadata, then
+    its type's specs over it, then ``qos_specs`` (the standalone service's
+    ``--qos``) over both. None when it asks for nothing."""
+    request: dict[str, str] = {}
+    metadata = base.field(volume, "metadata")
+    if not isinstance(metadata, dict):
+        metadata = {base.field(m, "key"): base.field(m, "value")
+                    for m in base.field(volume, "volume_metadata") or []}
+    request.update({k: str(metadata[k]) for k in _QOS_METADATA if metadata.get(k)})
+    request.update(type_qos(base.field(volume, "volume_type")))
+    request.update(_specs_of(base.field(volume, "qos_specs")))
+    return request or None
 
 
 def size_gb(value: Any, what: str) -> int:
@@ -177,7 +224,7 @@ class XenAPISMDriver(interface.VolumeDriver):
             "max_over_subscription_ratio": (
                 self.configuration.safe_get("max_over_subscription_ratio")
                 or (20.0 if backend.thin else 1.0)),
-            "QoS_support": False,
+            "QoS_support": backend.can(base.QOS),
             "multiattach": False,
             "online_extend_support": backend.can(base.ONLINE_EXTEND),
             "consistent_group_snapshot_enabled": backend.can(base.GROUP_SNAPSHOT),
@@ -229,6 +276,49 @@ class XenAPISMDriver(interface.VolumeDriver):
         spec = volume_spec(volume, sized=True)
         with self._holding(coordination.volume_lock(spec.id)):
             return self.backend.create_cloned_volume(spec, volume_spec(src_vref))
+
+    def retype(self, context: Any, volume: Any, new_type: Any, diff: Any,
+               host: Any) -> tuple[bool, Any]:
+        """Change what a new type changes in place (QoS), or say False.
+
+        ``diff`` is Cinder's ``volume_types_diff``: ``{"qos_specs": {key:
+        (old, new)}, "extra_specs": ..., "encryption": ...}``. What the back
+        end cannot do in place (another back end, an encryption change) is
+        logged with its reason and answered False, so Cinder migrates the
+        volume when the retype's migration policy allows it.
+        """
+        spec = volume_spec(volume)
+        if not self.backend.can(base.QOS):
+            LOG.info("Retype of volume %s: back end %s sets no QoS in place.", spec.id,
+                     self.backend.name)
+            return False, None
+        new_qos = {k: str(new) for k, (_old, new) in
+                   dict((diff or {}).get("qos_specs") or {}).items() if new is not None}
+        new_qos.pop("consumer", None)
+        request = new_qos or {str(k): str(v) for k, v in dict(
+            base.field(new_type, "extra_specs") or {}).items()}
+        target = base.field(host, "host") if host is not None else None
+        try:
+            self.backend.retype(spec, request, diff=diff or {},
+                                host=target, own_host=base.field(volume, "host"))
+        except exception.UnsupportedOperation as exc:
+            LOG.warning("Retype of volume %s refused in place: %s", spec.id, exc)
+            return False, None
+        return True, None
+
+    def parse_qos(self, text: str) -> dict[str, str]:
+        """``min=..,max=..,burst=..`` or a preset name, as the back end reads
+        QoS; refused by a back end that sets none."""
+        self._require("set_qos")
+        result: dict[str, str] = self.backend.parse_qos(text)
+        return result
+
+    def set_volume_qos(self, volume: Any, request: dict[str, str]) -> dict[str, int]:
+        """Set a volume's QoS in place (``xensm volume set --qos``): keys not
+        given keep their value. Returns the QoS now set."""
+        self._require("set_qos")
+        result: dict[str, int] = self.backend.set_qos(volume_spec(volume), request)
+        return result
 
     # -- snapshots ------------------------------------------------------------
 

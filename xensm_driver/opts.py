@@ -235,8 +235,20 @@ solidfire_opts = [
     cfg.StrOpt(
         "xensm_sf_account_prefix",
         default="xensm",
-        help="Prefix of the SolidFire account that owns this back end's "
-             "volumes (the account is '<prefix>-<volume_backend_name>')."),
+        help="Prefix of the SolidFire accounts that own this back end's "
+             "volumes: '<prefix>-<project_id>' per Cinder project, and "
+             "'<prefix>-<volume_backend_name>' for volumes with no project "
+             "(the xensm command's) or all of them when "
+             "xensm_sf_account_per_project is off."),
+    cfg.BoolOpt(
+        "xensm_sf_account_per_project",
+        default=True,
+        help="Put each Cinder project's volumes in an array account of its "
+             "own, as Cinder's SolidFire driver does; the account and its "
+             "CHAP secrets are made on the array on first use and the "
+             "secrets never leave it except as XAPI secrets. False: one "
+             "shared account per back end. Volumes are found in any "
+             "account by their name and tag, so switching keeps old ones."),
     cfg.BoolOpt(
         "xensm_sf_verify_tls",
         default=True,
@@ -254,6 +266,32 @@ solidfire_opts = [
         default=5, min=0, max=20,
         help="Retries of an Element call that failed with a retryable error "
              "(xDBVersionMismatch, xNotReadyForIO, ...)."),
+    cfg.FloatOpt(
+        "xensm_sf_retry_backoff",
+        default=1.0, min=0.0, max=60.0,
+        help="Seconds before the first retry of a retryable Element error; "
+             "each further retry waits twice as long (Cinder: 1, 2, 4, 8, 16)."),
+    cfg.IntOpt(
+        "xensm_sf_qos_min_iops",
+        min=50, max=15000,
+        help="minIOPS of a volume whose type, metadata or command asks for "
+             "none. Unset: Element's default (50)."),
+    cfg.IntOpt(
+        "xensm_sf_qos_max_iops",
+        min=100, max=200000,
+        help="maxIOPS of a volume that asks for none. Unset: Element's "
+             "default (15000)."),
+    cfg.IntOpt(
+        "xensm_sf_qos_burst_iops",
+        min=100, max=200000,
+        help="burstIOPS of a volume that asks for none. Unset: Element's "
+             "default (15000), and never below the volume's maxIOPS."),
+    cfg.BoolOpt(
+        "xensm_sf_allow_tenant_qos",
+        default=False,
+        help="Honour a volume's 'sf-qos' metadata preset (slow, medium, fast, "
+             "performant, off), as Cinder's sf_allow_tenant_qos does. Keys "
+             "from the volume type still win."),
 ]
 
 behaviour_opts = [

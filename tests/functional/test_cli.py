@@ -596,8 +596,55 @@ class SolidFireTest(CliTestCase):
         self.assertEqual(A, self.content(clone["id"], len(A)))
         self.xensm("volume", "delete", clone["id"])
         self.assertIn("Inventory and SR agree.", self.xensm("reconcile").out)
-        self.xensm("volume", "manage", "--vdi-name", "x", expect=xensm.EXIT_REFUSED)
+        self.xensm("volume", "manage", "--array-volume", "no-such-volume",
+                   expect=xensm.EXIT_NOT_FOUND)
         self.j("group", "delete", "g", "--delete-volumes", "--cascade")
         self.assertEqual([], self.j("volume", "list") + self.j("snapshot", "list"))
         shown = self.j("group", "show", "g")
         self.assertEqual(["deleted"], [g["status"] for g in shown["group_snapshots"]])
+
+    def test_qos_at_create_and_set_in_place(self) -> None:
+        vol = self.j("volume", "create", "--size", "1", "--name", "q",
+                     "--qos", "min=100,max=1000,burst=2000")
+        client = self.storage().backend.client
+
+        def array_qos() -> dict[str, int]:
+            (sf,) = client.find_volumes_by_name("xensm-%s" % vol["id"])
+            return {k: sf["qos"][k] for k in ("minIOPS", "maxIOPS", "burstIOPS")}
+
+        self.assertEqual({"minIOPS": 100, "maxIOPS": 1000, "burstIOPS": 2000}, array_qos())
+        out = self.xensm("volume", "set", "q", "--qos", "max=1500").out
+        self.assertIn("QoS minIOPS 100, maxIOPS 1500, burstIOPS 2000", out)
+        self.assertEqual(1500, array_qos()["maxIOPS"])
+        clone = self.j("volume", "clone", "q")
+        (sf,) = client.find_volumes_by_name("xensm-%s" % clone["id"])
+        self.assertEqual(1500, sf["qos"]["maxIOPS"])        # kept on clone
+        err = self.xensm("volume", "set", "q", "--qos", "min=9", expect=xensm.EXIT_REFUSED).err
+        self.assertIn("minIOPS 9 (asked) is outside the cluster's 50..15000", err)
+        self.assertEqual("available", self.j("volume", "show", "q")["status"])
+        err = self.xensm("volume", "create", "--size", "1", "--qos", "warp",
+                         expect=xensm.EXIT_REFUSED).err
+        self.assertIn("'warp' is no preset", err)
+        self.assertEqual(2, len(self.j("volume", "list")))
+
+
+    def test_manage_an_array_volume(self) -> None:
+        vol = self.j("volume", "create", "--size", "1", "--name", "m")
+        self.xensm("volume", "upload", "m", self.file("m.img", A))
+        self.xensm("volume", "unmanage", "m")
+        name = "xensm-%s" % vol["id"]
+        err = self.xensm("volume", "manage", "--array-volume", name,
+                         expect=xensm.EXIT_REFUSED).err
+        self.assertIn("the pool already has an SR on its LUN", err)
+        drv = self.storage()
+        storage = drv.backend.storage
+        storage.forget_sr(storage.vdi_by_uuid(vol["provider_id"]).sr)
+        listed = self.j("volume", "manageable")
+        self.assertIn(name, [e["extra_info"]["name_label"] for e in listed
+                             if e["safe_to_manage"]])
+        adopted = self.j("volume", "manage", "--array-volume", name, "--name", "again")
+        self.assertEqual(("available", 1), (adopted["status"], adopted["size_gb"]))
+        self.assertEqual(A, self.content("again", len(A)))
+        self.xensm("volume", "delete", "again")
+        self.assertEqual([], drv.backend.client.call("ListVolumes",
+                                                     volumeStatus="active")["volumes"])

@@ -20,7 +20,8 @@ did not do the work, so the call is sent again after an exponential backoff
 (``backoff``, ``2*backoff``, ``4*backoff``...; ``retries`` extra tries, as
 Cinder's ``@retry`` does). A connection that failed *before* the request
 left is retried for every method. A request that may have reached the array
-(read timeout, connection dropped, unreadable answer) is retried only for
+(read timeout, connection dropped, unreadable answer, or an error in
+:data:`MAYBE_DONE_ERRORS` such as ``xDBConnectionLoss``) is retried only for
 read-only methods; for anything that changes state it is surfaced as
 ``ArrayConnectionError(sent=True)`` so the caller looks the object up (by
 name, for a create) instead of making a second one (LP#1896112).
@@ -98,6 +99,24 @@ RETRYABLE_ERRORS: frozenset[str] = frozenset({
     "xRecvTimeout",
     "xDBNoSuchPath",
     "xPermissionDenied",
+    # Named in issue 19 as one Cinder's users met; in neither Cinder's list
+    # nor the Element API guide we could search (unverified).
+    "xMVIPNotResponding",
+})
+
+#: Retryable errors that do not prove the call was *not* acted on. Element's
+#: cluster database is a ZooKeeper ensemble, and ZooKeeper's CONNECTIONLOSS
+#: and OPERATIONTIMEOUT (KeeperException) say the operation may or may not
+#: have been applied; a receive timeout or an MVIP that stopped answering
+#: says the same of the node that served the call. Element does not document
+#: which (unverified). A read-only call is re-sent after one of them; any
+#: other call is surfaced as ArrayConnectionError(sent=True), as a lost
+#: answer is, so its caller looks the object up instead of making a second.
+MAYBE_DONE_ERRORS: frozenset[str] = frozenset({
+    "xDBConnectionLoss",
+    "xDBOperationTimeout",
+    "xRecvTimeout",
+    "xMVIPNotResponding",
 })
 
 #: Errors that say "no such object".
@@ -321,6 +340,14 @@ class ElementClient:
                                 ", ".join(sorted(unused)))
                 return result
             name = str(error.get("name", "")) or "xUnknownError"
+            if name in MAYBE_DONE_ERRORS and not read_only:
+                LOG.warning("%s %s answered %s, which does not say whether it was "
+                            "done: not sending it again", self.array, method, name)
+                raise exception.ArrayConnectionError(
+                    array=self.array, url=self.url, method=method, sent=True,
+                    tries=attempt, name=name,
+                    detail="%s: the request may have been executed: look the object "
+                           "up before trying again" % name)
             if name in RETRYABLE_ERRORS and attempt <= len(delays):
                 self._pause(method, attempt, delays, name)
                 continue

@@ -51,6 +51,8 @@ MANAGE = "manage"
 GROUP_SNAPSHOT = "group_snapshot"
 SNAPSHOT_OF_SNAPSHOT = "snapshot_of_snapshot"
 VHD_CHAIN = "vhd_chain"
+#: Per-volume QoS set on the storage, changed in place (retype, set_qos).
+QOS = "qos"
 
 #: The capability each optional verb needs.
 VERB_CAPABILITY: Mapping[str, str] = {
@@ -64,6 +66,8 @@ VERB_CAPABILITY: Mapping[str, str] = {
     "manage_existing_get_size": MANAGE,
     "unmanage": MANAGE,
     "get_manageable_volumes": MANAGE,
+    "retype": QOS,
+    "set_qos": QOS,
     "create_group": GROUP_SNAPSHOT,
     "delete_group": GROUP_SNAPSHOT,
     "update_group": GROUP_SNAPSHOT,
@@ -78,6 +82,7 @@ _WHY_NOT = {
     REVERT: "its SR type cannot revert a VDI to a snapshot",
     EXTEND: "its SR type cannot resize VDIs",
     MANAGE: "it cannot adopt existing VDIs",
+    QOS: "it sets no per-volume QoS on its storage",
     GROUP_SNAPSHOT: ("it has no write-order-consistent multi-volume snapshot; "
                      "use a generic (non-consistent) group, which Cinder "
                      "snapshots volume by volume"),
@@ -107,6 +112,11 @@ class VolumeSpec:
     #: snapshot_id), when it was: a copy whose answer was lost still
     #: carries the source's name, and a delete looks there too.
     source: identity.Identity | None = None
+    #: The QoS asked for the volume, as raw key/values (its type's QoS specs
+    #: or extra specs, its ``sf-qos`` metadata, ``xensm --qos``); None: none.
+    qos: Mapping[str, str] | None = None
+    #: The Cinder project owning the volume (an array account per project).
+    project_id: str | None = None
 
     @property
     def ident(self) -> identity.Identity:
@@ -408,6 +418,20 @@ class Backend:
                                offset: int, sort_keys: list[str],
                                sort_dirs: list[str]) -> list[dict[str, Any]]:
         raise self._lacks("get_manageable_volumes")
+
+    def retype(self, volume: VolumeSpec, request: dict[str, str], *,
+               diff: dict[str, Any], host: str | None, own_host: str | None) -> None:
+        """Take a new volume type's QoS in place (``request``: its raw
+        specs); refuse, with the reason, what needs the data moved."""
+        raise self._lacks("retype")
+
+    def set_qos(self, volume: VolumeSpec, request: dict[str, str]) -> dict[str, int]:
+        """Change the volume's QoS in place; returns the QoS now set."""
+        raise self._lacks("set_qos")
+
+    def parse_qos(self, text: str) -> dict[str, str]:
+        """``xensm --qos`` text as a QoS request for :meth:`set_qos`."""
+        raise self._lacks("set_qos")
 
     def create_group(self, group: Any) -> dict[str, str]:
         raise self._lacks("create_group")

@@ -644,8 +644,17 @@ def cmd_volume_create(mgr: Manager, args: argparse.Namespace, out: Output) -> in
     if not (args.size or args.snapshot or args.source_volume):
         raise UsageError("give --size (GiB), --snapshot or --source-volume")
     vol = mgr.create_volume(args.size, name=args.name or "", backend=args.backend,
-                            snapshot=args.snapshot, source_volume=args.source_volume)
+                            snapshot=args.snapshot, source_volume=args.source_volume,
+                            qos=args.qos)
     out.emit(vol.to_dict(), lambda: volume_lines(vol))
+    return EXIT_OK
+
+
+def cmd_volume_set(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    vol, qos = mgr.set_volume_qos(args.volume, args.qos)
+    out.emit(dict(vol.to_dict(), qos=qos), lambda: [
+        "Volume %s: QoS minIOPS %d, maxIOPS %d, burstIOPS %d." % (
+            vol.id, qos["minIOPS"], qos["maxIOPS"], qos["burstIOPS"])])
     return EXIT_OK
 
 
@@ -692,7 +701,8 @@ def cmd_volume_revert(mgr: Manager, args: argparse.Namespace, out: Output) -> in
 
 def cmd_volume_manage(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
     vol = mgr.manage_volume(vdi_uuid=args.vdi_uuid, vdi_name=args.vdi_name,
-                            name=args.name or "", backend=args.backend)
+                            name=args.name or "", backend=args.backend,
+                            array_volume=args.array_volume)
     out.emit(vol.to_dict(), lambda: volume_lines(vol))
     return EXIT_OK
 
@@ -1209,6 +1219,10 @@ def _filters(p: argparse.ArgumentParser) -> None:
                    help="only objects of this name (repeatable)")
 
 
+QOS_HELP = ("per-volume IOPS, on back ends that set them (solidfire): "
+            "min=N,max=N,burst=N, or a preset: slow, medium, fast, performant, off")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(
@@ -1249,6 +1263,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="a name to refer to it by")
     p.add_argument("--snapshot", metavar="SNAPSHOT", help="make it from this snapshot")
     p.add_argument("--source-volume", metavar="VOLUME", help="make it a clone of this volume")
+    p.add_argument("--qos", metavar="QOS", help=QOS_HELP)
+    p = leaf(volume, "set", cmd_volume_set, "change a volume's settings in place (its QoS)")
+    p.add_argument("volume", metavar="VOLUME")
+    p.add_argument("--qos", metavar="QOS", required=True,
+                   help=QOS_HELP + "; keys not given keep their value")
     p = leaf(volume, "list", cmd_volume_list, "list volumes")
     p.add_argument("--all", action="store_true", help="include deleted and unmanaged ones")
     _filters(p)
@@ -1268,10 +1287,13 @@ def build_parser() -> argparse.ArgumentParser:
              "put back the content a snapshot holds (default: the latest)")
     p.add_argument("volume", metavar="VOLUME")
     p.add_argument("--snapshot", metavar="SNAPSHOT")
-    p = leaf(volume, "manage", cmd_volume_manage, "adopt an existing VDI on the SR")
+    p = leaf(volume, "manage", cmd_volume_manage,
+             "adopt an existing VDI on the SR, or an array volume (solidfire)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--vdi-uuid", metavar="UUID")
     which.add_argument("--vdi-name", metavar="NAME_LABEL")
+    which.add_argument("--array-volume", metavar="ID_OR_NAME",
+                       help="a SolidFire volume whose LUN holds one SR with one disk")
     p.add_argument("--name")
     leaf(volume, "manageable", cmd_volume_manageable,
          "list the SR's VDIs and whether each could be managed")

@@ -108,7 +108,7 @@ def _without_userinfo(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
-def volume_dict(vol: Volume) -> dict[str, Any]:
+def volume_dict(vol: Volume, qos: dict[str, str] | None = None) -> dict[str, Any]:
     """The Cinder-style volume the driver's verbs take.
 
     ``provider_id``/``provider_location`` only as recorded (None until the
@@ -118,7 +118,8 @@ def volume_dict(vol: Volume) -> dict[str, Any]:
     """
     return {"id": vol.id, "size": vol.size_gb, "provider_id": vol.provider_id,
             "provider_location": vol.provider_location, "display_name": vol.name,
-            "source_volid": vol.source_volume_id, "snapshot_id": vol.source_snapshot_id}
+            "source_volid": vol.source_volume_id, "snapshot_id": vol.source_snapshot_id,
+            "qos_specs": qos}
 
 
 def check_name(name: str | None, kind: str) -> str:
@@ -421,8 +422,13 @@ class Manager:
     # -- volumes --------------------------------------------------------------
 
     def create_volume(self, size_gb: int | None, name: str = "", backend: str | None = None,
-                      snapshot: str | None = None, source_volume: str | None = None) -> Volume:
-        """A new volume: empty, from a snapshot, or a clone of a volume."""
+                      snapshot: str | None = None, source_volume: str | None = None,
+                      qos: str | None = None) -> Volume:
+        """A new volume: empty, from a snapshot, or a clone of a volume.
+
+        ``qos``: ``min=..,max=..,burst=..`` or a preset name, for back ends
+        that set per-volume QoS (refused, before anything is made, by the
+        others); a clone without it keeps its source's."""
         if snapshot and source_volume:
             raise exception.InvalidInput(reason="give a snapshot or a source volume, not both")
         name = check_name(name, "volume")
@@ -430,17 +436,18 @@ class Manager:
             check_size(size_gb, "a volume's size")
         if snapshot:
             snap = self.snapshot(snapshot)
-            return self._from_snapshot(snap, size_gb, name)
+            return self._from_snapshot(snap, size_gb, name, qos)
         if source_volume:
-            return self.clone_volume(source_volume, name=name, size_gb=size_gb)
+            return self.clone_volume(source_volume, name=name, size_gb=size_gb, qos=qos)
         if not size_gb or size_gb < 1:
             raise exception.InvalidInput(reason="a volume needs a size of at least 1 GiB")
         backend = self.backend_name(backend)
         drv = self.driver(backend)
+        request = _qos_request(drv, qos)
         self._check_space(drv, size_gb, "a new %d GiB volume" % size_gb)
         self._making(backend)
         vol = Volume(id=new_id(), backend=backend, name=name, size_gb=int(size_gb))
-        return self._create(vol, lambda: drv.create_volume(volume_dict(vol)))
+        return self._create(vol, lambda: drv.create_volume(volume_dict(vol, request)))
 
     @staticmethod
     def _check_space(drv: driver_mod.XenAPISMDriver, add_gb: int, what: str) -> None:
@@ -467,7 +474,8 @@ class Manager:
             raise Refused(reason="%s does not fit on back end %s: room for %d GiB (%s)"
                                  % (what, drv.backend.name, max(0, int(room)), rule))
 
-    def _from_snapshot(self, snap: Snapshot, size_gb: int | None, name: str) -> Volume:
+    def _from_snapshot(self, snap: Snapshot, size_gb: int | None, name: str,
+                       qos: str | None = None) -> Volume:
         self._require_status(snap, AVAILABLE, "snapshot", "making a volume from it")
         size = size_gb or snap.volume_size_gb
         if size < snap.volume_size_gb:
@@ -475,15 +483,17 @@ class Manager:
                                  "smaller (asked %d GiB)" % (snap.id, snap.volume_size_gb, size))
         source = self.inventory.get(Volume, snap.volume_id)
         drv = self._making(snap.backend)
+        request = _qos_request(drv, qos)
         self._check_space(drv, size, "a new %d GiB volume" % size)
         with self._reading(Snapshot, snap.id, "cloning") as snap:
             vol = Volume(id=new_id(), backend=snap.backend, name=name, size_gb=size,
                          source_snapshot_id=snap.id)
             created: Volume = self._create(vol, lambda: drv.create_volume_from_snapshot(
-                volume_dict(vol), snapshot_dict(snap, source)))
+                volume_dict(vol, request), snapshot_dict(snap, source)))
         return created
 
-    def clone_volume(self, source: str, name: str = "", size_gb: int | None = None) -> Volume:
+    def clone_volume(self, source: str, name: str = "", size_gb: int | None = None,
+                     qos: str | None = None) -> Volume:
         name = check_name(name, "volume")
         src = self.volume(source)
         self._require_status(src, AVAILABLE, "volume", "cloning it")
@@ -493,6 +503,7 @@ class Manager:
                                  "(asked %d GiB)" % (src.id, src.size_gb, size))
         check_size(size, "a volume's size")
         drv = self._making(src.backend)
+        request = _qos_request(drv, qos)
         self._check_space(drv, size, "a new %d GiB volume" % size)
         with self._reading(Volume, src.id, "cloning") as src:
             if size < src.size_gb:
@@ -501,7 +512,7 @@ class Manager:
             vol = Volume(id=new_id(), backend=src.backend, name=name, size_gb=size,
                          source_volume_id=src.id)
             created: Volume = self._create(vol, lambda: drv.create_cloned_volume(
-                volume_dict(vol), volume_dict(src)))
+                volume_dict(vol, request), volume_dict(src)))
         return created
 
     def delete_volume(self, ref: str, cascade: bool = False) -> Volume:
@@ -553,6 +564,17 @@ class Manager:
                   check=lambda sess, v: larger(v), size_gb=int(new_size_gb))
         return self.inventory.get(Volume, vol.id)
 
+    def set_volume_qos(self, ref: str, qos: str) -> tuple[Volume, dict[str, int]]:
+        """Change a volume's QoS in place (``min=..,max=..,burst=..`` or a
+        preset; keys not given keep their value). Returns the QoS now set."""
+        vol = self.volume(ref)
+        drv = self.driver(vol.backend)
+        request = drv.parse_qos(qos)
+        result = self._act(Volume, vol.id, "updating", AVAILABLE,
+                           lambda v: drv.set_volume_qos(volume_dict(v), request),
+                           fail="available")
+        return self.inventory.get(Volume, vol.id), result
+
     def revert_volume(self, ref: str, snapshot: str | None = None) -> tuple[Volume, Snapshot]:
         """Put the volume's content back to a snapshot (default: its latest)."""
         vol = self.volume(ref)
@@ -582,11 +604,20 @@ class Manager:
         return self.inventory.get(Volume, vol.id), self.inventory.get(Snapshot, snap.id)
 
     def manage_volume(self, *, vdi_uuid: str | None = None, vdi_name: str | None = None,
-                      name: str = "", backend: str | None = None) -> Volume:
-        """Adopt an existing VDI on the back end's SR as a new volume."""
-        if bool(vdi_uuid) == bool(vdi_name):
-            raise exception.InvalidInput(reason="name the VDI by uuid or by name label")
-        existing_ref = {"source-id": vdi_uuid} if vdi_uuid else {"source-name": vdi_name}
+                      name: str = "", backend: str | None = None,
+                      array_volume: str | None = None) -> Volume:
+        """Adopt an existing VDI on the back end's SR as a new volume, or
+        (``array_volume``: an ID or a name) an array volume whose LUN holds
+        an SR with one disk, on back ends with one SR per volume."""
+        if sum(bool(x) for x in (vdi_uuid, vdi_name, array_volume)) != 1:
+            raise exception.InvalidInput(reason="name the VDI by uuid or by name label, "
+                                                "or the array volume by ID or name")
+        if array_volume:
+            existing_ref = ({"source-id": array_volume} if array_volume.isdigit()
+                            else {"source-name": array_volume})
+        else:
+            existing_ref = ({"source-id": str(vdi_uuid)} if vdi_uuid
+                            else {"source-name": str(vdi_name)})
         name = check_name(name, "volume")
         backend = self.backend_name(backend)
         drv = self._making(backend)
@@ -969,6 +1000,12 @@ class Manager:
             finding.action_taken = "not deleted: %s" % reason(exc)
         finally:
             self.inventory.release(cls, finding.id, "deleting", before.status)
+
+
+def _qos_request(drv: driver_mod.XenAPISMDriver, qos: str | None) -> dict[str, str] | None:
+    """``--qos`` text as the driver takes it; refused (before anything is
+    made) by a back end that sets no per-volume QoS."""
+    return None if qos is None else drv.parse_qos(qos)
 
 
 def _no_snapshots(sess: orm.Session, vol: Volume) -> None:

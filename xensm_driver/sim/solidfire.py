@@ -41,11 +41,15 @@ Control plane (JSON, no auth), also reachable from another process through
 
 - ``GET /sim/calls`` -> ``{"calls": {method: n}}``; ``POST /sim/calls/reset``
 - ``POST /sim/faults`` ``{"method", "error_name", "nth", "times",
-  "drop_after", "latency", "code", "message"}``: counted from the moment it is
-  added, calls ``nth .. nth+times-1`` of ``method`` (``"*"``: any method;
-  ``times`` null: every call from ``nth`` on) sleep ``latency`` seconds (the
-  lock is not held), then answer ``error_name`` without executing, or execute
-  and close the connection without answering (``drop_after``: the lost
+  "drop_after", "error_after", "latency", "code", "message"}``: counted from
+  the moment it is added, calls ``nth .. nth+times-1`` of ``method`` (``"*"``:
+  any method; ``times`` null: every call from ``nth`` on) sleep ``latency``
+  seconds (the lock is not held), then answer ``error_name`` without
+  executing -- or, with ``error_after``, execute and then answer
+  ``error_name`` (a transient error such as ``xDBConnectionLoss`` arriving
+  after the cluster database applied the change: whether Element can do
+  that is not documented, ZooKeeper's CONNECTIONLOSS can) -- or execute and
+  close the connection without answering (``drop_after``: the lost
   response). ``method = "async:CloneVolume"`` makes the nth clone *job* end in
   ``error_name`` (``GetAsyncResult`` reports it; the clone volume is removed).
 - ``GET /sim/faults``; ``POST /sim/faults/clear``
@@ -59,7 +63,10 @@ Not modelled: QoS enforcement, replication and pairing, virtual volumes,
 snapshot branches (``CreateSnapshot.snapshotID``), ``readOnly`` access (it
 behaves as ``readWrite``), snapshot expiration, checksums (a placeholder),
 rollback shrinking a grown volume (the fabric only grows LUNs), space
-limits (use fault injection for ``xInsufficientSpace``). Error names not
+limits (use fault injection for ``xInsufficientSpace``), compression and
+deduplication (GetClusterCapacity's ``uniqueBlocks`` equal its
+``nonZeroBlocks`` and ``uniqueBlocksUsedSpace`` the bytes written, so both
+ratios are 1). Error names not
 seen in public code are marked "(unverified)" where they are raised.
 
 This module imports only the standard library and :mod:`.fabric`.
@@ -290,6 +297,7 @@ class _Fault:
     message: str | None
     seen: int = 0
     fired: int = 0
+    error_after: bool = False
 
     def hit(self) -> bool:
         self.seen += 1
@@ -304,7 +312,7 @@ class _Fault:
         return {'id': self.id, 'method': self.method, 'error_name': self.error_name,
                 'nth': self.nth, 'times': self.times, 'drop_after': self.drop_after,
                 'latency': self.latency, 'code': self.code, 'message': self.message,
-                'seen': self.seen, 'fired': self.fired}
+                'seen': self.seen, 'fired': self.fired, 'error_after': self.error_after}
 
 
 class _Params:
@@ -741,6 +749,61 @@ class _Cluster:
 
     def _m_GetAccountByID(self, p: _Params) -> dict[str, Any]:
         return {'account': self.account_dict(self.account(p.integer('accountID', required=True)))}
+
+    def _m_ListAccounts(self, p: _Params) -> dict[str, Any]:
+        # Element API guide, ListAccounts: startAccountID, limit -> accounts[].
+        accts = sorted(self.accounts.values(), key=lambda a: a.id)
+        start = p.integer('startAccountID')
+        if start is not None:
+            accts = [a for a in accts if a.id >= start]
+        limit = p.integer('limit')
+        if limit:
+            accts = accts[:limit]
+        p.used.add('includeStorageContainers')
+        return {'accounts': [self.account_dict(a) for a in accts]}
+
+    def _m_ModifyAccount(self, p: _Params) -> dict[str, Any]:
+        # Element API guide, ModifyAccount: accountID, then any of username,
+        # status, initiatorSecret, targetSecret, attributes, enableChap ->
+        # account. A changed secret takes effect at the next iSCSI login.
+        # Everything is checked before anything changes.
+        acct = self.account(p.integer('accountID', required=True))
+        username = p.get('username', str)
+        if username is not None:
+            self.check_name('Account', username, 'accountNameLengthMin',
+                            'accountNameLengthMax')
+            if any(a.username == username and a is not acct
+                   for a in self.accounts.values()):
+                raise ElementFault('xDuplicateUsername',
+                                   'Account %s already exists.' % username)
+        new_secrets: dict[str, str] = {}
+        for key in ('initiatorSecret', 'targetSecret'):
+            value = p.get(key, str)
+            if value is None:
+                continue
+            if not (self.limits['secretLengthMin'] <= len(value)
+                    <= self.limits['secretLengthMax']):
+                raise ElementFault('xInvalidParameter', '%s must be %d to %d characters' % (
+                    key, self.limits['secretLengthMin'], self.limits['secretLengthMax']))
+            new_secrets[key] = value
+        attributes = p.get('attributes', dict)
+        attributes = self.check_attributes(attributes) if attributes is not None else None
+        enable_chap = p.get('enableChap', bool)
+        status = p.get('status', str)
+        if status is not None and status not in ('active', 'locked'):
+            raise ElementFault('xUnrecognizedEnumString', status)
+        if username is not None:
+            acct.username = username
+        acct.initiator_secret = new_secrets.get('initiatorSecret', acct.initiator_secret)
+        acct.target_secret = new_secrets.get('targetSecret', acct.target_secret)
+        if attributes is not None:
+            acct.attributes = attributes
+        if enable_chap is not None:
+            acct.enable_chap = enable_chap
+        for vol in self.volumes.values():
+            if vol.account_id == acct.id:
+                self.apply_access(vol)
+        return {'account': self.account_dict(acct)}
 
     # -- volumes ---------------------------------------------------------------------
 
@@ -1285,11 +1348,12 @@ class _Cluster:
 
     # == dispatch ===================================================================
 
-    def begin(self, method: str) -> tuple[float, ElementFault | None, bool]:
-        """Count a call and decide its faults: (latency, error, drop_after)."""
+    def begin(self, method: str) -> tuple[float, ElementFault | None, bool, bool]:
+        """Count a call and decide its faults: (latency, error, drop_after,
+        error_after)."""
         with self.lock:
             self.calls[method] = self.calls.get(method, 0) + 1
-            latency, error, drop = 0.0, None, False
+            latency, error, drop, after = 0.0, None, False, False
             for fault in self.faults:
                 if fault.method not in (method, '*') or not fault.hit():
                     continue
@@ -1297,8 +1361,9 @@ class _Cluster:
                 if fault.error_name and error is None:
                     error = ElementFault(fault.error_name, fault.message or
                                          'Injected fault on %s' % method, fault.code)
+                    after = fault.error_after
                 drop = drop or fault.drop_after
-            return latency, error, drop
+            return latency, error, drop, after
 
     def execute(self, method: str, version: tuple[int, int],
                 params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -1329,6 +1394,7 @@ class _Cluster:
                            error_name=spec.get('error_name'), nth=nth,
                            times=None if times is None else int(times),
                            drop_after=bool(spec.get('drop_after')),
+                           error_after=bool(spec.get('error_after')),
                            latency=None if spec.get('latency') is None
                            else float(spec['latency']),
                            code=int(spec.get('code', 500)), message=spec.get('message'))
@@ -1456,10 +1522,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 # (unverified) name.
                 raise ElementFault('xUnknownAPIVersion', 'Unknown API version %s'
                                    % version_text)
-            latency, error, drop = sim.cluster.begin(method)
+            latency, error, drop, error_after = sim.cluster.begin(method)
             if latency:
                 time.sleep(latency)
-            if error is not None:
+            if error is not None and not error_after:
                 raise error
             try:
                 result, unused = sim.cluster.execute(method, version, params)
@@ -1471,6 +1537,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if drop:
                 self._drop(method)
                 return
+            if error is not None:
+                raise error
         except ElementFault as fault:
             LOG.debug('Element simulator answers %s', fault.name)
             self._send(200, {'id': req_id, 'error': fault.to_dict()})
@@ -1652,17 +1720,19 @@ class ElementControl:
     def inject_fault(self, method: str, error_name: str | None = None, nth: int = 1,
                      times: int | None = 1, drop_after: bool = False,
                      latency: float | None = None, *, code: int = 500,
-                     message: str | None = None) -> dict[str, Any]:
+                     message: str | None = None, error_after: bool = False
+                     ) -> dict[str, Any]:
         """Make calls ``nth..nth+times-1`` of ``method`` (from now) misbehave.
 
         ``error_name``: answer that Element error without executing;
         ``drop_after``: execute, then close the connection unanswered;
         ``latency``: sleep that long first. ``times=None``: forever.
+        ``error_after``: execute, then answer ``error_name``.
         """
         return dict(self._request('POST', '/sim/faults', {
             'method': method, 'error_name': error_name, 'nth': nth, 'times': times,
             'drop_after': drop_after, 'latency': latency, 'code': code,
-            'message': message})['fault'])
+            'message': message, 'error_after': error_after})['fault'])
 
     def faults(self) -> list[dict[str, Any]]:
         return list(self._request('GET', '/sim/faults')['faults'])

@@ -210,6 +210,11 @@ class Storage:
                                  'field "SR"=%s' % _quote(sr_ref), obj=sr_ref)
         return [PBD.from_xapi(r, rec) for r, rec in records.items()]
 
+    def all_pbds(self) -> list[PBD]:
+        """Every PBD of the pool. 1 call."""
+        records = self.pool.call("PBD.get_all_records")
+        return [PBD.from_xapi(r, rec) for r, rec in records.items()]
+
     def sm_features(self, sr_type: str) -> frozenset[str] | None:
         """The SM plugin's capabilities for ``sr_type``, or None when the
         pool has no plugin of that type (XAPI would answer
@@ -314,10 +319,17 @@ class Storage:
     # -- secrets --------------------------------------------------------------
 
     def create_secret(self, value: str, purpose: str) -> str:
-        """Store ``value`` as an XAPI secret; return its uuid. 2 calls."""
+        """Store ``value`` as an XAPI secret; return its uuid. 2 calls (3
+        when reading its uuid fails: the secret is deleted again, so no
+        caller is left holding a secret it cannot name)."""
         ref = self.pool.call("secret.create", {
             "value": value, "other_config": {"xensm-purpose": purpose}})
-        return self.pool.call("secret.get_uuid", ref, obj=ref)
+        try:
+            return self.pool.call("secret.get_uuid", ref, obj=ref)
+        except exception.XensmError:
+            with contextlib.suppress(exception.XensmError):
+                self.pool.call("secret.destroy", ref, obj=ref)
+            raise
 
     def destroy_secret(self, secret_uuid: str) -> None:
         """Delete a secret by uuid; a missing one is fine. 1-2 calls."""

@@ -138,6 +138,53 @@ class TestRetries(base.ElementTestCase):
         self.assertEqual([0.01, 0.02, 0.04], slept)
 
 
+class TestTransientErrors(base.ElementTestCase):
+    """Element's transient errors (Cinder's list, LP#1891914, LP#1934435)."""
+
+    def test_every_transient_error_on_a_read_is_retried_and_succeeds(self):
+        for name in sorted(solidfire.RETRYABLE_ERRORS):
+            self.control.reset_calls()
+            self.control.inject_fault('ListVolumes', name, times=2)
+            self.assertEqual({'volumes': []}, self.client.call('ListVolumes'), name)
+            self.assertEqual(3, self.control.calls()['ListVolumes'], name)
+        for name in ('xDBConnectionLoss', 'xMVIPNotResponding', 'xNotPrimary',
+                     'xSliceNotRegistered', 'xDBOperationTimeout', 'xNoHandler',
+                     'xSnapshotFailed', 'xRecvTimeout', 'xDBNoSuchPath',
+                     'xPermissionDenied'):
+            self.assertIn(name, solidfire.RETRYABLE_ERRORS)
+
+    def test_a_read_answered_after_it_ran_is_simply_read_again(self):
+        self.create_volume('UUID-t1')
+        self.control.inject_fault('ListVolumes', 'xDBConnectionLoss', error_after=True)
+        self.assertEqual(['UUID-t1'],
+                         [v['name'] for v in self.client.call('ListVolumes')['volumes']])
+        self.assertEqual(2, self.control.calls()['ListVolumes'])
+
+    def test_create_answered_maybe_done_is_not_resent(self):
+        # xDBConnectionLoss after the database applied it: a second
+        # CreateVolume would make a second volume.
+        acct = self.account()
+        for name in sorted(solidfire.MAYBE_DONE_ERRORS):
+            self.control.reset_calls()
+            self.control.inject_fault('CreateVolume', name, error_after=True)
+            vol_name = 'UUID-%s' % name
+            err = self.assertRaises(exception.ArrayConnectionError, self.client.call,
+                                    'CreateVolume', name=vol_name,
+                                    accountID=acct['accountID'], totalSize=base.GB)
+            self.assertTrue(err.kwargs['sent'])
+            self.assertEqual(name, err.name)
+            self.assertIn('look the object up', str(err))
+            self.assertEqual(1, self.control.calls()['CreateVolume'], name)
+            self.assertEqual(1, len(self.client.find_volumes_by_name(vol_name)), name)
+
+    def test_create_answered_not_done_is_resent_once_done(self):
+        acct = self.account()
+        self.control.inject_fault('CreateVolume', 'xSliceNotRegistered', times=1)
+        self.create_volume('UUID-t3', account=acct)
+        self.assertEqual(2, self.control.calls()['CreateVolume'])
+        self.assertEqual(1, len(self.client.find_volumes_by_name('UUID-t3')))
+
+
 class TestLostAnswers(base.ElementTestCase):
 
     def test_lost_answer_on_create_is_surfaced_not_resent(self):

@@ -225,9 +225,15 @@ class TestFaults(ClusterTestCase):
     def test_forever_wildcard_latency_and_drop(self):
         self.cluster.add_fault({'method': '*', 'latency': 0.25, 'times': None})
         self.cluster.add_fault({'method': 'CreateVolume', 'drop_after': True})
-        self.assertEqual((0.25, None, True), self.cluster.begin('CreateVolume'))
-        self.assertEqual((0.25, None, False), self.cluster.begin('CreateVolume'))
-        self.assertEqual((0.25, None, False), self.cluster.begin('ListVolumes'))
+        self.assertEqual((0.25, None, True, False), self.cluster.begin('CreateVolume'))
+        self.assertEqual((0.25, None, False, False), self.cluster.begin('CreateVolume'))
+        self.assertEqual((0.25, None, False, False), self.cluster.begin('ListVolumes'))
+
+    def test_error_after_executes_then_answers_the_error(self):
+        self.cluster.add_fault({'method': 'CreateVolume', 'error_name': 'xDBConnectionLoss',
+                                'error_after': True})
+        latency, error, drop, after = self.cluster.begin('CreateVolume')
+        self.assertEqual(('xDBConnectionLoss', False, True), (error.name, drop, after))
 
     def test_bad_fault_specs(self):
         self.assertRaises(ValueError, self.cluster.add_fault, {'method': 'X'})

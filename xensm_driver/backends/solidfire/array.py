@@ -13,6 +13,8 @@ import contextlib
 import dataclasses
 import datetime
 import re
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from oslo_log import log as logging
@@ -33,6 +35,11 @@ SR_OVERHEAD = 64 << 20
 MiB = 1 << 20
 #: Array volume attribute of a retired volume: the time it was retired.
 RETIRED = "xensm-retired"
+#: Array volume attribute of an adopted volume (manage_existing): the name
+#: it had and keeps (Element's ModifyVolume cannot rename a volume).
+ADOPTED = "xensm-adopted-name"
+#: The NAA prefix of every Element LUN (see sim/solidfire.py, "Identity").
+_NAA_PREFIX = "36f47acc1"
 #: What the relvmoiscsi pack's SR.create answers when it resigned a LUN.
 RESIGNED_TEXT = "successfully resigned"
 
@@ -49,6 +56,62 @@ class LunTarget(Target):
     #: Seconds a CloneVolume, and a VDI copy inside XAPI, may take.
     clone_timeout: float
     task_timeout: float
+    #: One array account per Cinder project (``<prefix>-<project_id>``);
+    #: False, or a volume with no project: the back end's own account.
+    per_project: bool = False
+    account_prefix: str = "xensm"
+    #: Account IDs by name: a name never changes its ID while the account
+    #: lives, so every instance may keep its own.
+    _accounts: dict[str, int] = dataclasses.field(default_factory=dict, compare=False,
+                                                  repr=False)
+    _accounts_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock,
+                                                       compare=False, repr=False)
+
+    def account_name(self, project_id: str | None) -> str | None:
+        """The project's account name, or None for the back end's own."""
+        if not self.per_project or not project_id:
+            return None
+        return "%s-%s" % (self.account_prefix, project_id)
+
+    def account_id_for(self, project_id: str | None) -> int:
+        """The array account a project's new volumes go to, made on first
+        use (AddAccount with no secrets: Element generates the CHAP
+        secrets and keeps them). 0 calls once known, else 1-3."""
+        name = self.account_name(project_id)
+        if name is None:
+            return self.account_id
+        with self._accounts_lock:
+            known = self._accounts.get(name)
+        if known is not None:
+            return known
+        account_id = int(self.client.ensure_account(name)["accountID"])
+        with self._accounts_lock:
+            self._accounts[name] = account_id
+        return account_id
+
+    @contextlib.contextmanager
+    def chap_config(self, sf_volume: dict[str, Any]) -> Iterator[dict[str, str]]:
+        """device_config CHAP keys for the volume's LUN: ``chapuser`` (its
+        account) and ``chappassword_secret``, an XAPI secret holding the
+        account's initiator secret, read from the array (GetAccountByID)
+        and never kept, logged or shown. XAPI copies the secret into each
+        PBD it makes (xen-api ``xapi_pbd.ml`` ``duplicate_passwds``), so
+        the driver's own copy is deleted when the block ends, whatever
+        happened in it. 1 array call, 4 XAPI calls."""
+        account = self.client.call("GetAccountByID",
+                                   accountID=int(sf_volume["accountID"]))["account"]
+        secret_uuid = self.storage.create_secret(
+            str(account["initiatorSecret"]),
+            purpose="CHAP of SolidFire account %s, back end %s" % (account["username"],
+                                                                   self.backend))
+        try:
+            yield {"chapuser": str(account["username"]), "chappassword_secret": secret_uuid}
+        finally:
+            try:
+                self.storage.destroy_secret(secret_uuid)
+            except exception.XensmError as exc:
+                LOG.warning("Could not delete XAPI secret %s (CHAP of account %s): %s",
+                            secret_uuid, account["username"], exc)
 
     def finish_deleted(self, sf_volume: dict[str, Any]) -> None:
         """Settle an array volume left deleted but not purged (a delete cut
@@ -84,29 +147,81 @@ class LunTarget(Target):
         raw = size_bytes + size_bytes // 512 + SR_OVERHEAD
         return -(-raw // MiB) * MiB
 
-    def find_array_volume(self, volume_id: str, *, include_retired: bool = False
-                          ) -> dict[str, Any] | None:
+    @staticmethod
+    def disk_size(lun_bytes: int) -> int:
+        """The largest disk :meth:`lun_size` makes a LUN of ``lun_bytes`` for."""
+        return max(0, (lun_bytes - SR_OVERHEAD) * 512 // 513)
+
+    def find_array_volume(self, volume_id: str, *, include_retired: bool = False,
+                          include_adopted: bool = True) -> dict[str, Any] | None:
         """The array volume of a Cinder volume, by name and tag, or None.
 
         Never by ID alone: after an out-of-band delete a lookup by ID can
         answer with the next volume (LP#1782373), and that one is not ours.
         A retired volume (deleted, kept for its snapshots) is found only
-        with ``include_retired``, as are deleted ones not yet purged.
+        with ``include_retired``, as are deleted ones not yet purged. An
+        adopted volume keeps its own name: when none carries ours, it is
+        found through its SR's LUN and checked by tag (``include_adopted``;
+        +2 calls, 3 when there is one). 1 call.
         """
         found = self.array_volumes_of(volume_id, include_retired=include_retired)
-        return found[0] if found else None
+        if found:
+            return found[0]
+        if not include_adopted:
+            return None
+        return self.find_adopted(volume_id, include_retired=include_retired)
+
+    @staticmethod
+    def volume_id_of_lun(scsi_id: str) -> int | None:
+        """The Element volume ID an SR's SCSIid names, or None (another array)."""
+        if not scsi_id.startswith(_NAA_PREFIX) or len(scsi_id) < 9 + 8:
+            return None
+        try:
+            return int(scsi_id[-8:], 16)
+        except ValueError:
+            return None
+
+    def find_adopted(self, volume_id: str, *, include_retired: bool = False
+                     ) -> dict[str, Any] | None:
+        """An adopted volume (not named ours), through its SR's LUN: by ID,
+        checked to carry the volume's tag and the adopted mark. Without its
+        SR (a failed revert forgot it; a retired volume has none), the
+        cluster's live volumes are read for the tag. 2-4 calls."""
+        def adopted(sf_volume: dict[str, Any] | None) -> bool:
+            return (sf_volume is not None and self.carries(sf_volume, volume_id)
+                    and ADOPTED in (sf_volume.get("attributes") or {})
+                    and (include_retired or not self.retired(sf_volume)))
+
+        found = self.storage.find_sr(name_label=self.sr_name(volume_id))
+        if len(found) == 1:
+            ids = {i for i in (self.volume_id_of_lun(p.device_config.get("SCSIid", ""))
+                               for p in self.storage.pbds(found[0].ref)) if i is not None}
+            if len(ids) == 1:
+                sf_volume = self.client.get_volume_by_id(ids.pop())
+                return sf_volume if adopted(sf_volume) else None
+        live = self.client.call("ListVolumes", volumeStatus="active")["volumes"]
+        mine = sorted((v for v in live if adopted(v)), key=lambda v: int(v["volumeID"]))
+        return mine[0] if mine else None
 
     def array_volumes_of(self, volume_id: str, *, include_retired: bool = False
                          ) -> list[dict[str, Any]]:
         """Every array volume named and tagged as the Cinder volume, oldest
         first. More than one is a duplicate a call answered after its client
         gave up made (CreateVolume or CloneVolume past the API timeout). 1 call."""
+        # In any account: the volume's project's, the back end's own, or
+        # the one an adopted volume came with; the name, the tag and the
+        # back end's attribute say it is ours.
         found = [v for v in self.client.find_volumes_by_name(
-                     self.array_name(volume_id), include_deleted=include_retired,
-                     account_id=self.account_id)
-                 if (v.get("attributes") or {}).get(identity.VOLUME_TAG) == volume_id
+                     self.array_name(volume_id), include_deleted=include_retired)
+                 if self.carries(v, volume_id)
                  and (include_retired or not self.retired(v))]
         return sorted(found, key=lambda v: int(v["volumeID"]))
+
+    def carries(self, sf_volume: dict[str, Any], volume_id: str) -> bool:
+        """Whether the array volume carries this back end's tag of the volume."""
+        attributes = sf_volume.get("attributes") or {}
+        return (attributes.get(identity.VOLUME_TAG) == volume_id
+                and attributes.get("xensm-backend") == self.backend)
 
     @staticmethod
     def retired(sf_volume: dict[str, Any]) -> bool:
@@ -240,9 +355,10 @@ class LunTarget(Target):
             raise exception.XensmError(
                 "LUN %s of array volume %s holds %d SRs, expected one."
                 % (dc["SCSIid"], sf_volume["volumeID"], len(uuids)))
-        sr_ref = self.storage.introduce_sr(
-            uuids[0], self.sr_name(volume_id), "lvmoiscsi", shared=True,
-            device_config=dc, hosts=self.storage.hosts())
+        with self.chap_config(sf_volume) as chap:
+            sr_ref = self.storage.introduce_sr(
+                uuids[0], self.sr_name(volume_id), "lvmoiscsi", shared=True,
+                device_config=dict(dc, **chap), hosts=self.storage.hosts())
         try:
             self.storage.scan_sr(sr_ref)
         except exception.XensmError:

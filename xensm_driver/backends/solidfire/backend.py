@@ -17,6 +17,15 @@ wanted is not deleted but *retired*: detached, out of the access group,
 tagged ``xensm-retired``, seen by snapshot lookups only, and deleted with
 its last snapshot. Volumes and snapshots then behave as on SM back ends,
 where a snapshot outlives its volume.
+
+Accounts follow Cinder's model: each project's volumes in an array account
+of its own (``<prefix>-<project_id>``, made on first use; Element generates
+its CHAP secrets), volumes without a project in the back end's own
+(``<prefix>-<backend>``), or all in that one with
+``xensm_sf_account_per_project = false``. Volumes are found by name and tag
+in whichever account holds them. Each LUN's SR carries its account as
+``chapuser`` and ``chappassword_secret`` (an XAPI secret); the pool's
+volume access group still grants the access.
 """
 
 from __future__ import annotations
@@ -36,6 +45,9 @@ from xensm_driver.backends import base
 from xensm_driver.backends.base import SnapshotSpec
 from xensm_driver.backends.base import VolumeSpec
 from xensm_driver.backends.solidfire import flows
+from xensm_driver.backends.solidfire import qos as qoses
+from xensm_driver.backends.solidfire.array import ADOPTED
+from xensm_driver.backends.solidfire.array import RETIRED
 from xensm_driver.backends.solidfire.array import LunTarget
 from xensm_driver.flows import claims
 from xensm_driver.flows import target as targets
@@ -49,7 +61,7 @@ class SolidFireBackend(base.Backend):
     SR_TYPE: ClassVar[str] = "solidfire"
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset({
         base.THIN, base.SNAPSHOT, base.CLONE, base.REVERT, base.EXTEND,
-        base.GROUP_SNAPSHOT, base.SNAPSHOT_OF_SNAPSHOT})
+        base.GROUP_SNAPSHOT, base.SNAPSHOT_OF_SNAPSHOT, base.QOS, base.MANAGE})
     STORAGE_PROTOCOL: ClassVar[str] = "iSCSI"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -57,6 +69,7 @@ class SolidFireBackend(base.Backend):
         self.client: ElementClient = None  # type: ignore[assignment]
         self._target: LunTarget | None = None
         self.clone_strategy = "copy"
+        self.qos_policy = qoses.Policy()
 
     @property
     def target(self) -> LunTarget:
@@ -76,8 +89,9 @@ class SolidFireBackend(base.Backend):
         self.client = ElementClient(
             opts.xensm_sf_mvip, opts.xensm_sf_login, opts.xensm_sf_password,
             verify=opts.xensm_sf_verify_tls, timeout=opts.xensm_sf_api_timeout,
-            retries=opts.xensm_sf_retry_count)
+            retries=opts.xensm_sf_retry_count, backoff=opts.xensm_sf_retry_backoff)
         cluster = self.client.call("GetClusterInfo")["clusterInfo"]
+        self.qos_policy = self._qos_policy(self.client.call("GetLimits"))
         pool_ref, pool_uuid = self.storage.the_pool()
         # Active-active: the services of a cluster (and the pool's other
         # SolidFire back ends, which share its access group) find or create
@@ -100,9 +114,29 @@ class SolidFireBackend(base.Backend):
                 svip=opts.xensm_sf_svip or cluster["svip"],
                 master_ref=self.storage.master().ref,
                 clone_timeout=opts.xensm_sf_clone_timeout,
-                task_timeout=opts.xenapi_task_timeout)
+                task_timeout=opts.xenapi_task_timeout,
+                per_project=bool(opts.xensm_sf_account_per_project),
+                account_prefix=opts.xensm_sf_account_prefix)
             self._retire_deleted_with_snapshots()
         self.clone_strategy = "resign" if self._has_sm("relvmoiscsi") else "copy"
+
+    def _qos_policy(self, limits: dict[str, Any]) -> qoses.Policy:
+        """The QoS defaults from options, checked against the cluster's
+        limits (GetLimits) here, at setup, naming the option."""
+        opts = self.options
+        defaults = {key: int(value) for key, value in (
+            ("minIOPS", opts.xensm_sf_qos_min_iops), ("maxIOPS", opts.xensm_sf_qos_max_iops),
+            ("burstIOPS", opts.xensm_sf_qos_burst_iops)) if value is not None}
+        policy = qoses.Policy(limits=qoses.Limits.from_get_limits(limits),
+                              defaults=defaults,
+                              allow_presets=bool(opts.xensm_sf_allow_tenant_qos))
+        try:
+            policy.resolve(None, 1, what="the defaults")
+        except exception.InvalidInput as exc:
+            raise exception.ConfigError(
+                option="xensm_sf_qos_{min,max,burst}_iops in [%s]" % opts.section,
+                reason=str(exc.kwargs.get("reason", exc))) from None
+        return policy
 
     def _retire_deleted_with_snapshots(self) -> None:
         """Save the snapshots of volumes left deleted while they had some.
@@ -111,8 +145,9 @@ class SolidFireBackend(base.Backend):
         Element purges it, snapshots and all, after the cleanup interval.
         Restored and retired, its snapshots live on. 1 call, +6 per volume.
         """
-        deleted = self.client.call("ListVolumes", volumeStatus="deleted",
-                                   accounts=[self.target.account_id])["volumes"]
+        # Every account: volumes of each project's account carry the back
+        # end's attribute as the back end's own account's do.
+        deleted = self.client.call("ListVolumes", volumeStatus="deleted")["volumes"]
         for volume in deleted:
             attributes = volume.get("attributes") or {}
             if (attributes.get("xensm-backend") != self.name
@@ -162,12 +197,32 @@ class SolidFireBackend(base.Backend):
         return base.StorageDescription(hosts=tuple(h.name_label for h in self.storage.hosts()))
 
     def stats(self) -> dict[str, Any]:
+        """Capacity and efficiency as the cluster tells them (1 call,
+        GetClusterCapacity), computed as Cinder's SolidFire driver does
+        (``_update_cluster_status`` with ``sf_provisioning_calc =
+        usedSpace``): total ``maxUsedSpace``, free ``maxUsedSpace -
+        usedSpace``; compression ``uniqueBlocks * 4096 /
+        uniqueBlocksUsedSpace``, deduplication ``nonZeroBlocks /
+        uniqueBlocks`` and thin provisioning ``(nonZeroBlocks + zeroBlocks) /
+        nonZeroBlocks``, as percentages -- 100 when any figure is 0 (an
+        empty cluster; LP#1874541). Provisioned space is the cluster's
+        ``provisionedSpace``, not a second ListVolumes call."""
         cap = self.client.call("GetClusterCapacity")["clusterCapacity"]
         gib = float(identity.GiB)
-        total = int(cap.get("maxUsedSpace") or 0)
-        used = int(cap.get("usedSpace") or 0)
-        provisioned = int(cap.get("provisionedSpace") or 0)
-        over = int(cap.get("maxOverProvisionableSpace") or 0)
+
+        def n(key: str) -> int:
+            return int(cap.get(key) or 0)
+
+        total, used, provisioned = n("maxUsedSpace"), n("usedSpace"), n("provisionedSpace")
+        over = n("maxOverProvisionableSpace")
+        unique, unique_used = n("uniqueBlocks"), n("uniqueBlocksUsedSpace")
+        non_zero, zero = n("nonZeroBlocks"), n("zeroBlocks")
+        if 0 in (unique, unique_used, non_zero, zero):
+            compression = dedup = thin = 100.0
+        else:
+            compression = unique * 4096.0 / unique_used * 100
+            dedup = float(non_zero) / unique * 100
+            thin = float(non_zero + zero) / non_zero * 100
         return {
             "pool_name": "solidfire-%s" % self.name,
             "total_capacity_gb": round(total / gib, 2),
@@ -177,6 +232,14 @@ class SolidFireBackend(base.Backend):
             "max_over_subscription_ratio": round(over / total, 2) if total else 1.0,
             "thin_provisioning_support": True,
             "thick_provisioning_support": False,
+            "compression_percent": round(compression, 2),
+            "deduplication_percent": round(dedup, 2),
+            "thin_provision_percent": round(thin, 2),
+            "current_iops": n("currentIOPS"),
+            "average_iops": n("averageIOPS"),
+            "max_iops": n("maxIOPS"),
+            "peak_iops": n("peakIOPS"),
+            "QoS_support": True,
             "xensm_clone_strategy": self.clone_strategy,
             "location_info": "xensm:solidfire:%s" % self.client.url,
         }
@@ -229,11 +292,11 @@ class SolidFireBackend(base.Backend):
     # -- reconcile ------------------------------------------------------------
 
     def holdings(self) -> list[base.Holding]:
-        """Each array volume of this back end's account carrying its name and
-        tag, with its SR and VDI if it has them, and each of its array
+        """Each array volume, in any account, carrying this back end's name
+        and tag, with its SR and VDI if it has them, and each of its array
         snapshots (a group snapshot's member carries the group's tag, not a
         snapshot's). Retired volumes are marked. 2 calls, +2 per SR."""
-        volumes = self.client.call("ListVolumes", accounts=[self.target.account_id])["volumes"]
+        volumes = self.client.call("ListVolumes")["volumes"]
         snapshots: dict[int, list[dict[str, Any]]] = {}
         for snap in self.client.list_snapshots():
             snapshots.setdefault(int(snap["volumeID"]), []).append(snap)
@@ -242,7 +305,8 @@ class SolidFireBackend(base.Backend):
             attributes = volume.get("attributes") or {}
             volume_id = attributes.get(identity.VOLUME_TAG)
             if (not volume_id or attributes.get("xensm-backend") != self.name
-                    or volume.get("name") != self.target.array_name(volume_id)):
+                    or (volume.get("name") != self.target.array_name(volume_id)
+                        and ADOPTED not in attributes)):
                 continue
             array_id = int(volume["volumeID"])
             sr_uuid = vdi_uuid = None
@@ -283,8 +347,8 @@ class SolidFireBackend(base.Backend):
         if sf_volume is None:
             raise not_now("it is already gone")
         attributes = sf_volume.get("attributes") or {}
-        if (int(sf_volume.get("accountID", self.target.account_id)) != self.target.account_id
-                or sf_volume.get("name") != self.target.array_name(volume_id)
+        if ((sf_volume.get("name") != self.target.array_name(volume_id)
+             and ADOPTED not in attributes)
                 or attributes.get(identity.VOLUME_TAG) != volume_id
                 or attributes.get("xensm-backend") != self.name):
             raise not_now("it no longer carries the name and tag of volume %s" % volume_id)
@@ -366,9 +430,23 @@ class SolidFireBackend(base.Backend):
         return sf_volume, sr_ref, self.target.tag_lun_vdi(volume.ident, sr_ref)
 
     def create_volume(self, volume: VolumeSpec) -> dict[str, str]:
-        result = flows.create_volume.run(target=self.target, ident=volume.ident,
-                            size_bytes=volume.size_bytes)
+        qos = self.qos_policy.resolve(volume.qos, volume.size_gb,
+                                      what="volume %s" % volume.id)
+        result = flows.create_volume.run(
+            target=self.target, ident=volume.ident, size_bytes=volume.size_bytes, qos=qos,
+            account_id=self.target.account_id_for(volume.project_id))
         return result["model_update"]
+
+    def _asked_qos(self, volume: VolumeSpec, size_gb: int | None = None,
+                   current: dict[str, Any] | None = None) -> dict[str, int] | None:
+        """The validated QoS ``volume`` asks for (keys it does not set from
+        ``current``, the array volume's QoS now), or None when it asks for
+        nothing: the array volume keeps what it has."""
+        if not self.qos_policy.asked(volume.qos, size_gb or volume.size_gb):
+            return None
+        return self.qos_policy.resolve(
+            volume.qos, size_gb or volume.size_gb, what="volume %s" % volume.id,
+            base=qoses.of_volume(current) if current else None)
 
     def delete_volume(self, volume: VolumeSpec) -> None:
         """Under the volume's claim: a create that failed with its outcome
@@ -386,8 +464,11 @@ class SolidFireBackend(base.Backend):
         if new_size < vdi.virtual_size:
             raise exception.InvalidInput(
                 reason="volume %s cannot shrink to %d GiB" % (volume.id, new_size_gb))
+        # The volume keeps its QoS (Cinder lost it, LP#1783588) unless it
+        # asks for some: then recomputed for the new size (scaledIOPS).
+        qos = self._asked_qos(volume, new_size_gb, sf_volume)
         flows.extend_volume.run(target=self.target, sf_volume=sf_volume,
-                   sr_ref=sr_ref, vdi=vdi, size_bytes=new_size)
+                   sr_ref=sr_ref, vdi=vdi, size_bytes=new_size, qos=qos)
 
     def create_snapshot(self, snapshot: SnapshotSpec) -> dict[str, str]:
         """CreateSnapshot under the snapshot's claim, kept when the outcome
@@ -439,6 +520,8 @@ class SolidFireBackend(base.Backend):
         """``(array volume, array snapshot)`` of a snapshot; either may be None."""
         sf_volume = self.target.find_array_volume(snapshot.volume.id, include_retired=True)
         if sf_volume is None:
+            sf_volume = self._array_volume_of_snapshot(snapshot)
+        if sf_volume is None:
             return None, None
         name = self.target.array_name(snapshot.id)
         for snap in self.target.snapshots_of(sf_volume["volumeID"]):
@@ -451,6 +534,23 @@ class SolidFireBackend(base.Backend):
             if ours or member:
                 return sf_volume, snap
         return sf_volume, None
+
+    def _array_volume_of_snapshot(self, snapshot: SnapshotSpec) -> dict[str, Any] | None:
+        """The array volume a snapshot's provider_location names
+        (``solidfire:<volume ID>/<snapshot ID>``), if it still carries the
+        snapshot's volume's tag: how an adopted volume (not named ours)
+        deleted while it had snapshots is found. 0-1 call."""
+        location = snapshot.provider_location or ""
+        if not location.startswith("solidfire:"):
+            return None
+        try:
+            array_id = int(location[len("solidfire:"):].split("/")[0])
+        except ValueError:
+            return None
+        sf_volume = self.client.get_volume_by_id(array_id, include_deleted=True)
+        if sf_volume is None or not self.target.carries(sf_volume, snapshot.volume.id):
+            return None
+        return sf_volume
 
     def delete_snapshot(self, snapshot: SnapshotSpec) -> None:
         with claims.holding_claim(self.target, snapshot.ident):
@@ -486,16 +586,25 @@ class SolidFireBackend(base.Backend):
             sf_volume, _ = self._volume_parts(src)
             assert sf_volume is not None
             return self._clone(volume, sf_volume, None)
-        _, _, source_vdi = self._attached_parts(src)
-        result = flows.clone_by_copy.run(target=self.target, ident=volume.ident,
-                            size_bytes=volume.size_bytes, source_vdi=source_vdi)
+        source, _, source_vdi = self._attached_parts(src)
+        # A fresh LUN: the source's QoS unless the clone asks for its own.
+        qos = (self._asked_qos(volume, current=source)
+               or self.qos_policy.resolve(None, volume.size_gb, base=qoses.of_volume(source),
+                                          what="volume %s" % volume.id))
+        result = flows.clone_by_copy.run(
+            target=self.target, ident=volume.ident, size_bytes=volume.size_bytes,
+            source_vdi=source_vdi, qos=qos,
+            account_id=self.target.account_id_for(volume.project_id))
         return result["model_update"]
 
     def _clone(self, volume: VolumeSpec, source: dict[str, Any],
                snapshot_id: int | None) -> dict[str, str]:
-        result = flows.clone_by_resign.run(target=self.target, ident=volume.ident,
-                            source_volume=source, source_snapshot_id=snapshot_id,
-                            size_bytes=volume.size_bytes)
+        # CloneVolume copies the source's QoS; the clone's own, if it asks.
+        qos = self._asked_qos(volume, current=source)
+        result = flows.clone_by_resign.run(
+            target=self.target, ident=volume.ident, source_volume=source,
+            source_snapshot_id=snapshot_id, size_bytes=volume.size_bytes, qos=qos,
+            account_id=self.target.account_id_for(volume.project_id))
         return result["model_update"]
 
     def revert_to_snapshot(self, volume: VolumeSpec, snapshot: SnapshotSpec) -> None:
@@ -517,6 +626,181 @@ class SolidFireBackend(base.Backend):
         for vdi in self.storage.sr_vdis(sr_ref):
             vdis.refuse_attached(self.target, volume.ident, vdi)
 
+    # -- adopting array volumes ---------------------------------------------------
+
+    def find_unmanaged(self, volume: VolumeSpec, existing_ref: dict[str, Any]
+                       ) -> dict[str, Any]:
+        """The array volume ``existing_ref`` names (``source-id``: its
+        volume ID, as Cinder's SolidFire driver takes it; ``source-name`` or
+        ``name``: its name), vetted for adoption as ``volume``. 2-3 calls."""
+        if existing_ref.get("source-id") not in (None, ""):
+            try:
+                array_id = int(str(existing_ref["source-id"]).strip())
+            except ValueError:
+                raise exception.InvalidInput(
+                    reason="source-id must be a SolidFire volume ID (a number), got %r"
+                           % existing_ref["source-id"]) from None
+            sf_volume = self.client.get_volume_by_id(array_id)
+        elif existing_ref.get("source-name") or existing_ref.get("name"):
+            sf_volume = self.client.find_volume_by_name(
+                str(existing_ref.get("source-name") or existing_ref.get("name")))
+        else:
+            raise exception.InvalidInput(
+                reason="existing_ref must carry 'source-id' (a SolidFire volume ID) or "
+                       "'source-name' (its name), got %s" % sorted(existing_ref))
+        if sf_volume is None:
+            raise exception.NotFound(kind="SolidFire volume", name=str(existing_ref))
+        why = self.not_manageable(sf_volume, self._pool_luns(), volume.id)
+        if why:
+            raise exception.InvalidInput(reason="SolidFire volume %s (%s) cannot be managed: "
+                                                "%s" % (sf_volume["volumeID"],
+                                                        sf_volume["name"], why))
+        return sf_volume
+
+    def _pool_luns(self) -> frozenset[str]:
+        """The SCSIid of every LUN the pool has an SR on. 1 call."""
+        return frozenset(p.device_config["SCSIid"] for p in self.storage.all_pbds()
+                         if p.device_config.get("SCSIid"))
+
+    def not_manageable(self, sf_volume: dict[str, Any], pool_luns: frozenset[str],
+                       volume_id: str | None = None) -> str | None:
+        """Why the array volume cannot become a volume, or None if it can."""
+        attributes = sf_volume.get("attributes") or {}
+        if sf_volume.get("status") != "active":
+            return "it is %s" % sf_volume.get("status")
+        if RETIRED in attributes:
+            return "it is a deleted xensm volume kept for its snapshots"
+        owner = attributes.get(identity.VOLUME_TAG)
+        if owner and owner != volume_id:
+            return "it already belongs to volume %s (back end %s)" % (
+                owner, attributes.get("xensm-backend"))
+        if sf_volume.get("access", "readWrite") != "readWrite":
+            return "its access is %s, not readWrite" % sf_volume.get("access")
+        others = sorted(set(sf_volume.get("volumeAccessGroups") or ())
+                        - {self.target.vag_id})
+        if others:
+            return ("it is in volume access group(s) %s of other initiators; remove it "
+                    "from them first" % ", ".join(map(str, others)))
+        if sf_volume.get("volumePairs"):
+            return "it is paired for replication"
+        if self.target.lun_device_config(sf_volume)["SCSIid"] in pool_luns and owner is None:
+            return ("the pool already has an SR on its LUN; forget that SR (xe sr-forget) "
+                    "if nothing uses it")
+        return None
+
+    def manage_existing(self, volume: VolumeSpec, existing_ref: dict[str, Any]
+                        ) -> dict[str, str]:
+        """Adopt an array volume whose LUN holds one LVHD SR with one disk:
+        tagged, moved to the volume's account, granted to the pool, its SR
+        introduced and its VDI named and tagged; see flows._manage_existing."""
+        sf_volume = self.find_unmanaged(volume, existing_ref)
+        qos = self._asked_qos(volume, current=sf_volume)
+        result = flows.manage_existing.run(
+            target=self.target, ident=volume.ident, existing=sf_volume, qos=qos,
+            account_id=self.target.account_id_for(volume.project_id))
+        return result["model_update"]
+
+    def manage_existing_get_size(self, volume: VolumeSpec,
+                                 existing_ref: dict[str, Any]) -> int:
+        """The size of the disk the LUN holds, in whole GiB rounded up: the
+        largest one a LUN of that size is made for (LunTarget.lun_size:
+        exact for a LUN this driver made). An SR other tools made may hold
+        a slightly larger disk; an extend then makes the two agree. 2-3
+        calls, no side effect."""
+        return base.size_gb(self.target.disk_size(
+            int(self.find_unmanaged(volume, existing_ref)["totalSize"])))
+
+    def unmanage(self, volume: VolumeSpec) -> None:
+        """Drop the back end's tags from the VDI and the array volume; the
+        array volume, its data, its SR and its access stay for the operator.
+        A flow of two tasks, the VDI's tag put back if the array's fails."""
+        sf_volume, sr_ref = self._volume_parts(volume, required=False)
+        if sf_volume is None or sr_ref is None:
+            LOG.warning("Unmanage: volume %s has no array volume or SR; nothing to untag.",
+                        volume.id)
+            return
+        vdi = self.target.tag_lun_vdi(volume.ident, sr_ref)
+        flows.unmanage.run(target=self.target, vdi=vdi, sf_volume=sf_volume)
+
+    def get_manageable_volumes(self, known_ids: set[str], marker: Any, limit: int,
+                               offset: int, sort_keys: list[str],
+                               sort_dirs: list[str]) -> list[dict[str, Any]]:
+        """The cluster's live array volumes as Cinder's manageable entries,
+        each saying why it cannot be managed when it cannot. 2 calls."""
+        pool_luns = self._pool_luns()
+        entries = []
+        for sf_volume in self.client.call("ListVolumes", volumeStatus="active")["volumes"]:
+            attributes = sf_volume.get("attributes") or {}
+            owner = attributes.get(identity.VOLUME_TAG)
+            reason = self.not_manageable(sf_volume, pool_luns)
+            if owner and owner in known_ids:
+                reason = "already managed"
+            entries.append({
+                "reference": {"source-id": str(sf_volume["volumeID"])},
+                "size": base.size_gb(self.target.disk_size(int(sf_volume["totalSize"]))),
+                "safe_to_manage": reason is None,
+                "reason_not_safe": reason,
+                "cinder_id": owner if owner in known_ids else None,
+                "extra_info": {"name_label": sf_volume["name"],
+                               "account_id": sf_volume.get("accountID"),
+                               ADOPTED: attributes.get(ADOPTED)},
+            })
+        return base.paginate(entries, marker, limit, offset, sort_keys, sort_dirs)
+
+    # -- QoS in place -----------------------------------------------------------
+
+    @staticmethod
+    def parse_qos(text: str) -> dict[str, str]:
+        """``xensm --qos`` text: ``min=..,max=..,burst=..`` or a preset."""
+        return qoses.parse_cli(text)
+
+    def set_qos(self, volume: VolumeSpec, request: dict[str, str]) -> dict[str, int]:
+        """Change the volume's QoS in place; keys not given keep their value.
+
+        One array call (ModifyVolume) after the lookup: no flow. Validated
+        before it, so a refused value changes nothing."""
+        sf_volume = self._live_array_volume(volume)
+        qos = self.qos_policy.resolve(request, volume.size_gb, base=qoses.of_volume(sf_volume),
+                                      what="volume %s" % volume.id)
+        if qos != qoses.of_volume(sf_volume):
+            self.client.call("ModifyVolume", volumeID=sf_volume["volumeID"], qos=qos)
+        return qos
+
+    def retype(self, volume: VolumeSpec, request: dict[str, str], *,
+               diff: dict[str, Any], host: str | None, own_host: str | None) -> None:
+        """Take a new volume type in place: its QoS (the whole of it: keys
+        it does not set go back to the defaults). One ModifyVolume: no flow.
+
+        Anything needing the data moved -- another back end, an encryption
+        change -- is refused with the reason.
+        """
+        if host and own_host and host.split("#")[0] != own_host.split("#")[0]:
+            raise self.refuse(
+                "retype volume %s to %s" % (volume.id, host),
+                "the new type lives on another back end, and moving a SolidFire "
+                "volume's data there needs data motion, which is being built "
+                "(DESIGN.md, 'Data motion'); keep the type on back end %s for now"
+                % self.name)
+        changed = [k for k, (old, new) in dict(diff.get("encryption") or {}).items()
+                   if old != new]
+        if changed:
+            raise self.refuse(
+                "retype volume %s" % volume.id,
+                "the new type changes encryption (%s), which needs the data "
+                "rewritten -- data motion, which is being built (DESIGN.md, 'Data "
+                "motion')" % ", ".join(sorted(changed)))
+        sf_volume = self._live_array_volume(volume)
+        qos = self.qos_policy.resolve(request, volume.size_gb, what="volume %s" % volume.id)
+        if qos != qoses.of_volume(sf_volume):
+            self.client.call("ModifyVolume", volumeID=sf_volume["volumeID"], qos=qos)
+
+    def _live_array_volume(self, volume: VolumeSpec) -> dict[str, Any]:
+        sf_volume = self.target.find_array_volume(volume.id)
+        if sf_volume is None:
+            raise exception.VolumeNotFound(volume_id=volume.id,
+                                           sr_uuid="(its own SolidFire LUN)")
+        return sf_volume
+
     # -- attach ---------------------------------------------------------------
 
     def locate(self, volume: VolumeSpec) -> str:
@@ -537,7 +821,11 @@ class SolidFireBackend(base.Backend):
             raise exception.NotFound(kind="VDI", name=vdi_uuid)
         sr = self.storage.get_sr(vdi.sr)
         dc = dict(self.storage.pbds(sr.ref)[0].device_config)
-        dc = {k: v for k, v in dc.items() if "secret" not in k and "password" not in k}
+        # No CHAP at all: the secret never leaves XAPI, and a user name
+        # without it would only make a consumer's login fail; the pool's
+        # access group lets its hosts in.
+        dc = {k: v for k, v in dc.items() if "secret" not in k and "password" not in k
+              and "chap" not in k}
         return dict(dc, sr_uuid=sr.uuid, vdi_uuid=vdi_uuid, sr_type="lvmoiscsi",
                     name_label=sr.name_label,
                     name_description="Cinder back end %s" % self.name,

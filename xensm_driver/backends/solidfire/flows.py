@@ -11,7 +11,9 @@ vdi_made)``): a retry reuses what an earlier attempt made, and its revert
 removes only what it made itself.
 
 Store keys: ``target`` (a :class:`~.array.LunTarget`), ``ident``, and per
-flow the names below. Each verb's flow is built once and its engines reused
+flow the names below (``qos``: the array volume's QoS, None to leave it as
+it is; ``account_id``: the array account a new volume goes to). Each verb's
+flow is built once and its engines reused
 (:class:`~xensm_driver.flows.engine.Verb`).
 """
 
@@ -24,7 +26,10 @@ from taskflow.patterns import linear_flow
 
 from xensm_driver import exception
 from xensm_driver import identity
+from xensm_driver.backends.solidfire import qos as qoses
+from xensm_driver.backends.solidfire.array import ADOPTED
 from xensm_driver.backends.solidfire.array import RESIGNED_TEXT
+from xensm_driver.backends.solidfire.array import RETIRED
 from xensm_driver.backends.solidfire.array import LunTarget
 from xensm_driver.flows import claims
 from xensm_driver.flows import vdi as vdis
@@ -61,7 +66,7 @@ class _ArrayVolumeMaker(XensmTask):
               ) -> tuple[dict[str, Any], bool] | None:
         """What an earlier attempt made, if anything; every run starts here."""
         self.asked = False
-        existing = target.find_array_volume(ident.id)
+        existing = target.find_array_volume(ident.id, include_adopted=False)
         if existing is None:
             return None
         LOG.info("Array volume %s for %s already exists (a retried create); "
@@ -71,7 +76,8 @@ class _ArrayVolumeMaker(XensmTask):
     def revert(self, target: LunTarget, ident: identity.Identity, result: Any,
                **kwargs: Any) -> None:
         if failed(result):
-            made = target.find_array_volume(ident.id) if self.asked else None
+            made = (target.find_array_volume(ident.id, include_adopted=False)
+                    if self.asked else None)
         else:
             made = result[0] if result[1] else None
         if made is not None:
@@ -85,20 +91,23 @@ class CreateArrayVolumeTask(_ArrayVolumeMaker):
     A lost answer is not re-sent: the volume is looked up by name instead.
     """
 
-    def execute(self, target: LunTarget, ident: identity.Identity,
-                size_bytes: int) -> tuple[dict[str, Any], bool]:
+    def execute(self, target: LunTarget, ident: identity.Identity, size_bytes: int,
+                qos: dict[str, int] | None, account_id: int) -> tuple[dict[str, Any], bool]:
         reused = self.reuse(target, ident)
         if reused is not None:
             return reused
         self.asked = True
+        params: dict[str, Any] = {
+            "name": target.array_name(ident.id), "accountID": account_id,
+            "totalSize": target.lun_size(size_bytes), "enable512e": True,
+            "attributes": target.array_attributes(ident.id)}
+        if qos:
+            params["qos"] = dict(qos)
         # Not found after a lost answer: the call may still land, the
         # outcome is unknown (the flow's claim stays for it).
         volume = answer_or_lookup(
-            lambda: target.client.call(
-                "CreateVolume", name=target.array_name(ident.id),
-                accountID=target.account_id, totalSize=target.lun_size(size_bytes),
-                enable512e=True, attributes=target.array_attributes(ident.id))["volume"],
-            lambda: target.find_array_volume(ident.id))
+            lambda: target.client.call("CreateVolume", **params)["volume"],
+            lambda: target.find_array_volume(ident.id, include_adopted=False))
         return volume, True
 
 
@@ -107,7 +116,7 @@ class CloneArrayVolumeTask(_ArrayVolumeMaker):
 
     def execute(self, target: LunTarget, ident: identity.Identity,
                 source_volume: dict[str, Any], source_snapshot_id: int | None,
-                size_bytes: int) -> tuple[dict[str, Any], bool]:
+                size_bytes: int, account_id: int) -> tuple[dict[str, Any], bool]:
         reused = self.reuse(target, ident)
         if reused is not None:
             return reused
@@ -116,7 +125,7 @@ class CloneArrayVolumeTask(_ArrayVolumeMaker):
         # size now and below the volume's.
         params: dict[str, Any] = {
             "volumeID": source_volume["volumeID"], "name": target.array_name(ident.id),
-            "newAccountID": target.account_id, "attributes": target.array_attributes(ident.id),
+            "newAccountID": account_id, "attributes": target.array_attributes(ident.id),
             "newSize": target.lun_size(size_bytes)}
         if source_snapshot_id is not None:
             params["snapshotID"] = source_snapshot_id
@@ -130,6 +139,85 @@ class CloneArrayVolumeTask(_ArrayVolumeMaker):
                 name="xVolumeIDDoesNotExist",
                 detail="clone %s vanished after it finished" % result["volumeID"])
         return volume, True
+
+
+class SetQosTask(XensmTask):
+    """Give the array volume the QoS it asks for (a clone inherits its
+    source's); nothing when it asks for none. Revert puts back the QoS it
+    had, if this task changed it. Provides ``qos_before``."""
+
+    default_provides = "qos_before"
+
+    def execute(self, target: LunTarget, sf_volume: dict[str, Any],
+                qos: dict[str, int] | None) -> dict[str, int] | None:
+        before = qoses.of_volume(sf_volume)
+        if not qos or qos == before:
+            return None
+        target.client.call("ModifyVolume", volumeID=sf_volume["volumeID"], qos=dict(qos))
+        return before
+
+    def revert(self, target: LunTarget, sf_volume: dict[str, Any], result: Any,
+               **kwargs: Any) -> None:
+        if failed(result) or not result:
+            return
+        undo("QoS of array volume %s" % sf_volume["volumeID"],
+             lambda: target.client.call("ModifyVolume", volumeID=sf_volume["volumeID"],
+                                        qos=result))
+
+
+class AdoptArrayVolumeTask(XensmTask):
+    """Tag an existing array volume as the volume's and move it to the
+    volume's account (ModifyVolume: one call, attributes and account
+    together). It keeps its name -- ModifyVolume cannot rename -- which the
+    ``xensm-adopted-name`` attribute records. Provides ``sf_volume``, as it
+    is now; revert puts its attributes and account back."""
+
+    default_provides = "sf_volume"
+
+    def execute(self, target: LunTarget, ident: identity.Identity,
+                existing: dict[str, Any], account_id: int) -> dict[str, Any]:
+        attributes = dict(existing.get("attributes") or {})
+        attributes.update(target.array_attributes(ident.id))
+        attributes[ADOPTED] = str(existing["name"])
+        params: dict[str, Any] = {"volumeID": existing["volumeID"], "attributes": attributes}
+        if int(existing["accountID"]) != account_id:
+            params["accountID"] = account_id
+        return dict(target.client.call("ModifyVolume", **params)["volume"])
+
+    def revert(self, target: LunTarget, existing: dict[str, Any], result: Any,
+               **kwargs: Any) -> None:
+        # Also when this task failed: its answer may have been lost after
+        # the array applied it, and putting back what was there is harmless.
+        undo("tags of array volume %s" % existing["volumeID"],
+             lambda: target.client.call(
+                 "ModifyVolume", volumeID=existing["volumeID"],
+                 attributes=dict(existing.get("attributes") or {}),
+                 accountID=int(existing["accountID"])))
+
+
+class UntagLunVdiTask(XensmTask):
+    """Drop the volume's tag from its VDI (unmanage); revert puts it back."""
+
+    def execute(self, target: LunTarget, vdi: VDI) -> None:
+        target.storage.set_vdi_other_config(
+            vdi.ref, {k: v for k, v in vdi.other_config.items() if k != identity.VOLUME_TAG})
+
+    def revert(self, target: LunTarget, vdi: VDI, result: Any, **kwargs: Any) -> None:
+        undo("tag of VDI %s" % vdi.uuid, target.storage.set_vdi_other_config, vdi.ref,
+             dict(vdi.other_config))
+
+
+class UntagArrayVolumeTask(XensmTask):
+    """Drop the back end's tags from the array volume (unmanage): it stays,
+    with its data, its SR and its access, for the operator."""
+
+    def execute(self, target: LunTarget, sf_volume: dict[str, Any]) -> None:
+        mine = (identity.VOLUME_TAG, "xensm-backend", ADOPTED, RETIRED)
+        attributes = {k: v for k, v in (sf_volume.get("attributes") or {}).items()
+                      if k not in mine}
+        attributes["xensm-unmanaged-from"] = target.backend
+        target.client.call("ModifyVolume", volumeID=sf_volume["volumeID"],
+                           attributes=attributes)
 
 
 class GrantAccessTask(XensmTask):
@@ -174,13 +262,14 @@ class CreateLunSrTask(_LunSrMaker):
         existing = target.find_lun_sr(ident.id, sf_volume)
         if existing is not None:
             return existing, False
-        sr_ref = answer_or_lookup(
-            lambda: target.storage.create_sr(
-                target.master_ref, target.lun_device_config(sf_volume), "lvmoiscsi",
-                target.sr_name(ident.id), shared=True,
-                name_description="SolidFire volume %s of back end %s" % (
-                    sf_volume["volumeID"], target.backend)),
-            lambda: target.find_lun_sr(ident.id, sf_volume))
+        with target.chap_config(sf_volume) as chap:
+            sr_ref = answer_or_lookup(
+                lambda: target.storage.create_sr(
+                    target.master_ref, dict(target.lun_device_config(sf_volume), **chap),
+                    "lvmoiscsi", target.sr_name(ident.id), shared=True,
+                    name_description="SolidFire volume %s of back end %s" % (
+                        sf_volume["volumeID"], target.backend)),
+                lambda: target.find_lun_sr(ident.id, sf_volume))
         return sr_ref, True
 
 
@@ -367,14 +456,34 @@ class RollbackTask(XensmTask):
 
 
 class ResizeLunTask(XensmTask):
-    """Grow the array volume (ModifyVolume); the LUN cannot shrink back."""
+    """Grow the array volume (ModifyVolume); the LUN cannot shrink back.
+
+    The QoS goes in the same call when the volume asks for one (scaled for
+    the new size); otherwise none is sent and the volume keeps its own --
+    Cinder's driver lost it here (LP#1783588).
+    """
 
     def execute(self, target: LunTarget, sf_volume: dict[str, Any],
-                size_bytes: int) -> None:
+                size_bytes: int, qos: dict[str, int] | None) -> dict[str, int] | None:
         lun_size = target.lun_size(size_bytes)
+        params: dict[str, Any] = {}
         if lun_size > int(sf_volume["totalSize"]):
-            target.client.call("ModifyVolume", volumeID=sf_volume["volumeID"],
-                                totalSize=lun_size)
+            params["totalSize"] = lun_size
+        if qos and qos != qoses.of_volume(sf_volume):
+            params["qos"] = dict(qos)
+        if params:
+            target.client.call("ModifyVolume", volumeID=sf_volume["volumeID"], **params)
+        return qoses.of_volume(sf_volume) if "qos" in params else None
+
+    def revert(self, target: LunTarget, sf_volume: dict[str, Any], result: Any,
+               **kwargs: Any) -> None:
+        # The LUN stays grown (Element refuses to shrink one); the QoS it
+        # had comes back.
+        if failed(result) or not result:
+            return
+        undo("QoS of array volume %s" % sf_volume["volumeID"],
+             lambda: target.client.call("ModifyVolume", volumeID=sf_volume["volumeID"],
+                                        qos=result))
 
 
 class GrowLunSrTask(XensmTask):
@@ -406,7 +515,7 @@ class GrowLunSrTask(XensmTask):
 def _create_volume() -> linear_flow.Flow:
     """ClaimTask -> CreateArrayVolumeTask -> GrantAccessTask ->
     CreateLunSrTask -> PlugEverywhereTask -> FillLunTask -> ReadVdiTask ->
-    ModelUpdateTask -> ReleaseClaimTask. Store: ident, size_bytes."""
+    ModelUpdateTask -> ReleaseClaimTask. Store: ident, size_bytes, qos, account_id."""
     return linear_flow.Flow("sf_create_volume").add(
         claims.ClaimTask(keep_when_unknown=True), CreateArrayVolumeTask(), GrantAccessTask(),
         CreateLunSrTask(), PlugEverywhereTask(), FillLunTask(), ReadVdiTask(),
@@ -414,19 +523,21 @@ def _create_volume() -> linear_flow.Flow:
 
 
 def _clone_by_resign() -> linear_flow.Flow:
-    """ClaimTask -> CloneArrayVolumeTask -> GrantAccessTask -> FindLunSrTask
-    -> ResignLunTask -> IntroduceLunSrTask -> AdoptLunVdiTask -> GrowVdiTask
-    -> ModelUpdateTask -> ReleaseClaimTask. Store: ident, source_volume,
-    source_snapshot_id, size_bytes."""
+    """ClaimTask -> CloneArrayVolumeTask -> SetQosTask -> GrantAccessTask ->
+    FindLunSrTask -> ResignLunTask -> IntroduceLunSrTask -> AdoptLunVdiTask ->
+    GrowVdiTask -> ModelUpdateTask -> ReleaseClaimTask. Store: ident,
+    source_volume, source_snapshot_id, size_bytes, qos (None: the source's),
+    account_id."""
     return linear_flow.Flow("sf_clone_by_resign").add(
-        claims.ClaimTask(keep_when_unknown=True), CloneArrayVolumeTask(),
+        claims.ClaimTask(keep_when_unknown=True), CloneArrayVolumeTask(), SetQosTask(),
         GrantAccessTask(), FindLunSrTask(), ResignLunTask(), IntroduceLunSrTask(),
         AdoptLunVdiTask(), GrowVdiTask(), ModelUpdateTask(), claims.ReleaseClaimTask())
 
 
 def _clone_by_copy() -> linear_flow.Flow:
     """A fresh volume (as create_volume), then CopyVdiTask from the source's
-    attached VDI, under the claim. Store: ident, size_bytes, source_vdi."""
+    attached VDI, under the claim. Store: ident, size_bytes, source_vdi, qos,
+    account_id."""
     return linear_flow.Flow("sf_clone_by_copy").add(
         claims.ClaimTask(keep_when_unknown=True), CreateArrayVolumeTask(), GrantAccessTask(),
         CreateLunSrTask(), PlugEverywhereTask(), FillLunTask(), ReadVdiTask(),
@@ -457,12 +568,34 @@ def _revert_to_snapshot() -> linear_flow.Flow:
 
 def _extend_volume() -> linear_flow.Flow:
     """ResizeLunTask -> GrowLunSrTask -> GrowVdiTask.
-    Store: sf_volume, sr_ref, vdi, size_bytes."""
+    Store: sf_volume, sr_ref, vdi, size_bytes, qos (None: kept)."""
     return linear_flow.Flow("sf_extend_volume").add(
         ResizeLunTask(), GrowLunSrTask(), GrowVdiTask())
 
 
+def _manage_existing() -> linear_flow.Flow:
+    """AdoptArrayVolumeTask -> SetQosTask -> GrantAccessTask ->
+    IntroduceLunSrTask -> AdoptLunVdiTask -> ModelUpdateTask.
+
+    The LUN must hold one LVHD SR with one user disk (what an SR made by
+    this driver, or by XenServer on that LUN, holds): it is probed,
+    introduced with the account's CHAP as a secret, and its VDI named and
+    tagged. Nothing is formatted. Store: ident, existing, account_id, qos.
+    """
+    return linear_flow.Flow("sf_manage_existing").add(
+        AdoptArrayVolumeTask(), SetQosTask(), GrantAccessTask(),
+        IntroduceLunSrTask(inject={"existing_sr": None}), AdoptLunVdiTask(),
+        ModelUpdateTask())
+
+
+def _unmanage() -> linear_flow.Flow:
+    """UntagLunVdiTask -> UntagArrayVolumeTask. Store: vdi, sf_volume."""
+    return linear_flow.Flow("sf_unmanage").add(UntagLunVdiTask(), UntagArrayVolumeTask())
+
+
 create_volume = Verb(_create_volume)
+manage_existing = Verb(_manage_existing)
+unmanage = Verb(_unmanage)
 clone_by_resign = Verb(_clone_by_resign)
 clone_by_copy = Verb(_clone_by_copy)
 delete_volume = Verb(_delete_volume)
