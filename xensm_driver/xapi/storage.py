@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Any
@@ -418,7 +419,8 @@ class Storage:
         self.pool.call_async("VDI.copy", src_ref, NULL_REF, NULL_REF, dst_ref,
                              obj=dst_ref, timeout=timeout)
 
-    def copy_vdi_to_sr(self, vdi_ref: str, sr_ref: str, *, timeout: float) -> str:
+    def copy_vdi_to_sr(self, vdi_ref: str, sr_ref: str, *, timeout: float,
+                       progress: Callable[[float], None] | None = None) -> str:
         """A full copy of the VDI as a new VDI on ``sr_ref``; the new ref.
 
         XAPI makes the copy with the source's name, description,
@@ -430,9 +432,10 @@ class Storage:
         trips or more.
         """
         return str(self.pool.call_async("VDI.copy", vdi_ref, sr_ref, NULL_REF, NULL_REF,
-                                        obj=vdi_ref, timeout=timeout))
+                                        obj=vdi_ref, timeout=timeout, progress=progress))
 
-    def pool_migrate_vdi(self, vdi_ref: str, sr_ref: str, *, timeout: float) -> str:
+    def pool_migrate_vdi(self, vdi_ref: str, sr_ref: str, *, timeout: float,
+                         progress: Callable[[float], None] | None = None) -> str:
         """Move an attached VDI live to ``sr_ref`` (storage motion); the new ref.
 
         XAPI mirrors the VDI into a new VDI (new uuid, the source's name;
@@ -445,7 +448,13 @@ class Storage:
         1+ task.get_record polls, task.destroy: 3 round trips or more.
         """
         return str(self.pool.call_async("VDI.pool_migrate", vdi_ref, sr_ref, {},
-                                        obj=vdi_ref, timeout=timeout))
+                                        obj=vdi_ref, timeout=timeout, progress=progress))
+
+    def vdi_operations(self, vdi_ref: str) -> list[str]:
+        """The operations XAPI is running on the VDI now (``mirror`` while
+        storage motion moves it). 1 call."""
+        return sorted(str(op) for op in (self.pool.call(
+            "VDI.get_current_operations", vdi_ref, obj=vdi_ref) or {}).values())
 
     def vbd_vdi(self, vbd_ref: str) -> str:
         """The VDI a VBD holds (storage motion repoints it). 1 call."""
