@@ -328,7 +328,8 @@ def _migrate_attached() -> linear_flow.Flow:
     VM's VBD. The new VDI keeps the name but not the other_config, so it is
     tagged again. ClearDestinationTask (1 call) -> PoolMigrateTask
     (Async.VDI.pool_migrate: 3+) -> TagMovedVdiTask (1) -> ReadVdiTask (1).
-    6 calls and the task's polls. A failure after the move moves the VDI
+    5 calls and the task's polls (8 with finding the SR, the volume and
+    its VBD's state). A failure after the move moves the VDI
     back and gives it back its identity. Store: as the detached flow.
     """
     return linear_flow.Flow("migrate_attached").add(
