@@ -748,6 +748,13 @@ class TestMigration(CinderTestCase):
         moved = self.assert_volume_on_sr("xs-iscsi", vol, 1)
         self.assert_content(moved["uuid"], B)
         self.assertNotIn(vdi["uuid"], self.sr_vdis("xs-nfs"))
+        # To a type its back end also serves: the driver's retype, in place.
+        self.client.volumes.retype(vol, self.sm_type().id, "never")
+        vol = stack_mod.wait_for("%s to be retyped in place" % vol.id, lambda: (
+            lambda now: now if now.volume_type == "xs-sm" and now.status == "available"
+            else None)(self.client.volumes.get(vol.id)))
+        self.assertEqual(moved["uuid"], self.assert_volume_on_sr("xs-iscsi", vol, 1)["uuid"])
+        self.assert_content(moved["uuid"], B)
         self.delete(self.client.volumes, vol.id)
         for section, held in before.items():
             self.assert_sr_holds_nothing_new(section, held)
