@@ -331,3 +331,52 @@ class MigrateTest(SimTestCase):
         vdi = self.assertIsTheVolume(self.dst, vol)
         self.assertEqual(vdi.ref, storage.vbd_vdi(vbd))
         self.assertContent(self.dst, vol)
+
+    def test_a_lost_answer_at_each_call_leaves_one_whole_volume(self) -> None:
+        """Each call's answer lost after XAPI acted: the volume ends whole on
+        one SR or the other, found by its recorded provider_id, and the
+        other SR holds nothing of it."""
+        for attached in (False, True):
+            self.each_answer_lost(attached)
+
+    def each_answer_lost(self, attached: bool) -> None:
+        storage = self.src.backend.storage
+        host = self.host(self.dst)
+
+        def prepare() -> tuple[dict[str, Any], Callable[[], Any]]:
+            vol = self.create_volume(self.src)
+            if attached:
+                attach_to_dom0(self.src.pool, storage.vdi_by_uuid(vol["provider_id"]).ref)
+            return vol, lambda: self.src.migrate_volume(None, vol, host)
+
+        counter = self.src.pool.counter
+        _, run = prepare()
+        counter.reset()
+        run()
+        steps = [(m, n) for m, count in sorted(counter.snapshot().items())
+                 for n in range(1, count + 1) if m != "task.destroy"
+                 and not (m == "task.get_record" and n > 1)]
+        for method, nth in steps:
+            vol, run = prepare()
+            what = "%s #%d (%s)" % (method, nth, "attached" if attached else "detached")
+            dest_before = self.state(self.dst)["vdis"]
+            self.control.inject_fault(method, drop="after", nth=nth)
+            try:
+                update = run()[1] or {}
+            except exception.XensmError:
+                update = None
+            self.control.clear_faults()
+            self.control.run_gc()
+            if update is None:
+                home, other = self.src, self.dst
+                found = self.src.backend.locate(driver_mod.volume_spec(vol))
+            else:
+                vol.update(update)
+                home, other = self.dst, self.src
+                found = self.assertIsTheVolume(self.dst, vol).uuid
+            self.assertContent(home, dict(vol, provider_id=found))
+            leftovers = [v for v in other.backend.storage.sr_vdis(other.backend.sr_ref)
+                         if v.name_label == "volume-%s" % vol["id"]]
+            self.assertEqual([], [(v.uuid, dict(v.other_config)) for v in leftovers], what)
+            if update is None:
+                self.assertEqual(dest_before, self.state(self.dst)["vdis"], what)
