@@ -380,3 +380,15 @@ class MigrateTest(SimTestCase):
             self.assertEqual([], [(v.uuid, dict(v.other_config)) for v in leftovers], what)
             if update is None:
                 self.assertEqual(dest_before, self.state(self.dst)["vdis"], what)
+
+    def test_live_move_to_an_sr_without_storage_motion_is_refused(self) -> None:
+        netapp = self.make_driver("netapp", "xs-netapp")
+        vol = self.create_volume(self.src)
+        storage = self.src.backend.storage
+        attach_to_dom0(self.src.pool, storage.vdi_by_uuid(vol["provider_id"]).ref)
+        before = self.state(self.src), self.state(netapp)
+        exc = self.assertRaises(exception.UnsupportedOperation, self.src.migrate_volume,
+                                None, vol, self.host(netapp))
+        self.assertIn("SR_DOES_NOT_SUPPORT_MIGRATION", str(exc))
+        self.assertEqual(before, (self.state(self.src), self.state(netapp)))
+        self.assertContent(self.src, vol)

@@ -9,7 +9,7 @@ from tests.functional.sim.base import SimTestCase
 
 
 class MotionTest(SimTestCase):
-    srs = ('nfs', 'lvmoiscsi')
+    srs = ('nfs', 'lvmoiscsi', 'netapp')
 
     def read(self, vdi: str, length: int) -> bytes:
         r = requests.get(self.sim.url + '/export_raw_vdi',
@@ -82,3 +82,12 @@ class MotionTest(SimTestCase):
         plain = self.vdi(sr, 8 * MiB)
         self.attach(plain)
         self.assertEqual(plain, self.x.VDI.pool_migrate(plain, sr, {}))
+
+    def test_pool_migrate_needs_vdi_mirror_on_both_srs(self) -> None:
+        src = self.vdi(self.sr('nfs'), 8 * MiB)
+        self.attach(src)
+        netapp = self.sr('netapp')
+        before = set(self.x.VDI.get_all())
+        self.assertFailure(['SR_DOES_NOT_SUPPORT_MIGRATION', netapp],
+                           self.x.VDI.pool_migrate, src, netapp, {})
+        self.assertEqual(before, set(self.x.VDI.get_all()))

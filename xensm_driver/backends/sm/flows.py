@@ -469,6 +469,13 @@ class PoolMigrateTask(XensmTask):
                     "it detached (a copy), or disable changed-block tracking "
                     "(which ends its incremental backups' chain)" % source_vdi.uuid
                 ) from exc
+            if exc.code == "SR_DOES_NOT_SUPPORT_MIGRATION":
+                raise target.refuse(
+                    "migrate attached volume %s" % ident.id,
+                    "XAPI cannot move a VDI live between these SRs: the SM of one of "
+                    "them lacks %s (SR_DOES_NOT_SUPPORT_MIGRATION); detach the volume "
+                    "and migrate it detached (a copy)"
+                    % (":".join(exc.params[1:]) or "VDI_MIRROR")) from exc
             if exc.method in ("VDI.pool_migrate", "Async.VDI.pool_migrate"):
                 raise                   # refused: nothing moved
             return self._settle(target, dest, source_vdi, task_timeout, exc)
