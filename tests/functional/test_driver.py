@@ -479,6 +479,20 @@ class TestCallTimeout(base.DriverTestCase):
         self.control.run_gc()
         self.assertEqual(before, self.sr_state())
 
+    def test_a_create_answered_after_the_timeout_leaves_nothing(self) -> None:
+        # XAPI makes the VDI after the driver gave up: the failed create's
+        # undo watches for it and destroys it, so a delete that ran first
+        # (Cinder deletes a volume whose create failed) leaves nothing.
+        before = self.sr_state()
+        vol = self.volume()
+        self.control.inject_fault("VDI.create", hang=2)
+        self.assertRaises(exception.XapiTimeout, self.driver.create_volume, vol)
+        self.control.clear_faults()
+        self.control.run_gc()
+        self.assertEqual(before, self.sr_state())
+        self.assertEqual({}, self.driver.backend.storage.other_config(
+            "SR", self.driver.backend.sr_ref))                # the claim given back
+
     def test_a_claim_given_back_late_never_undoes_the_create(self) -> None:
         # The release reaches XAPI, its answer does not come back in time;
         # the second creator, let in by it, is handed the first's VDI.

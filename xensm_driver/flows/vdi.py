@@ -14,6 +14,7 @@ store; they provide nouns (``vdi_ref``, ``vdi``) for the tasks after them.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -215,13 +216,59 @@ class _MakeVdiTask(XensmTask):
         destroy_quietly(target, result)
 
 
-class CreateVdiTask(_MakeVdiTask):
-    """VDI.create, named and tagged in the one call."""
+class CreateVdiTask(XensmTask):
+    """VDI.create, named and tagged in the one call. 1 call.
+
+    Revert destroys the VDI; when the answer was lost and XAPI may still
+    make it (the call timed out), revert watches for it -- a VDI carrying
+    the very creation stamp this attempt sent -- for the claim's lease and
+    destroys it when it lands, so a create that lands late never outlives
+    a delete that came first. The claim is held meanwhile, so a retry of
+    the same id waits rather than meets it. 1 call per second watched.
+    """
+
+    default_provides = "vdi_ref"
+    #: Seconds between looks while watching for a late VDI.
+    WATCH_INTERVAL = 1.0
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sent: dict[str, str] = {}
 
     def execute(self, target: SRTarget, ident: identity.Identity,
                 size_bytes: int) -> str:
+        self.sent = ident.tags()
         return target.storage.create_vdi(target.sr_ref, size_bytes,
-                                          ident.name_label, ident.tags())
+                                          ident.name_label, self.sent)
+
+    def revert(self, target: SRTarget, ident: identity.Identity, result: Any,
+               flow_failures: Any = None, **kwargs: Any) -> None:
+        if not failed(result):
+            destroy_quietly(target, result)
+        elif outcome_unknown(flow_failures):
+            self._watch(target, ident)
+
+    def _watch(self, target: SRTarget, ident: identity.Identity) -> None:
+        stamp = self.sent.get(identity.CREATED_TAG)
+        deadline = time.monotonic() + target.lease
+        LOG.warning("VDI.create for %s may still land on SR %s: watching for it for "
+                    "%.0f s to remove it.", ident.name_label, target.sr_uuid, target.lease)
+        while True:
+            try:
+                late = [v for v in target.storage.find_vdis(target.sr_ref, ident.name_label)
+                        if v.other_config.get(identity.CREATED_TAG) == stamp]
+            except exception.XensmError as exc:
+                LOG.error("Could not look for the late VDI of %s (%s); deleting %s "
+                          "finds it if it lands.", ident.name_label, exc, ident.name_label)
+                return
+            if late:
+                destroy_each(target, late, "made late for %s" % ident.name_label)
+                return
+            if time.monotonic() >= deadline:
+                LOG.warning("No late VDI for %s appeared on SR %s.", ident.name_label,
+                            target.sr_uuid)
+                return
+            time.sleep(self.WATCH_INTERVAL)
 
 
 class SnapshotVdiTask(_MakeVdiTask):
