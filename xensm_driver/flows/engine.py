@@ -310,8 +310,11 @@ def outcome_unknown(flow_failures: Any) -> bool:
 
 
 def unknown(exc: BaseException) -> bool:
-    """Whether the call that raised ``exc`` may still be carried out."""
-    if isinstance(exc, (exception.XapiTimeout, exception.TaskTimeout)):
+    """Whether the call that raised ``exc`` may still be carried out: one
+    whose request went out (a timeout after sending, a connection lost
+    after it) -- not one that never left (a connect timeout, an exhausted
+    session pool) -- or a task that outlived its deadline."""
+    if isinstance(exc, exception.TaskTimeout):
         return True
     if isinstance(exc, exception.XapiConnectionError):
         return bool(exc.sent)

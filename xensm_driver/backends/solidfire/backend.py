@@ -39,6 +39,7 @@ from xensm_driver.backends.solidfire.array import LunTarget
 from xensm_driver.flows import claims
 from xensm_driver.flows import target as targets
 from xensm_driver.flows import vdi as vdis
+from xensm_driver.flows.engine import answer_or_lookup
 from xensm_driver.xapi.storage import VDI
 
 LOG = logging.getLogger(__name__)
@@ -367,22 +368,20 @@ class SolidFireBackend(base.Backend):
                     "it already has %d snapshots and a SolidFire volume holds at most "
                     "%d (xensm_solidfire_snapshot_limit); delete an older snapshot "
                     "first" % (len(existing), limit))
-            lost: exception.ArrayConnectionError | None = None
-            try:
+
+            def mine_now() -> list[dict[str, Any]] | None:
+                return [s for s in self.target.snapshots_of(sf_volume["volumeID"])
+                        if s.get("name") == name] or None
+
+            def create() -> list[dict[str, Any]]:
                 self.client.call("CreateSnapshot", volumeID=sf_volume["volumeID"],
-                                 name=name,
-                                 attributes={identity.SNAPSHOT_TAG: snapshot.id})
-            except exception.ArrayConnectionError as exc:
-                if not exc.kwargs.get("sent"):
-                    raise
-                lost = exc
-            mine = [s for s in self.target.snapshots_of(sf_volume["volumeID"])
-                    if s.get("name") == name]
+                                 name=name, attributes={identity.SNAPSHOT_TAG: snapshot.id})
+                return mine_now() or []
+
+            # Not found after a lost answer: the call may still land, the
+            # outcome is unknown, and the claim stays for it.
+            mine = answer_or_lookup(create, mine_now)
             if not mine:
-                if lost is not None:
-                    # Not there yet, and the call may still land: the
-                    # outcome is unknown, and the claim stays for it.
-                    raise lost
                 raise exception.ArrayError(
                     array=self.client.array, method="CreateSnapshot", name="xNotCreated",
                     detail="snapshot %s is not on the array" % name)
