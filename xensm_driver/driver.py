@@ -49,7 +49,7 @@ def volume_spec(volume: Any, *, sized: bool = False) -> base.VolumeSpec:
     source = (identity.volume(str(source_volid)) if source_volid
               else identity.snapshot(str(snapshot_id)) if snapshot_id else None)
     return base.VolumeSpec(
-        id=str(base.field(volume, "id")),
+        id=name_id(volume),
         size_gb=size_gb(size, "size of volume %s" % base.field(volume, "id"))
         if sized else _lenient_size(size),
         provider_id=base.field(volume, "provider_id"),
@@ -104,6 +104,16 @@ def qos_request(volume: Any) -> dict[str, str] | None:
     return request or None
 
 
+def name_id(volume: Any) -> str:
+    """The id a volume's storage is named after: Cinder's ``name_id``,
+    ``_name_id`` when set, else ``id``. After a generic migration Cinder
+    keeps the volume's id on the record that now holds the destination's
+    storage and deletes the source under the temporary id, with
+    ``_name_id`` naming the original (cinder/objects/volume.py
+    ``finish_volume_migration``): the identity follows ``_name_id``."""
+    return str(base.field(volume, "_name_id") or base.field(volume, "id"))
+
+
 def size_gb(value: Any, what: str) -> int:
     """A size in GiB: a whole number above 0 (an int, or text or a float that
     is one). Anything else is InvalidInput naming ``what``, before any call."""
@@ -140,6 +150,15 @@ def snapshot_spec(snapshot: Any) -> base.SnapshotSpec:
         provider_id=base.field(snapshot, "provider_id"),
         provider_location=base.field(snapshot, "provider_location"),
         volume_size_gb=int(base.field(snapshot, "volume_size") or 0))
+
+
+def destination(host: Any) -> base.Destination | None:
+    """The xensm SR a Cinder ``host`` (as the scheduler passes it, with its
+    ``capabilities``) names in its location_info, or None."""
+    caps = base.field(host, "capabilities") or {}
+    return base.parse_location_info(base.field(caps, "location_info"),
+                                    str(base.field(caps, "volume_backend_name") or
+                                        base.field(host, "host") or ""))
 
 
 def vdi_uuid_of(spec: base.VolumeSpec | base.SnapshotSpec) -> str | None:
@@ -277,8 +296,75 @@ class XenAPISMDriver(interface.VolumeDriver):
         with self._holding(coordination.volume_lock(spec.id)):
             return self.backend.create_cloned_volume(spec, volume_spec(src_vref))
 
+    # -- migration ------------------------------------------------------------
+
+    def migrate_volume(self, context: Any, volume: Any, host: Any) -> tuple[bool, Any]:
+        """Storage-assisted when ``host`` is an xensm back end on this pool:
+        the VDI moves into its SR (VDI.copy detached, VDI.pool_migrate
+        attached) and keeps the volume's name and tag; the model update
+        names the new VDI. (False, None) otherwise: Cinder's generic path
+        (which attaches volumes with os-brick, and so cannot move xensm
+        volumes)."""
+        dest = destination(host)
+        if dest is None:
+            return False, None
+        update = self.migrate_to(volume, dest)
+        if update is None:
+            return False, None
+        return True, update or None
+
+    def migrate_to(self, volume: Any, dest: base.Destination,
+                   progress: Any = None) -> dict[str, str] | None:
+        """Move ``volume`` to ``dest`` (see migrate_volume): the model
+        update, {} when it is there already, None when it takes a generic
+        copy. ``progress`` hears the move's progress (0 to 1)."""
+        return self.backend.migrate_volume(volume_spec(volume), dest, progress)
+
+    def update_migrated_volume(self, ctxt: Any, volume: Any, new_volume: Any,
+                               original_volume_status: Any) -> dict[str, Any]:
+        """After Cinder's generic migration (called on ``new_volume``'s back
+        end): ``new_volume``'s VDI takes ``volume``'s name and tag, so the
+        volume's storage is named after its own id again.
+
+        The update keeps ``volume``'s ``_name_id`` and names the new VDI's
+        location; provider_id is left to Cinder, which swaps it between the
+        two records (finish_volume_migration): the original ends with the
+        new VDI's uuid and the temporary record, deleted next, with the
+        source's -- under the same ``_name_id``, so that delete finds the
+        source VDI by its tag. 3 calls."""
+        spec = volume_spec(volume)
+        adopted = self.backend.adopt_migrated(spec, volume_spec(new_volume))
+        if adopted is None:
+            return {"_name_id": base.field(new_volume, "_name_id") or base.field(
+                new_volume, "id"), "provider_location": base.field(
+                    new_volume, "provider_location")}
+        return {"_name_id": base.field(volume, "_name_id"),
+                "provider_location": adopted["provider_location"]}
     def retype(self, context: Any, volume: Any, new_type: Any, diff: Any,
                host: Any) -> tuple[bool, Any]:
+        """Change what a new type changes: QoS in place on back ends that set
+        it (SolidFire); a move to another xensm back end of this pool as a
+        storage-assisted migration; nothing on the same back end. What cannot
+        be done (an encryption change, QoS where none is set, another pool)
+        is answered False, and Cinder decides (it refuses or migrates).
+
+        ``diff`` is Cinder's ``volume_types_diff``: ``{"qos_specs": {key:
+        (old, new)}, "extra_specs": ..., "encryption": ...}``.
+        """
+        if self.backend.can(base.QOS):
+            return self._retype_qos(volume, new_type, diff, host)
+        if diff and (base.field(diff, "encryption") or base.field(diff, "qos_specs")):
+            return False, None
+        dest = destination(host)
+        if dest is None:
+            return False, None
+        update = self.migrate_to(volume, dest)
+        if update is None:
+            return False, None
+        return True, update or None
+
+    def _retype_qos(self, volume: Any, new_type: Any, diff: Any,
+                    host: Any) -> tuple[bool, Any]:
         """Change what a new type changes in place (QoS), or say False.
 
         ``diff`` is Cinder's ``volume_types_diff``: ``{"qos_specs": {key:

@@ -242,6 +242,18 @@ class RevertOutcomeUnknown(XensmError):
                "snapshot's clone %(clone_uuid)s. Retry the revert to settle it.")
 
 
+class MoveOutcomeUnknown(XensmError):
+    """A migration's last step (destroying the source VDI) lost its answer:
+    it may yet take effect. The copy on the destination SR is kept, so the
+    volume is whole either way."""
+
+    message = ("Migrating volume %(volume_id)s: destroying its VDI %(vdi_uuid)s on SR "
+               "%(sr_uuid)s did not answer (%(reason)s) and may still be carried out. "
+               "The volume is whole either way: its copy %(copy_uuid)s on SR "
+               "%(dest_sr_uuid)s carries its name and tag. Check which VDIs remain "
+               "(xensm reconcile on both back ends) before retrying.")
+
+
 class TaskTimeout(XensmError):
     message = ("XAPI task %(task)s for %(method)s did not finish within "
                "%(timeout)ss; it was cancelled.")

@@ -614,14 +614,18 @@ class TestScheduler(CinderTestCase):
 
     def test_pools_carry_the_srs_capacity_and_provisioning(self) -> None:
         pools = self.pools()
+        (pool_rec,) = self.control.dump()["pool"].values()
         for section, sr_type, protocol, thin in (("xs-nfs", "nfs", "NFS", True),
                                                  ("xs-iscsi", "lvmoiscsi", "iSCSI", False)):
             sr = self.sr_of(section)
             name = "ci@%s#%s" % (section, sr["name_label"])
             self.assertIn(name, pools)
             caps = pools[name]
+            # location_info names the SR and its pool: what a migration
+            # between back ends of one pool is recognised by.
             self.assertEqual(
-                (section, protocol, "xensm:%s:%s" % (sr_type, sr["uuid"]), thin, not thin,
+                (section, protocol, "xensm:%s:%s:%s" % (sr_type, sr["uuid"], pool_rec["uuid"]),
+                 thin, not thin,
                  round(sr["physical_size"] / GiB, 2)),
                 (caps["volume_backend_name"], caps["storage_protocol"], caps["location_info"],
                  caps["thin_provisioning_support"], caps["thick_provisioning_support"],
@@ -664,3 +668,93 @@ class TestScheduler(CinderTestCase):
         vol = self.create_volume(1)
         self.assertIn(getattr(vol, "os-vol-host-attr:host"), self.pools())
 
+
+
+class TestMigration(CinderTestCase):
+    """migrate and retype between the nfs and the lvmoiscsi back end of one
+    pool: storage-assisted (the driver's migrate_volume moves the VDI
+    through XAPI), content checked before and after."""
+
+    OTHER = {"xs-nfs": "xs-iscsi", "xs-iscsi": "xs-nfs"}
+
+    def sm_type(self) -> Any:
+        """A type either SM back end may hold, so that a migration between
+        them passes the scheduler's filters."""
+        name = "xs-sm"
+        if name not in CinderTestCase._types:
+            vtype = self.client.volume_types.create(name)
+            vtype.set_keys({"volume_backend_name": "<or> xs-nfs <or> xs-iscsi"})
+            CinderTestCase._types[name] = vtype
+        return CinderTestCase._types[name]
+
+    def section_of(self, vol: Any) -> str:
+        return getattr(vol, "os-vol-host-attr:host").split("@", 1)[1].split("#", 1)[0]
+
+    def migrate(self, vol: Any, section: str) -> Any:
+        self.client.volumes.migrate_volume(vol, "ci@%s#%s" % (section, self.pool_of(section)),
+                                           False, False)
+
+        def done() -> Any:
+            now = self.client.volumes.get(vol.id)
+            status = getattr(now, "os-vol-mig-status-attr:migstat")
+            if status == "error":
+                raise AssertionError("migration of %s failed: %s" % (
+                    vol.id, self.messages(vol.id)))
+            return now if status == "success" and now.status == "available" else None
+        return stack_mod.wait_for("%s to move to %s" % (vol.id, section), done)
+
+    def test_migrate_there_and_back(self) -> None:
+        before = {s: set(self.sr_vdis(s, gc=True)) for s in self.OTHER}
+        vol = self.client.volumes.create(1, volume_type=self.sm_type().id)
+        self.addCleanup(self.delete_if_present, self.client.volumes, vol.id)
+        vol = self.wait(self.client.volumes, vol.id, "available")
+        first = self.section_of(vol)
+        vdi = self.assert_volume_on_sr(first, vol, 1)
+        self.write(vdi["uuid"], A)
+        for section in (self.OTHER[first], first):
+            vol = self.migrate(vol, section)
+            self.assertEqual(section, self.section_of(vol))
+            moved = self.assert_volume_on_sr(section, vol, 1)
+            self.assertNotEqual(vdi["uuid"], moved["uuid"])
+            # The source SR holds nothing of it any more.
+            self.assertNotIn(vdi["uuid"], self.sr_vdis(self.OTHER[section]))
+            self.assert_content(moved["uuid"], A)
+            vdi = moved
+        # Verbs follow it: a snapshot and a clone on its back end.
+        snap = self.create_snapshot(vol.id)
+        self.assert_snapshot_on_sr(first, snap)
+        self.delete(self.client.volume_snapshots, snap.id)
+        self.delete(self.client.volumes, vol.id)
+        for section, held in before.items():
+            self.assert_sr_holds_nothing_new(section, held)
+
+    def test_retype_moves_the_volume(self) -> None:
+        before = {s: set(self.sr_vdis(s, gc=True)) for s in self.OTHER}
+        vol = self.create_volume(1, section="xs-nfs")
+        vdi = self.assert_volume_on_sr("xs-nfs", vol, 1)
+        self.write(vdi["uuid"], B)
+        self.assert_content(vdi["uuid"], B)
+        self.client.volumes.retype(vol, self.volume_type("xs-iscsi").id, "on-demand")
+
+        def retyped() -> Any:
+            now = self.client.volumes.get(vol.id)
+            if getattr(now, "os-vol-mig-status-attr:migstat") == "error":
+                raise AssertionError("retype of %s failed: %s" % (vol.id,
+                                                                  self.messages(vol.id)))
+            return now if now.volume_type == "xs-iscsi" and now.status == "available" \
+                else None
+        vol = stack_mod.wait_for("%s to be retyped" % vol.id, retyped)
+        self.assertEqual("xs-iscsi", self.section_of(vol))
+        moved = self.assert_volume_on_sr("xs-iscsi", vol, 1)
+        self.assert_content(moved["uuid"], B)
+        self.assertNotIn(vdi["uuid"], self.sr_vdis("xs-nfs"))
+        # To a type its back end also serves: the driver's retype, in place.
+        self.client.volumes.retype(vol, self.sm_type().id, "never")
+        vol = stack_mod.wait_for("%s to be retyped in place" % vol.id, lambda: (
+            lambda now: now if now.volume_type == "xs-sm" and now.status == "available"
+            else None)(self.client.volumes.get(vol.id)))
+        self.assertEqual(moved["uuid"], self.assert_volume_on_sr("xs-iscsi", vol, 1)["uuid"])
+        self.assert_content(moved["uuid"], B)
+        self.delete(self.client.volumes, vol.id)
+        for section, held in before.items():
+            self.assert_sr_holds_nothing_new(section, held)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
@@ -188,6 +189,44 @@ class StorageDescription:
     #: SR's are alike), keys that hold or name a secret left out; None
     #: when it has no PBD.
     device_config: Mapping[str, str] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Destination:
+    """Another back end's SR a volume may move to, as that back end's
+    ``location_info`` names it (:func:`location_info`)."""
+
+    backend: str
+    sr_type: str
+    sr_uuid: str
+    #: The pool the SR is on; None when the location names none (an older
+    #: driver's), so a move through XAPI cannot be proven possible.
+    pool_uuid: str | None
+
+
+#: location_info of an SM back end: ``xensm:<sr_type>:<sr_uuid>:<pool_uuid>``.
+#: Older drivers reported ``xensm:<sr_type>:<sr_uuid>``; SolidFire reports
+#: ``xensm:solidfire:<url>``.
+LOCATION_PREFIX = "xensm"
+
+
+def location_info(sr_type: str, sr_uuid: str, pool_uuid: str) -> str:
+    """An SM back end's location_info: its SR and the pool it is on."""
+    return ":".join((LOCATION_PREFIX, sr_type, sr_uuid, pool_uuid))
+
+
+def parse_location_info(text: Any, backend: str = "") -> Destination | None:
+    """The destination a location_info names, or None when it is no xensm
+    SR's (another driver's, SolidFire's array URL)."""
+    if not isinstance(text, str):
+        return None
+    parts = text.split(":")
+    if len(parts) not in (3, 4) or parts[0] != LOCATION_PREFIX or not parts[2]:
+        return None
+    if parts[1] == "solidfire":
+        return None
+    return Destination(backend=backend, sr_type=parts[1], sr_uuid=parts[2],
+                       pool_uuid=parts[3] if len(parts) == 4 and parts[3] else None)
 
 
 def field(obj: Any, name: str, default: Any = None) -> Any:
@@ -370,6 +409,23 @@ class Backend:
     def locate(self, volume: VolumeSpec) -> str:
         """The uuid of the volume's VDI."""
         raise NotImplementedError
+
+    # -- data motion ----------------------------------------------------------
+
+    def migrate_volume(self, volume: VolumeSpec, dest: Destination,
+                       progress: Callable[[float], None] | None = None
+                       ) -> dict[str, str] | None:
+        """Move the volume to ``dest`` through the storage itself: the model
+        update (``{}`` when it is there already), or None when this back end
+        cannot, and a generic copy is the way (Cinder's). None by default."""
+        return None
+
+    def adopt_migrated(self, volume: VolumeSpec,
+                       new_volume: VolumeSpec) -> dict[str, str] | None:
+        """After a generic migration: make ``new_volume`` (on this back end)
+        carry ``volume``'s identity; the model update naming its VDI, or
+        None when this back end keeps no such identity."""
+        return None
 
     def connection_data(self, vdi_uuid: str) -> dict[str, object]:
         """Connection info ``data`` for the VDI; never a secret."""

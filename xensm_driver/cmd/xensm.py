@@ -699,6 +699,17 @@ def cmd_volume_revert(mgr: Manager, args: argparse.Namespace, out: Output) -> in
     return EXIT_OK
 
 
+def cmd_volume_migrate(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    before = mgr.volume(args.volume)
+    vol = mgr.migrate_volume(args.volume, args.to,
+                             progress=_progress(out, "migrate", not args.no_progress))
+    out.emit(vol.to_dict(), lambda: [
+        "Moved volume %s from back end %s to %s: VDI %s on SR %s." % (
+            vol.id, before.backend, vol.backend, vol.provider_id,
+            (vol.provider_location or "").split("/")[0])])
+    return EXIT_OK
+
+
 def cmd_volume_manage(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
     vol = mgr.manage_volume(vdi_uuid=args.vdi_uuid, vdi_name=args.vdi_name,
                             name=args.name or "", backend=args.backend,
@@ -1287,6 +1298,13 @@ def build_parser() -> argparse.ArgumentParser:
              "put back the content a snapshot holds (default: the latest)")
     p.add_argument("volume", metavar="VOLUME")
     p.add_argument("--snapshot", metavar="SNAPSHOT")
+    p = leaf(volume, "migrate", cmd_volume_migrate,
+             "move a volume to another back end's SR of the same pool, through XAPI")
+    p.add_argument("volume", metavar="VOLUME")
+    p.add_argument("--to", metavar="BACKEND", required=True,
+                   help="the back end (ini section) to move it to")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none unless stdout is a terminal)")
     p = leaf(volume, "manage", cmd_volume_manage,
              "adopt an existing VDI on the SR, or an array volume (solidfire)")
     which = p.add_mutually_exclusive_group(required=True)

@@ -71,7 +71,7 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _mysql_microseconds,
 #: Busy states: a verb is running on the object (or its process died).
 BUSY = frozenset({"creating", "deleting", "extending", "reverting", "uploading",
                   "downloading", "managing", "unmanaging", "snapshotting", "cloning",
-                  "restoring", "updating"})
+                  "restoring", "updating", "migrating"})
 #: Busy states of an object a verb only reads (a volume being snapshotted or
 #: cloned, a snapshot a volume is made from or reverted to): nothing else may
 #: change it meanwhile, and when the process dies it is as it was, available.

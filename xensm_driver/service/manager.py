@@ -603,6 +603,47 @@ class Manager:
                                   provider_location=update["provider_location"])
         return self.inventory.get(Volume, vol.id), self.inventory.get(Snapshot, snap.id)
 
+    def migrate_volume(self, ref: str, to: str,
+                       progress: base.Progress | None = None) -> Volume:
+        """Move the volume to back end ``to``, an SR of the same pool, through
+        XAPI: VDI.copy when it is detached, live storage motion
+        (VDI.pool_migrate) when a VM holds it. The volume keeps its id, name
+        and tag; the inventory records its new back end and VDI. Refused
+        (nothing changed): a volume with snapshots (they stay on the source
+        SR; Cinder refuses too), a destination on another pool or of
+        another family (SolidFire), not room enough there."""
+        vol = self.volume(ref)
+        dest_name = self.backend_name(to)
+        if dest_name == vol.backend:
+            raise Refused(reason="volume %s is on back end %s already" % (vol.id, dest_name))
+        src = self.driver(vol.backend)
+        dst = self._making(dest_name)
+        dest = base.parse_location_info(dst.get_volume_stats(True).get("location_info"),
+                                        dest_name)
+        if dest is None:
+            raise Refused(reason="back end %s (%s) keeps its volumes on no one SR of a "
+                                 "pool, so XAPI cannot move volume %s there; copy its "
+                                 "content (xensm volume download, then upload) instead"
+                                 % (dest_name, dst.backend.SR_TYPE, vol.id))
+        self._check_space(dst, vol.size_gb, "volume %s" % vol.id)
+        size = vol.size_gb * identity.GiB
+
+        def heard(fraction: float) -> None:
+            if progress is not None:
+                progress(min(size, int(fraction * size)), size)
+
+        def move(v: Volume) -> dict[str, str]:
+            update = src.migrate_to(volume_dict(v), dest, heard)
+            if update is None:
+                raise Refused(reason="back end %s's SR %s is on another pool than back end "
+                                     "%s's (or names none): XAPI moves VDIs only within "
+                                     "a pool" % (dest_name, dest.sr_uuid, v.backend))
+            return update
+
+        update = self._act(Volume, vol.id, "migrating", AVAILABLE, move, check=_no_snapshots)
+        self.inventory.update(Volume, vol.id, backend=dest_name, **update)
+        return self.inventory.get(Volume, vol.id)
+
     def manage_volume(self, *, vdi_uuid: str | None = None, vdi_name: str | None = None,
                       name: str = "", backend: str | None = None,
                       array_volume: str | None = None) -> Volume:

@@ -2046,6 +2046,14 @@ class Xapi:
             self._att(src['SR'])
             if base_vdi != NULL_REF:
                 self.db.get('VDI', base_vdi)
+            # xen-api xapi_vdi.ml check_operation_error (run by
+            # message_forwarding.ml before the copy): a copy may read a VDI
+            # attached read-only, never one a VM holds read-write
+            # (blocked_by_attach: VDI_IN_USE [vdi, "copy"]).
+            if any(self.db.get('VBD', b)['currently_attached']
+                   and self.db.get('VBD', b)['mode'] == 'RW'
+                   for b in self.db.children('VBD', 'VDI', vdi)):
+                raise XapiError('VDI_IN_USE', vdi, 'copy')
             if into_vdi != NULL_REF:
                 dst = self.db.get('VDI', into_vdi)
                 self._att(dst['SR'])
@@ -2443,6 +2451,106 @@ class Xapi:
                                                             False)})
         self._recompute_space(sr)
         self._refresh_sr(sr)
+
+    # ==================================================================
+    # Storage motion
+    # ==================================================================
+    @api('VDI.pool_migrate', 'vdi:ref:VDI sr:ref:SR options:map_ss',
+         locked=False)
+    def vdi_pool_migrate(self, s: str, vdi: str, sr: str,
+                         options: dict[str, str]) -> str:
+        """Move a VDI held by a VM to another SR of the pool; the new VDI.
+
+        Refusals, in XAPI's order:
+        - no VBD: VDI_NEEDS_VM_FOR_MIGRATE (xen-api message_forwarding.ml
+          VDI.pool_migrate, before anything else);
+        - a cbt_metadata VDI: VDI_INCOMPATIBLE_TYPE; changed-block tracking
+          on: VDI_CBT_ENABLED (xapi_vm_migrate.ml vdi_pool_migrate);
+        - either SR's SM lacking VDI_SNAPSHOT or VDI_MIRROR:
+          SR_DOES_NOT_SUPPORT_MIGRATION [sr, missing] (xapi_vm_migrate.ml
+          assert_can_migrate / assert_sr_support_operations; smint.ml lets
+          VDI_MIRROR stand for VDI_MIRROR_IN).
+        The destination SR equal to the source's moves nothing: it is left
+        out of the mirror set (xapi_vm_migrate.ml is_sr_matching).
+
+        The move (xapi_vm_migrate.ml migrate_send, intra-pool): SXM mirrors
+        the VDI into a new VDI on the destination SR, made by SMAPI
+        VDI.create from the source's vdi_info (storage_smapiv1_migrate.ml:
+        name, description, type, sharable, virtual size -- no
+        other_config), repoints the VM's VBD at it (intra_pool_vdi_remap,
+        which copies only Xapi_globs.vdi_other_config_sync_keys,
+        ``config-drive``) and destroys the source (post_mirror); a failure
+        destroys the new VDI and leaves the source as it was. So the
+        answer is a new ref, with a new uuid and none of the source's tags.
+
+        Not modelled: the VM itself. The simulator's only VMs are control
+        domains, so a dom0 VBD stands for a guest's (real XAPI refuses
+        migrate_send on a control domain); the guest's writes during the
+        mirror; the VM operation lock (migrate_send) and the licence check
+        (assert_licensed_storage_motion).
+        """
+        with self.lock:
+            src = self.db.get('VDI', vdi)
+            self.db.get('SR', sr)
+            vbds = self.db.children('VBD', 'VDI', vdi)
+            if not vbds:
+                raise XapiError('VDI_NEEDS_VM_FOR_MIGRATE', vdi)
+            if src['type'] == 'cbt_metadata':
+                raise XapiError('VDI_INCOMPATIBLE_TYPE', vdi, 'cbt_metadata')
+            if src['cbt_enabled']:
+                raise XapiError('VDI_CBT_ENABLED', vdi)
+            if sr == src['SR']:
+                return vdi
+            for one in (src['SR'], sr):
+                be = self._att(one).backend
+                missing = [c for c in ('VDI_SNAPSHOT', 'VDI_MIRROR')
+                           if c not in be.sm.capabilities]
+                if missing:
+                    raise XapiError('SR_DOES_NOT_SUPPORT_MIGRATION', one,
+                                    ';'.join(missing))
+            keep = {k: v for k, v in src['other_config'].items()
+                    if k == 'config-drive'}
+            target = self.vdi_create(s, {
+                'SR': sr, 'virtual_size': src['virtual_size'],
+                'type': src['type'], 'sharable': src['sharable'],
+                'read_only': False, 'other_config': keep,
+                'name_label': src['name_label'],
+                'name_description': src['name_description'],
+                'sm_config': {}})
+            try:
+                self._claim([vdi], 'mirror')
+            except XapiError:
+                self._destroy_created(target)
+                raise
+            self._claim([target], 'mirror')
+        moved = False
+        try:
+            with self.lock:
+                src = self.db.get('VDI', vdi)
+                src_path = self._data_path(src, self._att(src['SR']))
+                dst_rec = self.db.get('VDI', target)
+                dst_path = self._data_path(dst_rec, self._att(sr))
+                vsize = src['virtual_size']
+            blocks = self._copy_data(src_path, dst_path, vsize)
+            with self.lock:
+                self._record_blocks(target, blocks, replace=True)
+                for vbd in self.db.children('VBD', 'VDI', vdi):
+                    self.db.update('VBD', vbd, VDI=target)
+                moved = True
+                self.busy.pop(vdi, None)
+                rec = self.db.get('VDI', vdi)
+                self._destroy_storage(vdi, rec, self._att(rec['SR']))
+            return target
+        except Exception:
+            if not moved:
+                with self.lock:
+                    self.busy.pop(target, None)
+                    self._destroy_created(target)
+            raise
+        finally:
+            with self.lock:
+                self._release([r for r in (vdi, target)
+                               if self.db.exists('VDI', r)])
 
     # ==================================================================
     # VBD

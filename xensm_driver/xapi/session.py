@@ -32,6 +32,7 @@ import threading
 import time
 import urllib.parse
 import xmlrpc.client
+from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
 
@@ -268,20 +269,23 @@ class SessionPool:
                 time.sleep(delay)
 
     def call_async(self, method: str, *args: Any, obj: str = "",
-                   timeout: float = 3600.0) -> Any:
+                   timeout: float = 3600.0,
+                   progress: Callable[[float], None] | None = None) -> Any:
         """Run ``Async.<method>`` and wait for its task, with a deadline.
 
         Returns the task's decoded result; see :meth:`wait_task`.
         """
         task = self.call("Async." + method, *args, obj=obj)
-        return self.wait_task(task, method, obj=obj, timeout=timeout)
+        return self.wait_task(task, method, obj=obj, timeout=timeout, progress=progress)
 
     def wait_task(self, task: str, method: str, *, obj: str = "",
-                  timeout: float = 3600.0) -> Any:
+                  timeout: float = 3600.0,
+                  progress: Callable[[float], None] | None = None) -> Any:
         """Poll ``task`` until it ends; return its result or raise its error.
 
         The task is destroyed afterwards. Past the deadline it is cancelled
         and :class:`~xensm_driver.exception.TaskTimeout` raised.
+        ``progress`` hears the task's progress (0 to 1) at each poll.
         """
         deadline = time.monotonic() + timeout
         delay = 0.02
@@ -291,6 +295,8 @@ class SessionPool:
                 # poll, and none more once the task has ended.
                 record = self.call("task.get_record", task, obj=task)
                 status = record.get("status")
+                if progress is not None:
+                    progress(float(record.get("progress") or 0.0))
                 if status not in RUNNING:
                     break
                 if time.monotonic() >= deadline:

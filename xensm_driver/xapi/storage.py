@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Any
@@ -429,6 +430,47 @@ class Storage:
         """
         self.pool.call_async("VDI.copy", src_ref, NULL_REF, NULL_REF, dst_ref,
                              obj=dst_ref, timeout=timeout)
+
+    def copy_vdi_to_sr(self, vdi_ref: str, sr_ref: str, *, timeout: float,
+                       progress: Callable[[float], None] | None = None) -> str:
+        """A full copy of the VDI as a new VDI on ``sr_ref``; the new ref.
+
+        XAPI makes the copy with the source's name, description,
+        other_config and tags and a new uuid, then copies the data inside
+        the pool (no data here), and destroys the copy again when that
+        fails (xen-api ``xapi_vdi.ml`` ``copy``). A VDI a VM holds
+        read-write is refused (VDI_IN_USE). Runs as a task:
+        Async.VDI.copy, 1+ task.get_record polls, task.destroy: 3 round
+        trips or more.
+        """
+        return str(self.pool.call_async("VDI.copy", vdi_ref, sr_ref, NULL_REF, NULL_REF,
+                                        obj=vdi_ref, timeout=timeout, progress=progress))
+
+    def pool_migrate_vdi(self, vdi_ref: str, sr_ref: str, *, timeout: float,
+                         progress: Callable[[float], None] | None = None) -> str:
+        """Move an attached VDI live to ``sr_ref`` (storage motion); the new ref.
+
+        XAPI mirrors the VDI into a new VDI (new uuid, the source's name;
+        not its other_config), repoints the VM's VBD at it and destroys the
+        source; a failure leaves the source as it was (xen-api
+        ``xapi_vm_migrate.ml`` ``vdi_pool_migrate``, ``migrate_send``).
+        Refused: no VM holds it (VDI_NEEDS_VM_FOR_MIGRATE), changed-block
+        tracking on (VDI_CBT_ENABLED), an SR without VDI_MIRROR
+        (SR_DOES_NOT_SUPPORT_MIGRATION). Runs as a task: Async.VDI.pool_migrate,
+        1+ task.get_record polls, task.destroy: 3 round trips or more.
+        """
+        return str(self.pool.call_async("VDI.pool_migrate", vdi_ref, sr_ref, {},
+                                        obj=vdi_ref, timeout=timeout, progress=progress))
+
+    def vdi_operations(self, vdi_ref: str) -> list[str]:
+        """The operations XAPI is running on the VDI now (``mirror`` while
+        storage motion moves it). 1 call."""
+        return sorted(str(op) for op in (self.pool.call(
+            "VDI.get_current_operations", vdi_ref, obj=vdi_ref) or {}).values())
+
+    def vbd_vdi(self, vbd_ref: str) -> str:
+        """The VDI a VBD holds (storage motion repoints it). 1 call."""
+        return str(self.pool.call("VBD.get_VDI", vbd_ref, obj=vbd_ref))
 
     def resize_vdi(self, vdi_ref: str, size_bytes: int, *, online: bool = False) -> None:
         """Grow the VDI. 1 call."""

@@ -9,6 +9,7 @@ taskflow flow from :mod:`.flows`, run on the back end's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
 from typing import ClassVar
@@ -62,6 +63,7 @@ class SRBackend(base.Backend):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sr: SR | None = None
+        self._pool_uuid = ""
 
     # -- the SR ---------------------------------------------------------------
 
@@ -145,6 +147,14 @@ class SRBackend(base.Backend):
             vdis, {u for u, _ in volumes.values() if u}), "notes": notes}
 
     @property
+    def pool_uuid(self) -> str:
+        """The uuid of the pool the SR is on (location_info names it):
+        learnt by check, or else on first use. 1 call the first time."""
+        if not self._pool_uuid:
+            self._pool_uuid = self.storage.the_pool()[1]
+        return self._pool_uuid
+
+    @property
     def sr_name_label(self) -> str:
         return self.options.xensm_sr_name_label or "xensm-%s" % self.name
 
@@ -206,8 +216,10 @@ class SRBackend(base.Backend):
         self._sr = self.storage.get_sr(result["sr_ref"])
 
     def check(self) -> None:
-        """Fail unless the SR is ours to use: type, plugged, capable."""
+        """Fail unless the SR is ours to use: type, plugged, capable. Learns
+        the pool's uuid too (1 call), so stats need no more than theirs."""
         sr = self._sr = self.storage.get_sr(self.sr.ref)
+        self._pool_uuid = self.storage.the_pool()[1]
         where = "[%s]" % self.options.section
         if sr.type != self.SR_TYPE:
             raise exception.ConfigError(
@@ -266,7 +278,8 @@ class SRBackend(base.Backend):
             "provisioned_capacity_gb": round(cap.virtual_allocation / gib, 2),
             "thin_provisioning_support": self.thin,
             "thick_provisioning_support": not self.thin,
-            "location_info": "xensm:%s:%s" % (self.SR_TYPE, self.sr.uuid),
+            "location_info": base.location_info(self.SR_TYPE, self.sr.uuid,
+                                                self.pool_uuid),
         }
 
     def describe(self) -> base.StorageDescription:
@@ -425,6 +438,68 @@ class SRBackend(base.Backend):
                            provider_id=volume.provider_id, snapshot_ident=snapshot.ident,
                            snapshot_provider_id=snapshot.provider_id)
         return identity.model_update(self.sr.uuid, result["new_vdi"].uuid)
+
+    # -- migration ------------------------------------------------------------
+
+    def migrate_volume(self, volume: VolumeSpec, dest: base.Destination,
+                       progress: Callable[[float], None] | None = None
+                       ) -> dict[str, str] | None:
+        """Move the volume's VDI into ``dest``'s SR when it is on this pool:
+        detached with VDI.copy (then the source destroyed), attached with
+        XAPI's live storage motion (VDI.pool_migrate). The VDI keeps the
+        volume's name and tag and gets a new uuid (the model update names
+        it, and lists the old one as replaced). {} when the volume is on
+        that SR already; None when ``dest`` is on another pool or its pool
+        is unknown (a generic copy is the way then). 2 calls to find the
+        destination SR and the volume (+1 per VBD), then the flow's
+        (flows.migrate_detached, flows.migrate_attached)."""
+        if dest.sr_uuid == self.sr_uuid:
+            return {}
+        if dest.pool_uuid is None or dest.pool_uuid != self.pool_uuid:
+            LOG.info("Volume %s: SR %s of back end %s is on pool %s, not on %s; no "
+                     "storage-assisted move.", volume.id, dest.sr_uuid, dest.backend,
+                     dest.pool_uuid or "(not named)", self.pool_uuid)
+            return None
+        found = self.storage.find_sr(uuid=dest.sr_uuid)
+        if not found:
+            raise exception.SRNotFound(
+                sr=dest.sr_uuid, reason="back end %s reports it, but pool %s has no such "
+                                        "SR" % (dest.backend, self.pool_uuid))
+        dest_sr = found[0]
+        if dest_sr.type != dest.sr_type:
+            raise exception.InvalidInput(
+                reason="SR %s is of type %s, not %s as back end %s reports" % (
+                    dest_sr.uuid, dest_sr.type, dest.sr_type, dest.backend))
+        dest_target = SRTarget(
+            storage=self.storage, backend=dest.backend or dest_sr.name_label,
+            sr_type=dest_sr.type, claim_holder=("SR", dest_sr.ref),
+            lease=targets.lease(self.options.xenapi_call_timeout),
+            sr_ref=dest_sr.ref, sr_uuid=dest_sr.uuid)
+        target = self.target
+        vdi = vdis.find_vdi(target, volume.ident, volume.provider_id)
+        if vdi is None:
+            raise exception.VolumeNotFound(volume_id=volume.id, sr_uuid=self.sr_uuid)
+        verb = flows.migrate_attached if vdis.attached(target, vdi) else flows.migrate_detached
+        LOG.info("Moving volume %s (VDI %s) from SR %s to SR %s of back end %s (%s).",
+                 volume.id, vdi.uuid, self.sr_uuid, dest_sr.uuid, dest_target.backend,
+                 "attached: live storage motion" if verb is flows.migrate_attached
+                 else "detached: a copy")
+        result = verb.run(target=target, dest=dest_target, ident=volume.ident,
+                          source_vdi=vdi, task_timeout=self.options.xenapi_task_timeout,
+                          progress=progress)
+        return identity.model_update(dest_sr.uuid, result["new_vdi"].uuid)
+
+    def adopt_migrated(self, volume: VolumeSpec,
+                       new_volume: VolumeSpec) -> dict[str, str] | None:
+        """Rename and re-tag ``new_volume``'s VDI as ``volume`` (Cinder
+        keeps the original id once a generic migration completes). 3
+        calls."""
+        vdi = vdis.find_vdi(self.target, new_volume.ident, new_volume.provider_id)
+        if vdi is None:
+            raise exception.VolumeNotFound(volume_id=new_volume.id, sr_uuid=self.sr_uuid)
+        tags = volume.ident.tags(vdi.other_config, replaces=identity.replaced(vdi.other_config))
+        self.storage.set_vdi_identity(vdi.ref, volume.ident.name_label, tags)
+        return identity.model_update(self.sr_uuid, vdi.uuid)
 
     # -- manage ---------------------------------------------------------------
 

@@ -19,6 +19,8 @@ docstring names. Each verb's flow is built once and its engines reused
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from oslo_log import log as logging
@@ -33,6 +35,7 @@ from xensm_driver.flows.engine import Verb
 from xensm_driver.flows.engine import XensmTask
 from xensm_driver.flows.engine import failed
 from xensm_driver.flows.engine import undo
+from xensm_driver.flows.engine import unknown
 from xensm_driver.flows.sr import PlugEverywhereTask
 from xensm_driver.flows.target import SRTarget
 from xensm_driver.flows.target import Target
@@ -302,6 +305,261 @@ class SwapOutTask(XensmTask):
             raise exception.RevertOutcomeUnknown(
                 volume_id=ident.id, vdi_uuid=vdi.uuid, clone_uuid=new_vdi.uuid,
                 reason=reason) from exc
+
+
+# -- migration between SRs of one pool ---------------------------------------
+
+def _migrate_detached() -> linear_flow.Flow:
+    """migrate_volume, detached: a copy into the destination SR, then the
+    source destroyed. XAPI's VDI.copy copies the source's name and
+    other_config, so the source is marked first (MarkSourceTask): a copy
+    whose answer was lost still says whom it was made for.
+
+    ClearDestinationTask (1 call) -> MarkSourceTask (1) -> CopyToSrTask
+    (Async.VDI.copy: 3+; the copy inherits the mark) -> TagMovedVdiTask
+    (1, 2 if the name differs) -> UnmarkSourceTask (1) -> ReadVdiTask (1)
+    -> DestroySourceTask (1, 2 after a lost answer). 8 calls and the
+    task's polls (10 with finding the SR and the volume). Every step before
+    the last undoes itself, so a failure leaves the volume whole on the
+    source SR and nothing on the destination. Store: ``target`` (the
+    source SR), ``dest`` (the destination SR), ``ident``, ``source_vdi``,
+    ``task_timeout``, ``progress`` (None, or hears the copy's progress).
+    """
+    return linear_flow.Flow("migrate_detached").add(
+        ClearDestinationTask(),
+        vdis.MarkSourceTask(),
+        CopyToSrTask(),
+        TagMovedVdiTask(),
+        vdis.UnmarkSourceTask(),
+        ReadVdiTask(rebind={"target": "dest"}),
+        DestroySourceTask())
+
+
+def _migrate_attached() -> linear_flow.Flow:
+    """migrate_volume, attached: XAPI's live storage motion
+    (VDI.pool_migrate), which destroys the source itself and repoints the
+    VM's VBD. The new VDI keeps the name but not the other_config, so it is
+    tagged again. ClearDestinationTask (1 call) -> PoolMigrateTask
+    (Async.VDI.pool_migrate: 3+) -> TagMovedVdiTask (1) -> ReadVdiTask (1).
+    5 calls and the task's polls (8 with finding the SR, the volume and
+    its VBD's state). A failure after the move moves the VDI
+    back and gives it back its identity. Store: as the detached flow.
+    """
+    return linear_flow.Flow("migrate_attached").add(
+        ClearDestinationTask(),
+        PoolMigrateTask(),
+        TagMovedVdiTask(),
+        ReadVdiTask(rebind={"target": "dest"}))
+
+
+migrate_detached = Verb(_migrate_detached)
+migrate_attached = Verb(_migrate_attached)
+
+
+class ClearDestinationTask(XensmTask):
+    """Make sure the destination SR holds nothing of the volume: copies an
+    earlier migration made and never finished (they carry the volume's
+    making mark) are destroyed; a VDI that is the volume there (an earlier
+    migration that lost its last answer) refuses the migration, naming it.
+    Nothing to revert. 1 call (+1 per leftover)."""
+
+    def execute(self, dest: SRTarget, ident: identity.Identity, source_vdi: VDI) -> None:
+        found = dest.storage.find_vdis(dest.sr_ref, ident.name_label)
+        leftovers = [v for v in found if ident.made_for(v.uuid, v.other_config)]
+        settled = [v for v in found if v not in leftovers and ident.matches(v.other_config)]
+        if settled:
+            raise exception.InUse(
+                kind="Volume", name=ident.id,
+                reason="SR %s of back end %s already holds VDI %s as this volume (an "
+                       "earlier migration that lost its answer?) while VDI %s on the "
+                       "source SR is it too; keep the one with the data you want "
+                       "(xensm reconcile lists both) and destroy the other first"
+                       % (dest.sr_uuid, dest.backend, settled[0].uuid, source_vdi.uuid))
+        vdis.destroy_each(dest, leftovers,
+                          "an unfinished migration copy of %s" % ident.name_label)
+
+
+class CopyToSrTask(XensmTask):
+    """VDI.copy of the marked source into the destination SR.
+
+    A lost answer fails the verb: the copy is a task whose ref was lost, so
+    a copy found by its mark might still be filling. Revert destroys the
+    copy, or when the copy failed on this side whatever copy for the volume
+    the destination holds (XAPI queues the destroy behind a running copy) --
+    but keeps it when the source's destroy may have happened
+    (MoveOutcomeUnknown): the copy may be the volume by now."""
+
+    default_provides = "vdi_ref"
+
+    def execute(self, dest: SRTarget, source_vdi: VDI, task_timeout: float,
+                progress: Callable[[float], None] | None) -> str:
+        return dest.storage.copy_vdi_to_sr(source_vdi.ref, dest.sr_ref,
+                                           timeout=task_timeout, progress=progress)
+
+    def revert(self, dest: SRTarget, ident: identity.Identity, source_vdi: VDI,
+               result: Any, flow_failures: Any = None, **kwargs: Any) -> None:
+        if failed(result):
+            # The copy's task may have gone on after this side lost it (a
+            # lost answer, a poll that failed): look for its VDI by the mark.
+            undo("a late copy of VDI %s on SR %s" % (source_vdi.uuid, dest.sr_uuid),
+                 lambda: vdis.destroy_each(dest, [
+                     v for v in dest.storage.find_vdis(dest.sr_ref, source_vdi.name_label)
+                     if ident.made_for(v.uuid, v.other_config)],
+                     "a copy for %s whose answer was lost" % ident.name_label))
+            return
+        if any(isinstance(f.exception, exception.MoveOutcomeUnknown)
+               for f in (flow_failures or {}).values()):
+            LOG.warning("Keeping the copy %s on SR %s: it may already be the volume.",
+                        result, dest.sr_uuid)
+            return
+        vdis.destroy_quietly(dest, result)
+
+
+def _migrated(target: SRTarget, dest: SRTarget, source_vdi: VDI) -> str | None:
+    """The VDI a VBD of ``source_vdi`` holds now, when storage motion moved
+    it to the destination SR. 1 call per VBD, +1 when one moved."""
+    for vbd in source_vdi.vbds:
+        try:
+            ref = target.storage.vbd_vdi(vbd)
+        except GONE:
+            continue
+        if ref != source_vdi.ref and target.storage.get_vdi(ref).sr == dest.sr_ref:
+            return ref
+    return None
+
+
+#: How often a move whose task was lost is looked at again.
+SETTLE_INTERVAL = 0.2
+
+
+def _settle_migration(target: SRTarget, dest: SRTarget, source_vdi: VDI,
+                      timeout: float) -> str | None:
+    """After this side lost track of a VDI.pool_migrate (a lost answer, a
+    failed poll): wait while XAPI still moves the source (its
+    current_operations), then the new VDI if the move was done, None if
+    not. 2 calls a look."""
+    deadline = time.monotonic() + timeout
+    while True:
+        moved = _migrated(target, dest, source_vdi)
+        if moved is not None:
+            return moved
+        try:
+            running = target.storage.vdi_operations(source_vdi.ref)
+        except GONE:
+            return _migrated(target, dest, source_vdi)
+        if not running or time.monotonic() >= deadline:
+            return None
+        time.sleep(SETTLE_INTERVAL)
+
+
+class PoolMigrateTask(XensmTask):
+    """VDI.pool_migrate of the attached source into the destination SR;
+    XAPI destroys the source itself once the mirror is done, and leaves it
+    as it was when the move fails. A lost answer is settled through the
+    VM's VBD: it holds the new VDI once the move is done, and while the
+    source is still being moved (XAPI's ``mirror`` operation on it) that is
+    waited for. Refused for a
+    VDI with changed-block tracking on (XAPI's VDI_CBT_ENABLED).
+
+    Revert moves the VDI back (storage motion again) and gives it back the
+    source's name and tags, listing both uuids it replaced, so the
+    recorded provider_id still finds the volume."""
+
+    default_provides = "vdi_ref"
+
+    def execute(self, target: SRTarget, dest: SRTarget, ident: identity.Identity,
+                source_vdi: VDI, task_timeout: float,
+                progress: Callable[[float], None] | None) -> str:
+        try:
+            return target.storage.pool_migrate_vdi(source_vdi.ref, dest.sr_ref,
+                                                   timeout=task_timeout, progress=progress)
+        except exception.XapiError as exc:
+            if exc.code == "VDI_CBT_ENABLED":
+                raise target.refuse(
+                    "migrate attached volume %s" % ident.id,
+                    "its VDI %s has changed-block tracking on, and XAPI refuses to "
+                    "move such a VDI live (VDI_CBT_ENABLED); detach it and migrate "
+                    "it detached (a copy), or disable changed-block tracking "
+                    "(which ends its incremental backups' chain)" % source_vdi.uuid
+                ) from exc
+            if exc.code == "SR_DOES_NOT_SUPPORT_MIGRATION":
+                raise target.refuse(
+                    "migrate attached volume %s" % ident.id,
+                    "XAPI cannot move a VDI live between these SRs: the SM of one of "
+                    "them lacks %s (SR_DOES_NOT_SUPPORT_MIGRATION); detach the volume "
+                    "and migrate it detached (a copy)"
+                    % (":".join(exc.params[1:]) or "VDI_MIRROR")) from exc
+            if exc.method in ("VDI.pool_migrate", "Async.VDI.pool_migrate"):
+                raise                   # refused: nothing moved
+            return self._settle(target, dest, source_vdi, task_timeout, exc)
+        except (exception.XapiConnectionError, exception.TaskTimeout) as exc:
+            if isinstance(exc, exception.XapiConnectionError) and not exc.sent:
+                raise
+            return self._settle(target, dest, source_vdi, task_timeout, exc)
+
+    @staticmethod
+    def _settle(target: SRTarget, dest: SRTarget, source_vdi: VDI, timeout: float,
+                exc: exception.XensmError) -> str:
+        LOG.warning("%s; looking at where VDI %s is now.", exc, source_vdi.uuid)
+        moved = _settle_migration(target, dest, source_vdi, timeout)
+        if moved is None:
+            raise exc
+        return moved
+
+    def revert(self, target: SRTarget, source_vdi: VDI, result: Any,
+               task_timeout: float, **kwargs: Any) -> None:
+        if failed(result):
+            return
+        other_config = dict(source_vdi.other_config)
+        other_config[identity.REPLACES_TAG] = " ".join(
+            [*identity.replaced(source_vdi.other_config), source_vdi.uuid])
+
+        def back() -> None:
+            ref = target.storage.pool_migrate_vdi(result, target.sr_ref, timeout=task_timeout)
+            target.storage.set_vdi_identity(ref, source_vdi.name_label, other_config)
+
+        undo("moving VDI %s back to SR %s" % (result, target.sr_uuid), back)
+
+
+class TagMovedVdiTask(XensmTask):
+    """Give the new VDI on the destination SR the volume's identity: its
+    tags (and name, when XAPI did not keep it), listing the source's uuid
+    as replaced, so the provider_id recorded before the move still finds
+    the volume. 1 call (2 with the name). Revert: the VDI is destroyed or
+    moved back by the task that made it."""
+
+    def execute(self, dest: SRTarget, ident: identity.Identity, source_vdi: VDI,
+                vdi_ref: str) -> None:
+        tags = ident.tags(source_vdi.other_config, replaces=[
+            *identity.replaced(source_vdi.other_config), source_vdi.uuid])
+        if source_vdi.name_label != ident.name_label:
+            dest.storage.set_vdi_name_label(vdi_ref, ident.name_label)
+        dest.storage.set_vdi_other_config(vdi_ref, tags)
+
+
+class DestroySourceTask(XensmTask):
+    """Destroy the source VDI: from now on the copy is the volume.
+
+    Last, and it never fails once the source is gone (the flow's revert
+    would destroy the copy). A lost answer is settled by looking the
+    source up; when it is still there the destroy may yet land, so the verb
+    fails keeping the copy (MoveOutcomeUnknown). 1 call (2 after a lost
+    answer)."""
+
+    def execute(self, target: SRTarget, dest: SRTarget, ident: identity.Identity,
+                source_vdi: VDI, new_vdi: VDI) -> None:
+        try:
+            target.storage.destroy_vdi(source_vdi.ref)
+        except GONE:
+            return
+        except exception.XapiConnectionError as exc:
+            if not unknown(exc):
+                raise
+            if target.storage.vdi_by_uuid(source_vdi.uuid) is None:
+                return
+            raise exception.MoveOutcomeUnknown(
+                volume_id=ident.id, vdi_uuid=source_vdi.uuid, sr_uuid=target.sr_uuid,
+                copy_uuid=new_vdi.uuid, dest_sr_uuid=dest.sr_uuid, reason=exc.msg) from exc
 
 
 # -- the SR -------------------------------------------------------------------
