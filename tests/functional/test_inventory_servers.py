@@ -1,59 +1,34 @@
 """The inventory's tests on PostgreSQL and MySQL (MariaDB), where several hosts share one.
 
 Each test gets a database of its own on the server (made, then dropped), so
-runs never meet. The servers are found at ``XENSM_TEST_POSTGRESQL_URL`` and
-``XENSM_TEST_MYSQL_URL`` (defaults: PostgreSQL on 127.0.0.1:5432 as postgres,
-MariaDB on 127.0.0.1:3306 as root, both without a password); a server that
-does not answer skips its tests, saying so, so a laptop without them passes.
+runs never meet; tests/functional/servers.py says where the servers are found
+and when a missing one skips or fails.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
+import subprocess
+import sys
+import threading
+import time
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+import testtools
 
+from tests.functional import servers
 from tests.unit.service import test_inventory
-
-SERVERS = {
-    "postgresql": os.environ.get("XENSM_TEST_POSTGRESQL_URL",
-                                 "postgresql+psycopg2://postgres@127.0.0.1:5432/test"),
-    "mysql": os.environ.get("XENSM_TEST_MYSQL_URL",
-                            "mysql+pymysql://root@127.0.0.1:3306/test"),
-}
+from xensm_driver.service import inventory as inv
+from xensm_driver.service import models
 
 
 class OnServer(test_inventory.InventoryTestCase):
-    """A fresh database on ``SERVER`` for each test; skipped if it does not answer."""
+    """A fresh database on ``SERVER`` for each test; skipped if it does not answer
+    (failed, with XENSM_REQUIRE_SERVICES=1)."""
 
     SERVER = ""
 
     def database_url(self) -> str:
-        admin_url = make_url(SERVERS[self.SERVER])
-        name = "xensm_test_%s" % uuid.uuid4().hex[:12]
-        try:
-            admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT",
-                                     connect_args={"connect_timeout": 3})
-            with admin.connect() as conn:
-                conn.execute(sa.text("CREATE DATABASE %s" % name))
-        except ImportError as exc:
-            self.skipTest("no driver for %s (%s): pip install -r test-requirements.txt"
-                          % (admin_url.drivername, exc))
-        except sa.exc.OperationalError as exc:
-            self.skipTest("%s does not answer (%s); these tests need the server" % (
-                admin_url.render_as_string(hide_password=True),
-                str(exc.orig).strip().splitlines()[0]))
-        self.addCleanup(self._drop, admin, name)
-        return admin_url.set(database=name).render_as_string(hide_password=False)
-
-    @staticmethod
-    def _drop(admin: sa.engine.Engine, name: str) -> None:
-        force = " WITH (FORCE)" if admin.dialect.name == "postgresql" else ""
-        with admin.connect() as conn:     # FORCE: a test's stray engine may hold it
-            conn.execute(sa.text("DROP DATABASE %s%s" % (name, force)))
-        admin.dispose()
+        return servers.fresh_database(self, self.SERVER)
 
 
 class PostgreSQLRecordsTest(OnServer, test_inventory.RecordsTest):
@@ -101,4 +76,79 @@ class MySQLHierarchyTest(OnServer, test_inventory.HierarchyTest):
 
 
 class MySQLClaimTest(OnServer, test_inventory.ClaimTest):
+    SERVER = "mysql"
+
+
+OPEN_RACE = """
+import sys, time
+from xensm_driver.service import inventory as inv
+start = float(sys.argv[2])
+while time.time() < start:
+    time.sleep(0.001)
+opened = inv.Inventory(sys.argv[1])
+opened.record_backend("xs", "nfs", "sr-uuid")
+print(opened.schema_version)
+"""
+
+
+class OpenRace:
+    """Hosts starting at once on an empty database: one schema, one back end row."""
+
+    CONTENDERS = 4
+
+    def test_hosts_making_the_inventory_at_once_all_open_it(self) -> None:
+        url = servers.fresh_database(self, self.SERVER)
+        start = "%f" % (time.time() + 1.5)    # all have started by then
+        procs = [subprocess.Popen([sys.executable, "-c", OPEN_RACE, url, start],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(self.CONTENDERS)]
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            self.assertEqual((0, str(models.SCHEMA_VERSION)), (proc.returncode, out.strip()),
+                             err[-2000:])
+        opened = inv.Inventory(url, create=False)
+        self.addCleanup(opened.close)
+        self.assertEqual(["xs"], [b.name for b in opened.backends()])
+        engine = sa.create_engine(url)
+        self.addCleanup(engine.dispose)
+        with engine.connect() as conn:
+            self.assertEqual(1, conn.execute(sa.text(
+                "SELECT count(*) FROM xensm_schema")).scalar_one())
+
+
+    def test_a_back_end_recorded_by_two_hosts_at_once_is_one_row(self) -> None:
+        url = servers.fresh_database(self, self.SERVER)
+        opened = inv.Inventory(url)
+        self.addCleanup(opened.close)
+        # Another host has inserted the row, not yet committed: ours waits on
+        # the key, then finds the row there (a duplicate key, read again).
+        engine = sa.create_engine(url)
+        self.addCleanup(engine.dispose)
+        errors: list[BaseException] = []
+
+        def record() -> None:
+            try:
+                opened.record_backend("xs", "nfs", "sr-2")
+            except BaseException as exc:  # noqa: BLE001 - reported by the test
+                errors.append(exc)
+
+        with engine.connect() as conn:
+            trans = conn.begin()
+            conn.execute(sa.text("INSERT INTO backends (name, sr_type, sr_uuid, created_at, "
+                                 "updated_at) VALUES ('xs', 'nfs', 'sr-1', :t, :t)"),
+                         {"t": models.utcnow()})
+            thread = threading.Thread(target=record)
+            thread.start()
+            thread.join(1.0)        # it waits for our row's lock, or has failed
+            trans.commit()
+        thread.join(60)
+        self.assertEqual([], errors)
+        self.assertEqual([("xs", "sr-2")], [(b.name, b.sr_uuid) for b in opened.backends()])
+
+
+class PostgreSQLOpenRaceTest(OpenRace, testtools.TestCase):
+    SERVER = "postgresql"
+
+
+class MySQLOpenRaceTest(OpenRace, testtools.TestCase):
     SERVER = "mysql"

@@ -185,8 +185,11 @@ class Inventory:
     # -- schema ---------------------------------------------------------------
 
     def _open(self, create: bool) -> int:
+        """Make or migrate the schema under the schema lock (see :func:`_schema_lock`):
+        hosts starting at once on an empty database make it once."""
         try:
-            with self.engine.begin() as conn:
+            with self.engine.connect() as conn, _schema_lock(conn, self.display_url), \
+                    conn.begin():
                 tables = set(sa.inspect(conn).get_table_names())
                 if models.SchemaVersion.__tablename__ not in tables:
                     if tables & set(models.Base.metadata.tables):
@@ -239,18 +242,33 @@ class Inventory:
         reads that decide a change lock their rows (``SELECT ... FOR
         UPDATE``). Either way a read-check-write is atomic across processes.
         """
-        with self._sessions.begin() as sess:
-            yield sess
+        try:
+            with self._sessions.begin() as sess:
+                yield sess
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            # The server went away, a lock wait timed out, a deadlock: say
+            # which inventory, in one line, rather than a traceback.
+            raise InventoryError(url=self.display_url,
+                                 reason=str(exc.orig or exc).strip().splitlines()[0]
+                                 ) from None
 
     # -- back ends ------------------------------------------------------------
 
     def record_backend(self, name: str, sr_type: str, sr_uuid: str | None) -> None:
-        with self.session() as sess:
-            row = sess.get(Backend, name)
-            if row is None:
-                sess.add(Backend(name=name, sr_type=sr_type, sr_uuid=sr_uuid))
-            elif (row.sr_type, row.sr_uuid) != (sr_type, sr_uuid):
-                row.sr_type, row.sr_uuid = sr_type, sr_uuid
+        for attempt in (1, 2):
+            try:
+                with self.session() as sess:
+                    row = sess.get(Backend, name, with_for_update=True)
+                    if row is None:
+                        sess.add(Backend(name=name, sr_type=sr_type, sr_uuid=sr_uuid))
+                    elif (row.sr_type, row.sr_uuid) != (sr_type, sr_uuid):
+                        row.sr_type, row.sr_uuid = sr_type, sr_uuid
+                return
+            except sa.exc.IntegrityError:
+                # Another host inserted the row at the same instant (no row
+                # to lock yet): read it again, now it is there.
+                if attempt == 2:
+                    raise
 
     def backends(self) -> list[Backend]:
         with self.session() as sess:
@@ -540,6 +558,53 @@ def _by_status(objs: list[Any]) -> dict[str, int]:
     for obj in objs:
         out[obj.status] = out.get(obj.status, 0) + 1
     return dict(sorted(out.items()))
+
+
+#: How long a host waits for another that is making or migrating the schema.
+SCHEMA_LOCK_TIMEOUT = 60
+
+
+@contextlib.contextmanager
+def _schema_lock(conn: Connection, shown: str) -> Iterator[None]:
+    """Hold the database's xensm schema lock (one host makes or migrates it).
+
+    PostgreSQL: an advisory lock (scoped to the database); MySQL/MariaDB:
+    ``GET_LOCK`` named after the database, released explicitly (it belongs to
+    the connection, which goes back to the pool). SQLite needs none: its
+    ``BEGIN IMMEDIATE`` already serialises.
+    """
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.rollback()
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"),
+                         {"key": SCHEMA_LOCK_KEY})
+            conn.commit()
+    elif dialect in ("mysql", "mariadb"):
+        name = "CONCAT('xensm_schema:', DATABASE())"
+        got = conn.execute(sa.text("SELECT GET_LOCK(%s, :wait)" % name),
+                           {"wait": SCHEMA_LOCK_TIMEOUT}).scalar()
+        conn.commit()
+        if got != 1:
+            raise InventoryError(url=shown, reason="another host held the schema lock "
+                                 "for %d s (making or upgrading the inventory); try again"
+                                 % SCHEMA_LOCK_TIMEOUT)
+        try:
+            yield
+        finally:
+            conn.rollback()
+            conn.execute(sa.text("SELECT RELEASE_LOCK(%s)" % name))
+            conn.commit()
+    else:
+        yield
+
+
+#: PostgreSQL advisory lock key of the schema lock ("xensm" in ASCII).
+SCHEMA_LOCK_KEY = 0x78656E736D
 
 
 def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:

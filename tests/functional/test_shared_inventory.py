@@ -1,0 +1,250 @@
+"""Several xensm hosts sharing one inventory on PostgreSQL and on MySQL (MariaDB).
+
+Two hosts are two OS processes (tests/functional/xensm_host.py), each running
+xensm commands in a loop against one simulated pool and one inventory URL on
+the server, picking the same few volumes and snapshots, so their verbs
+conflict (create, clone, create from a snapshot, snapshot, delete a
+snapshot, revert, delete). A verb that loses the race is refused or finds
+its object gone, and changes nothing; no verb fails. Afterwards the SR holds
+exactly what the inventory records (the leak check) and reconcile agrees.
+
+The row lock itself is shown directly: while another connection holds a
+volume's row (``SELECT ... FOR UPDATE``), a host's delete of that volume
+waits for it, then runs.
+
+The SQLite kill and concurrency tests run here too, and a host killed in the
+middle of a workload leaves records the survivor and reconcile finish.
+
+Each test gets a fresh database on the server (tests/functional/servers.py:
+skipped, saying why, where the server does not answer; failed instead with
+XENSM_REQUIRE_SERVICES=1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import sqlalchemy as sa
+
+from tests.functional import servers
+from tests.functional import test_cli
+from tests.functional import test_cli_concurrency
+from tests.functional import test_cli_kill
+from xensm_driver.cmd import xensm
+from xensm_driver.service import inventory
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+#: Commands per host in a workload: two hosts on each of two servers make
+#: 4 x OPS operations in all.
+OPS = 80
+#: How a verb that lost the race to another host may end: done, the object
+#: gone meanwhile, or refused with nothing changed. Anything else fails.
+ALLOWED = {xensm.EXIT_OK, xensm.EXIT_NOT_FOUND, xensm.EXIT_REFUSED}
+
+
+class OnServerMixin:
+    """The CLI tests' inventory on ``SERVER`` instead of SQLite."""
+
+    SERVER = ""
+
+    def database_url(self) -> str:
+        return servers.fresh_database(self, self.SERVER)
+
+
+class SharedInventoryTests:
+    """Two hosts on one inventory (mixed into a KillTestCase on a server)."""
+
+    def host(self, seed: int, ops: int = OPS, verbs: str | None = None
+             ) -> subprocess.Popen[str]:
+        """A host: a process running ``ops`` xensm commands on the shared inventory."""
+        cmd = [sys.executable, "-m", "tests.functional.xensm_host", "--config-file",
+               self.conf, "--seed", str(seed), "--ops", str(ops)]
+        if verbs:
+            cmd += ["--verbs", verbs]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=ROOT)
+        self.addCleanup(_reap, proc)
+        return proc
+
+    def outcomes(self, proc: subprocess.Popen[str], killed: bool = False
+                 ) -> list[dict[str, Any]]:
+        """The commands a host ran; every one done, refused or not found."""
+        out, err = proc.communicate(timeout=240)
+        self.assertNotIn(test_cli.base.PASSWORD, out + err)
+        if not killed:
+            self.assertEqual(0, proc.returncode, err[-3000:])
+        lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+        if not killed:
+            self.assertEqual({"done": len(lines) - 1}, lines[-1])
+            lines = lines[:-1]
+        for line in lines:
+            self.assertIn(line["code"], ALLOWED, "host %d: xensm %s: %s" % (
+                proc.pid, " ".join(line["argv"]), line["err"]))
+            if line["code"] == xensm.EXIT_REFUSED:
+                # Refused for a reason a race gives: another verb holds the
+                # object, or changed it since this host listed it.
+                self.assertRegex(line["err"], r"is (creating|deleting|snapshotting|cloning|"
+                                 r"restoring|reverting|error|deleted)|has \d+ snapshot|"
+                                 r"no available snapshot", line)
+        return lines
+
+    def conflicts(self, lines: list[dict[str, Any]], other: int) -> int:
+        """Commands refused because ``other`` held the object, or that found it
+        gone: the races this host lost."""
+        return sum(1 for line in lines
+                   if line["code"] == xensm.EXIT_NOT_FOUND
+                   or ":%d is " % other in line["err"])
+
+    def assert_no_leak(self) -> None:
+        """The SR holds exactly what the inventory records live, and every live
+        record is available (nothing stuck busy or in error)."""
+        inv = inventory.Inventory(self.db_url, create=False)
+        self.addCleanup(inv.close)
+        records = [*inv.volumes(), *inv.snapshots()]
+        self.assertEqual([], [(r.id, r.status, r.owner) for r in records
+                              if r.status != "available"])
+        recorded = {r.provider_id: r.id for r in records}
+        self.assertEqual(recorded, {u: tag for u, tag in
+                                    self.tagged_vdis(self.storage()).items()})
+        self.assertEqual(xensm.EXIT_OK, self.xensm("reconcile").code)
+
+    def lock_waits(self) -> int:
+        """Sessions on the server waiting for a row lock in our database."""
+        engine = sa.create_engine(self.db_url)
+        try:
+            with engine.connect() as conn:
+                if engine.dialect.name == "postgresql":
+                    query = ("SELECT count(*) FROM pg_locks l JOIN pg_database d "
+                             "ON d.oid = l.database WHERE NOT l.granted AND "
+                             "d.datname = current_database()")
+                else:
+                    query = ("SELECT count(*) FROM information_schema.INNODB_TRX "
+                             "WHERE trx_state = 'LOCK WAIT'")
+                return int(conn.execute(sa.text(query)).scalar_one())
+        finally:
+            engine.dispose()
+
+    # -- the tests ------------------------------------------------------------
+
+    def test_two_hosts_never_act_on_one_object_at_once(self) -> None:
+        for name in ("a", "b"):
+            self.j("volume", "create", "--size", "1", "--name", name)
+        one, two = self.host(seed=11), self.host(seed=12)
+        ran = {one.pid: self.outcomes(one), two.pid: self.outcomes(two)}
+        self.assertEqual(2 * OPS, sum(len(lines) for lines in ran.values()))
+        done = [line["verb"] for lines in ran.values() for line in lines
+                if line["code"] == xensm.EXIT_OK]
+        # Every conflicting verb ran, and the hosts met: some verbs lost a race.
+        self.assertTrue({"create", "clone", "from-snapshot", "snapshot", "snapshot-delete",
+                         "revert", "delete"} <= set(done), sorted(set(done)))
+        self.assertGreater(self.conflicts(ran[one.pid], two.pid)
+                           + self.conflicts(ran[two.pid], one.pid), 0)
+        self.assert_no_leak()
+
+    def test_a_row_lock_makes_another_host_wait(self) -> None:
+        vol = self.j("volume", "create", "--size", "1", "--name", "held")
+        holder = sa.create_engine(self.db_url)
+        self.addCleanup(holder.dispose)
+        with holder.connect() as conn:
+            trans = conn.begin()
+            conn.execute(sa.text("SELECT status FROM volumes WHERE id = :id FOR UPDATE"),
+                         {"id": vol["id"]})
+            proc = self.spawn("volume", "delete", vol["id"])
+            self.wait_for("the delete to wait for the row lock", self.lock_waits)
+            # Waiting, not refused, not done: the claim reads the row under its lock.
+            self.assertIsNone(proc.poll())
+            self.assertEqual("available", self.j("volume", "show", vol["id"])["status"])
+            trans.rollback()
+        self.assertEqual(0, proc.wait(timeout=60))
+        self.assertEqual("deleted", self.j("volume", "show", vol["id"])["status"])
+        self.assertEqual({}, self.tagged_vdis(self.storage()))
+
+    def test_a_host_killed_mid_create_leaves_nothing_stuck(self) -> None:
+        self.j("volume", "create", "--size", "1", "--name", "a")
+        # XAPI makes the VDI of the victim's 3rd create, then sits on the answer.
+        self.control.inject_fault("VDI.create", nth=3, hang=20)
+        victim = self.host(seed=21, ops=OPS)
+        # The survivor makes volumes only from others: VDI.create is the victim's.
+        survivor = self.host(seed=22, ops=OPS,
+                             verbs="clone,from-snapshot,snapshot,snapshot-delete,revert,"
+                                   "delete")
+        drv = self.storage()
+
+        def doomed() -> Any:
+            tags = set(self.tagged_vdis(drv).values())
+            return [v for v in self.j("volume", "list")
+                    if v["status"] == "creating" and v["id"] in tags
+                    and v["owner"].endswith(":%d" % victim.pid)]
+
+        self.wait_for("the victim's create to reach XAPI", self.fault_fired)
+        (vol,) = self.wait_for("the victim's VDI to be made", doomed)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        self.outcomes(victim, killed=True)
+        lines = self.outcomes(survivor)
+        self.assertEqual(OPS, len(lines))
+        # What the victim left is interrupted (or the survivor deleted it):
+        # never busy in a way that blocks, never lost.
+        report = self.xensm("reconcile", "--json", expect=None).json
+        for finding in report["findings"]:
+            self.assertEqual("interrupted", finding["kind"], finding)
+            self.assertIn(":%d" % victim.pid, finding["detail"])
+            self.xensm("%s" % finding["object"], "delete", finding["id"],
+                       *(["--cascade"] if finding["object"] == "volume" else []))
+        left = self.j("volume", "show", vol["id"])
+        self.assertEqual("deleted", left["status"], left)
+        self.assert_no_leak()
+
+
+class PostgreSQLSharedInventoryTest(OnServerMixin, SharedInventoryTests,
+                                    test_cli_kill.KillTestCase):
+    SERVER = "postgresql"
+
+
+class MySQLSharedInventoryTest(OnServerMixin, SharedInventoryTests,
+                               test_cli_kill.KillTestCase):
+    SERVER = "mysql"
+
+
+# The SQLite kill and concurrency tests, on each server.
+
+class PostgreSQLKillAfterTheVdiWasMadeTest(OnServerMixin,
+                                           test_cli_kill.KillAfterTheVdiWasMadeTest):
+    SERVER = "postgresql"
+
+
+class PostgreSQLKillBeforeTheVdiWasMadeTest(OnServerMixin,
+                                            test_cli_kill.KillBeforeTheVdiWasMadeTest):
+    SERVER = "postgresql"
+
+
+class PostgreSQLConcurrentProcessesTest(OnServerMixin,
+                                        test_cli_concurrency.ConcurrentProcessesTest):
+    SERVER = "postgresql"
+
+
+class MySQLKillAfterTheVdiWasMadeTest(OnServerMixin,
+                                      test_cli_kill.KillAfterTheVdiWasMadeTest):
+    SERVER = "mysql"
+
+
+class MySQLKillBeforeTheVdiWasMadeTest(OnServerMixin,
+                                       test_cli_kill.KillBeforeTheVdiWasMadeTest):
+    SERVER = "mysql"
+
+
+class MySQLConcurrentProcessesTest(OnServerMixin,
+                                   test_cli_concurrency.ConcurrentProcessesTest):
+    SERVER = "mysql"
+
+
+def _reap(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
+
