@@ -1,6 +1,7 @@
 """One host of the shared-inventory workload: xensm commands in a loop, in one process.
 
-``python -m tests.functional.xensm_host --config-file CONF --seed N --ops K``
+``python -m tests.functional.xensm_host --config-file CONF --db-url URL --seed N
+--ops K``
 runs ``K`` verbs picked at random (seeded) on the volumes and snapshots the
 shared inventory holds right now -- the same few objects every other host
 picks from, so verbs conflict: create, clone, create from a snapshot,
@@ -24,6 +25,7 @@ import sys
 from typing import Any
 
 from xensm_driver.cmd import xensm
+from xensm_driver.service import inventory
 
 #: Verbs and their weights. ``create`` is the only one that makes a volume
 #: from nothing (VDI.create); a host without it makes volumes from others.
@@ -40,37 +42,34 @@ def run(conf: str, *args: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def listing(conf: str, kind: str) -> list[dict[str, Any]]:
-    code, out, err = run(conf, kind, "list", "--json")
-    if code != xensm.EXIT_OK:
-        raise SystemExit("xensm %s list failed (%d): %s" % (kind, code, err))
-    return [r for r in json.loads(out) if r["status"] == "available"]
+def pick(rng: random.Random, inv: inventory.Inventory, verbs: list[str], n: int
+         ) -> tuple[str, list[str]]:
+    """A verb that makes sense on what the inventory holds now, and its argv.
 
-
-def pick(rng: random.Random, conf: str, verbs: list[str], n: int) -> tuple[str, list[str]]:
-    """A verb that makes sense on what the inventory holds now, and its argv."""
-    vols = listing(conf, "volume")
-    snaps = listing(conf, "snapshot")
+    The choice reads the shared inventory directly (a read, no claim); the
+    verb itself is an xensm command.
+    """
+    vols = [v for v in inv.volumes() if v.status == "available"]
+    snaps = [s for s in inv.snapshots() if s.status == "available"]
     live = len(vols)
     choices = []
     for verb in verbs:
         if verb == "create" and live < MAX_VOLUMES:
             choices.append((verb, ["volume", "create", "--size", "1", "--name", "n%d" % n]))
         elif verb == "clone" and vols and live < MAX_VOLUMES:
-            choices.append((verb, ["volume", "clone", rng.choice(vols)["id"]]))
+            choices.append((verb, ["volume", "clone", rng.choice(vols).id]))
         elif verb == "from-snapshot" and snaps and live < MAX_VOLUMES:
-            choices.append((verb, ["volume", "create", "--snapshot",
-                                   rng.choice(snaps)["id"]]))
+            choices.append((verb, ["volume", "create", "--snapshot", rng.choice(snaps).id]))
         elif verb == "snapshot" and vols and len(snaps) < MAX_SNAPSHOTS:
-            choices.append((verb, ["snapshot", "create", rng.choice(vols)["id"]]))
+            choices.append((verb, ["snapshot", "create", rng.choice(vols).id]))
         elif verb == "snapshot-delete" and snaps:
-            choices.append((verb, ["snapshot", "delete", rng.choice(snaps)["id"]]))
+            choices.append((verb, ["snapshot", "delete", rng.choice(snaps).id]))
         elif verb == "revert" and snaps:
             snap = rng.choice(snaps)
-            choices.append((verb, ["volume", "revert", snap["volume_id"], "--snapshot",
-                                   snap["id"]]))
+            choices.append((verb, ["volume", "revert", snap.volume_id, "--snapshot",
+                                   snap.id]))
         elif verb == "delete" and vols:
-            choices.append((verb, ["volume", "delete", rng.choice(vols)["id"], "--cascade"]))
+            choices.append((verb, ["volume", "delete", rng.choice(vols).id, "--cascade"]))
     if not choices:
         # Nothing this host may do on what is there (another host holds it
         # all): a read, so the loop moves on.
@@ -82,6 +81,7 @@ def pick(rng: random.Random, conf: str, verbs: list[str], n: int) -> tuple[str, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True)
+    parser.add_argument("--db-url", required=True, help="the shared inventory's URL")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--ops", type=int, default=50)
     parser.add_argument("--verbs", default=",".join(VERBS),
@@ -92,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(verbs) - set(VERBS)
     if unknown:
         parser.error("unknown verbs: %s" % ", ".join(sorted(unknown)))
+    inv = inventory.Inventory(args.db_url, create=False)
     for n in range(args.ops):
-        verb, cmd = pick(rng, args.config_file, verbs, n)
+        verb, cmd = pick(rng, inv, verbs, n)
         code, _out, err = run(args.config_file, *cmd, "--json")
         print(json.dumps({"n": n, "verb": verb, "argv": cmd, "code": code,
                           "err": err.strip()}), flush=True)
+    inv.close()
     print(json.dumps({"done": args.ops}), flush=True)
     return 0
 
