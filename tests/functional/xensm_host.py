@@ -22,7 +22,6 @@ import io
 import json
 import random
 import sys
-from typing import Any
 
 from xensm_driver.cmd import xensm
 from xensm_driver.service import inventory
