@@ -7,6 +7,7 @@ and when a missing one skips or fails.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ from tests.functional import servers
 from tests.unit.service import test_inventory
 from xensm_driver.service import inventory as inv
 from xensm_driver.service import models
+from xensm_driver.service.models import Volume
 
 
 class OnServer(test_inventory.InventoryTestCase):
@@ -152,3 +154,81 @@ class PostgreSQLOpenRaceTest(OpenRace, testtools.TestCase):
 
 class MySQLOpenRaceTest(OpenRace, testtools.TestCase):
     SERVER = "mysql"
+
+
+HOLDER = """
+import sys, time
+from xensm_driver.service import inventory as inv
+from xensm_driver.service.models import Volume
+opened = inv.Inventory(sys.argv[1], create=False)
+opened.claim(Volume, sys.argv[2], "extending", frozenset({"available"}))
+print("claimed", flush=True)
+time.sleep(120)
+"""
+
+
+class Liveness:
+    """A process on another host: seen running while it runs, gone once killed."""
+
+    def test_a_process_on_another_host_is_alive_until_killed(self) -> None:
+        vol = self.volume()
+        proc = subprocess.Popen([sys.executable, "-c", HOLDER, self.url, vol.id],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, **{inv.HOST_ENV: "elsewhere"}))
+        self.addCleanup(_reap, proc)
+        self.assertEqual("claimed", proc.stdout.readline().strip(), proc.stderr)
+        held = self.inv.get(Volume, vol.id)
+        self.assertEqual("elsewhere:%d" % proc.pid, held.owner)
+        # Not this host's pid to look at: the server says it runs.
+        self.assertIsNone(inv.owner_alive(held.owner))
+        self.assertIs(True, inv.owner_alive_of(held))
+        self.assertEqual("extending", inv.effective_status(held))
+        self.assertRaises(inv.Refused, self.inv.claim, Volume, vol.id, "deleting",
+                          frozenset({"available", "error"}))
+        proc.kill()
+        proc.wait()
+        # Its connection closed with it, and its lock with that, as soon as
+        # the server has seen the socket close.
+        deadline = time.monotonic() + 30
+        gone = self.inv.get(Volume, vol.id)
+        while inv.owner_alive_of(gone) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            gone = self.inv.get(Volume, vol.id)
+        self.assertIs(False, inv.owner_alive_of(gone))
+        self.assertTrue(inv.interrupted(gone))
+        self.assertEqual("error", inv.effective_status(gone))
+        self.inv.claim(Volume, vol.id, "deleting", frozenset({"available", "error"}))
+
+    def test_the_lock_is_held_while_any_inventory_of_the_process_is_open(self) -> None:
+        vol = self.volume()
+        other = self.open()
+        other.claim(Volume, vol.id, "extending", frozenset({"available"}))
+        assert other.liveness is not None
+        self.assertIs(other.liveness, self.inv.liveness)    # one per process and URL
+        probe = sa.create_engine(self.url)
+        self.addCleanup(probe.dispose)
+
+        def held() -> bool:
+            with probe.connect() as conn:
+                return other_liveness.held_by(conn, inv.this_owner())
+
+        other_liveness = other.liveness
+        self.assertTrue(held())
+        other.close()           # this test's inventory is still open: still held
+        self.assertTrue(held())
+        self.inv.close()        # the last one: let go
+        self.assertFalse(held())
+
+
+class PostgreSQLLivenessTest(OnServer, Liveness):
+    SERVER = "postgresql"
+
+
+class MySQLLivenessTest(OnServer, Liveness):
+    SERVER = "mysql"
+
+
+def _reap(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()

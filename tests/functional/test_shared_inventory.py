@@ -60,15 +60,18 @@ class OnServerMixin:
 class SharedInventoryTests:
     """Two hosts on one inventory (mixed into a KillTestCase on a server)."""
 
-    def host(self, seed: int, ops: int = OPS, verbs: str | None = None
+    def host(self, name: str, seed: int, ops: int = OPS, verbs: str | None = None
              ) -> subprocess.Popen[str]:
-        """A host: a process running ``ops`` xensm commands on the shared inventory."""
+        """A host: a process running ``ops`` xensm commands on the shared inventory,
+        naming itself ``name`` in the records it owns (XENSM_HOST), so neither
+        host can tell by pid whether the other's process runs."""
         cmd = [sys.executable, "-m", "tests.functional.xensm_host", "--config-file",
                self.conf, "--db-url", self.db_url, "--seed", str(seed), "--ops", str(ops)]
         if verbs:
             cmd += ["--verbs", verbs]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, cwd=ROOT)
+                                text=True, cwd=ROOT,
+                                env=dict(os.environ, **{inventory.HOST_ENV: name}))
         self.addCleanup(_reap, proc)
         return proc
 
@@ -134,7 +137,7 @@ class SharedInventoryTests:
     def test_two_hosts_never_act_on_one_object_at_once(self) -> None:
         for name in ("a", "b"):
             self.j("volume", "create", "--size", "1", "--name", name)
-        one, two = self.host(seed=11), self.host(seed=12)
+        one, two = self.host("host-a", seed=11), self.host("host-b", seed=12)
         ran = {one.pid: self.outcomes(one), two.pid: self.outcomes(two)}
         self.assertEqual(2 * OPS, sum(len(lines) for lines in ran.values()))
         done = [line["verb"] for lines in ran.values() for line in lines
@@ -168,9 +171,9 @@ class SharedInventoryTests:
         self.j("volume", "create", "--size", "1", "--name", "a")
         # XAPI makes the VDI of the victim's 2nd create, then sits on the answer.
         self.control.inject_fault("VDI.create", nth=2, hang=20)
-        victim = self.host(seed=21, ops=OPS)
+        victim = self.host("host-a", seed=21, ops=OPS)
         # The survivor makes volumes only from others: VDI.create is the victim's.
-        survivor = self.host(seed=22, ops=SURVIVOR_OPS,
+        survivor = self.host("host-b", seed=22, ops=SURVIVOR_OPS,
                              verbs="clone,from-snapshot,snapshot,snapshot-delete,revert,"
                                    "delete")
         drv = self.storage()
@@ -179,7 +182,7 @@ class SharedInventoryTests:
             tags = set(self.tagged_vdis(drv).values())
             return [v for v in self.j("volume", "list")
                     if v["status"] == "creating" and v["id"] in tags
-                    and v["owner"].endswith(":%d" % victim.pid)]
+                    and v["owner"] == "host-a:%d" % victim.pid]
 
         self.wait_for("the victim's create to reach XAPI", self.fault_fired)
         (vol,) = self.wait_for("the victim's VDI to be made", doomed)
@@ -193,7 +196,7 @@ class SharedInventoryTests:
         report = self.xensm("reconcile", "--json", expect=None).json
         for finding in report["findings"]:
             self.assertEqual("interrupted", finding["kind"], finding)
-            self.assertIn(":%d" % victim.pid, finding["detail"])
+            self.assertIn("host-a:%d" % victim.pid, finding["detail"])
             self.xensm("%s" % finding["object"], "delete", finding["id"],
                        *(["--cascade"] if finding["object"] == "volume" else []))
         left = self.j("volume", "show", vol["id"])
