@@ -214,24 +214,64 @@ class MySQLSharedInventoryTest(OnServerMixin, SharedInventoryTests,
     SERVER = "mysql"
 
 
-# The SQLite kill tests, on each server.
+# The SQLite kill tests, on each server, the killed xensm as another host.
 
-class PostgreSQLKillAfterTheVdiWasMadeTest(OnServerMixin,
+class KilledOnAnotherHost(OnServerMixin):
+    """The killed ``xensm`` names itself another host (XENSM_HOST), so only the
+    server (its liveness lock gone with its connection) tells this one that
+    it died: its pid means nothing here."""
+
+    HOST = "killed-host"
+
+    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
+        before = os.environ.get(inventory.HOST_ENV)
+        os.environ[inventory.HOST_ENV] = self.HOST
+        try:
+            proc: subprocess.Popen[bytes] = super().spawn(*args)  # type: ignore[misc]
+        finally:
+            if before is None:
+                del os.environ[inventory.HOST_ENV]
+            else:
+                os.environ[inventory.HOST_ENV] = before
+        exited = proc.wait
+
+        def wait(timeout: float | None = None) -> int:
+            # Dead, and the server has seen its connection close (a few ms
+            # later): what another host reads from then on.
+            code = exited(timeout)
+            self.wait_for("the server to drop the liveness lock of %s:%d"
+                          % (self.HOST, proc.pid), lambda: not self.lock_held(proc.pid))
+            return code
+
+        proc.wait = wait  # type: ignore[method-assign]
+        return proc
+
+    def lock_held(self, pid: int) -> bool:
+        inv = inventory.Inventory(self.db_url, create=False)
+        try:
+            assert inv.liveness is not None
+            with inv.engine.connect() as conn:
+                return inv.liveness.held_by(conn, "%s:%d" % (self.HOST, pid))
+        finally:
+            inv.close()
+
+
+class PostgreSQLKillAfterTheVdiWasMadeTest(KilledOnAnotherHost,
                                            test_cli_kill.KillAfterTheVdiWasMadeTest):
     SERVER = "postgresql"
 
 
-class PostgreSQLKillBeforeTheVdiWasMadeTest(OnServerMixin,
+class PostgreSQLKillBeforeTheVdiWasMadeTest(KilledOnAnotherHost,
                                             test_cli_kill.KillBeforeTheVdiWasMadeTest):
     SERVER = "postgresql"
 
 
-class MySQLKillAfterTheVdiWasMadeTest(OnServerMixin,
+class MySQLKillAfterTheVdiWasMadeTest(KilledOnAnotherHost,
                                       test_cli_kill.KillAfterTheVdiWasMadeTest):
     SERVER = "mysql"
 
 
-class MySQLKillBeforeTheVdiWasMadeTest(OnServerMixin,
+class MySQLKillBeforeTheVdiWasMadeTest(KilledOnAnotherHost,
                                        test_cli_kill.KillBeforeTheVdiWasMadeTest):
     SERVER = "mysql"
 
