@@ -7,12 +7,15 @@ and when a missing one skips or fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 
+import fixtures
 import sqlalchemy as sa
 import testtools
 
@@ -232,3 +235,49 @@ def _reap(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.communicate()
+
+
+class MissingServerTest(testtools.TestCase):
+    """A server that does not answer: a skip saying why, or with
+    XENSM_REQUIRE_SERVICES=1 a failure saying the same."""
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.outcome: tuple[str, str] | None = None
+
+        def skipTest(self, why: str) -> None:  # noqa: N802 - unittest's name
+            self.outcome = ("skip", why)
+            raise testtools.TestCase.skipException(why)
+
+        def fail(self, why: str) -> None:
+            self.outcome = ("fail", why)
+            raise AssertionError(why)
+
+        def addCleanup(self, *args: object) -> None:  # noqa: N802 - unittest's name
+            raise AssertionError("no database was made, nothing to clean up")
+
+    def attempt(self, required: str | None) -> tuple[str, str]:
+        closed = socket.socket()
+        closed.bind(("127.0.0.1", 0))      # bound, never listening: refused
+        self.addCleanup(closed.close)
+        self.useFixture(fixtures.MonkeyPatch(
+            "tests.functional.servers.SERVERS",
+            {"postgresql": "postgresql+psycopg2://postgres@127.0.0.1:%d/test"
+                           % closed.getsockname()[1]}))
+        self.useFixture(fixtures.EnvironmentVariable(servers.REQUIRE, required))
+        test = self.Recorder()
+        with contextlib.suppress(testtools.TestCase.skipException, AssertionError):
+            servers.fresh_database(test, "postgresql")
+        assert test.outcome is not None
+        return test.outcome
+
+    def test_skipped_with_the_reason_on_a_laptop(self) -> None:
+        kind, why = self.attempt(None)
+        self.assertEqual("skip", kind)
+        self.assertIn("does not answer", why)
+
+    def test_a_failure_where_the_services_are_required(self) -> None:
+        kind, why = self.attempt("1")
+        self.assertEqual("fail", kind)
+        self.assertIn("does not answer", why)
+        self.assertIn("XENSM_REQUIRE_SERVICES=1", why)
