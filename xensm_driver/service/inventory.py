@@ -693,6 +693,9 @@ class Liveness:
             self._engine = sa.create_engine(self.url, poolclass=pool.NullPool)
             conn = self._engine.connect()
             if self.dialect == "postgresql":
+                # Another holder of this owner's lock can only be a process
+                # of the same name just gone: wait for the server to see it.
+                conn.execute(sa.text("SET lock_timeout = '10s'"))
                 conn.execute(sa.text("SELECT pg_advisory_lock(:key)"),
                              {"key": _owner_key(owner)})
             else:
