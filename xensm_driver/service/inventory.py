@@ -300,7 +300,7 @@ class Inventory:
         for attempt in (1, 2):
             try:
                 with self.session() as sess:
-                    row = sess.get(Backend, name, with_for_update=True)
+                    row = sess.get(Backend, name)
                     if row is None:
                         sess.add(Backend(name=name, sr_type=sr_type, sr_uuid=sr_uuid))
                     elif (row.sr_type, row.sr_uuid) != (sr_type, sr_uuid):
