@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from tests.functional import servers
 from tests.functional import test_cli
 from tests.functional import test_cli_kill
+from tests.functional import test_cli_safety
 from xensm_driver.cmd import xensm
 from xensm_driver.service import inventory
 
@@ -289,3 +290,63 @@ def _reap(proc: subprocess.Popen[str]) -> None:
         proc.kill()
     proc.communicate()
 
+
+
+# The CLI's fault and race tests, on each server.
+
+class CommandsOnServer(OnServerMixin):
+    def test_a_record_left_busy_by_another_host_needs_a_reset(self) -> None:
+        # On a server no reset is needed: the other host's liveness lock
+        # tells whether its process runs.
+        vol = self.j("volume", "create", "--size", "1", "--name", "v")
+        inv = inventory.Inventory(self.db_url)
+        self.addCleanup(inv.close)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, self.db_url, vol["id"]], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            env=dict(os.environ, **{inventory.HOST_ENV: "other-host.example"}))
+        self.addCleanup(_reap, holder)
+        self.assertEqual("claimed", holder.stdout.readline().strip())
+        owner = "other-host.example:%d" % holder.pid
+        report = self.j("reconcile")                 # running elsewhere: wait for it
+        self.assertEqual(["in_progress"], [f["kind"] for f in report["findings"]])
+        result = self.xensm("volume", "delete", "v", expect=xensm.EXIT_REFUSED)
+        self.assertIn("process %s is extending it" % owner, result.err)
+        self.xensm("volume", "reset-state", "v", "--state", "error",
+                   expect=xensm.EXIT_REFUSED)
+        holder.kill()
+        holder.wait()
+        self.wait_for("the server to drop the lock", lambda: "interrupted" in [
+            f["kind"] for f in self.xensm("reconcile", "--json", expect=None).json["findings"]])
+        self.assertIn("extending (interrupted)", self.xensm("volume", "list").out)
+        self.xensm("volume", "delete", "v")
+        self.assertEqual({}, self.tagged_vdis(self.storage()))
+
+
+HOLDER = """
+import sys, time
+from xensm_driver.service import inventory as inv
+from xensm_driver.service.models import Volume
+opened = inv.Inventory(sys.argv[1], create=False)
+opened.claim(Volume, sys.argv[2], "extending", frozenset({"available"}))
+print("claimed", flush=True)
+time.sleep(300)
+"""
+
+
+class PostgreSQLVolumeCommandsTest(CommandsOnServer, test_cli_kill.KillTestCase,
+                                   test_cli.VolumeCommandsTest):
+    SERVER = "postgresql"
+
+
+class MySQLVolumeCommandsTest(CommandsOnServer, test_cli_kill.KillTestCase,
+                              test_cli.VolumeCommandsTest):
+    SERVER = "mysql"
+
+
+class PostgreSQLOneVerbAtATimeTest(OnServerMixin, test_cli_safety.OneVerbAtATimeTest):
+    SERVER = "postgresql"
+
+
+class MySQLOneVerbAtATimeTest(OnServerMixin, test_cli_safety.OneVerbAtATimeTest):
+    SERVER = "mysql"
