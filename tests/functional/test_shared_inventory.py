@@ -34,7 +34,6 @@ import sqlalchemy as sa
 from tests.functional import servers
 from tests.functional import test_cli
 from tests.functional import test_cli_kill
-from tests.functional import test_cli_safety
 from xensm_driver.cmd import xensm
 from xensm_driver.service import inventory
 
@@ -292,7 +291,7 @@ def _reap(proc: subprocess.Popen[str]) -> None:
 
 
 
-# The CLI's fault and race tests, on each server.
+# The CLI's fault tests, on each server (the races are the workload's).
 
 class CommandsOnServer(OnServerMixin):
     def test_a_record_left_busy_by_another_host_needs_a_reset(self) -> None:
@@ -341,12 +340,4 @@ class PostgreSQLVolumeCommandsTest(CommandsOnServer, test_cli_kill.KillTestCase,
 
 class MySQLVolumeCommandsTest(CommandsOnServer, test_cli_kill.KillTestCase,
                               test_cli.VolumeCommandsTest):
-    SERVER = "mysql"
-
-
-class PostgreSQLOneVerbAtATimeTest(OnServerMixin, test_cli_safety.OneVerbAtATimeTest):
-    SERVER = "postgresql"
-
-
-class MySQLOneVerbAtATimeTest(OnServerMixin, test_cli_safety.OneVerbAtATimeTest):
     SERVER = "mysql"
