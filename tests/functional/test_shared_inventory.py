@@ -12,8 +12,9 @@ The row lock itself is shown directly: while another connection holds a
 volume's row (``SELECT ... FOR UPDATE``), a host's delete of that volume
 waits for it, then runs.
 
-The SQLite kill tests run here too, and a host killed in the
-middle of a workload leaves records the survivor and reconcile finish.
+The SQLite kill tests run here too (the killed xensm naming itself
+another host), as do the CLI's fault tests; a host killed in the middle of a
+workload leaves records the survivor and reconcile finish.
 
 Each test gets a fresh database on the server (tests/functional/servers.py:
 skipped, saying why, where the server does not answer; failed instead with
