@@ -132,8 +132,10 @@ class SharedInventoryTests:
                     query = ("SELECT count(*) FROM pg_stat_activity WHERE "
                              "datname = current_database() AND wait_event_type = 'Lock'")
                 else:
-                    query = ("SELECT count(*) FROM information_schema.INNODB_TRX "
-                             "WHERE trx_state = 'LOCK WAIT'")
+                    query = ("SELECT count(*) FROM information_schema.INNODB_TRX t "
+                             "JOIN information_schema.PROCESSLIST p "
+                             "ON p.ID = t.trx_mysql_thread_id WHERE "
+                             "t.trx_state = 'LOCK WAIT' AND p.DB = DATABASE()")
                 return int(conn.execute(sa.text(query)).scalar_one())
         finally:
             engine.dispose()
