@@ -162,17 +162,28 @@ class SharedInventoryTests:
         holder = sa.create_engine(self.db_url)
         self.addCleanup(holder.dispose)
         with holder.connect() as conn:
+            # Another host's claim, not yet committed: its row is locked.
             trans = conn.begin()
-            conn.execute(sa.text("SELECT status FROM volumes WHERE id = :id FOR UPDATE"),
-                         {"id": vol["id"]})
+            conn.execute(sa.text("UPDATE volumes SET status = 'extending', owner = :owner "
+                                 "WHERE id = :id"),
+                         {"owner": inventory.this_owner(), "id": vol["id"]})
             proc = self.spawn("volume", "delete", vol["id"])
             self.wait_for("the delete to wait for the row lock", self.lock_waits)
-            # Waiting, not refused, not done: the claim reads the row under its lock.
             self.assertIsNone(proc.poll())
             self.assertEqual("available", self.j("volume", "show", vol["id"])["status"])
-            trans.rollback()
-        self.assertEqual(0, proc.wait(timeout=60))
-        self.assertEqual("deleted", self.j("volume", "show", vol["id"])["status"])
+            trans.commit()
+        # The delete's claim read the row under its lock, so it saw the
+        # other claim: refused. (A read without the lock would have seen
+        # "available", then overwritten the other claim and deleted.)
+        self.assertEqual(xensm.EXIT_REFUSED, proc.wait(timeout=60))
+        self.assertEqual("extending", self.j("volume", "show", vol["id"])["status"])
+        self.assertEqual({vol["provider_id"]: vol["id"]}, self.tagged_vdis(self.storage()))
+        self.xensm("volume", "reset-state", vol["id"], "--state", "available",
+                   expect=xensm.EXIT_REFUSED)         # its owner (this test) runs
+        with holder.begin() as conn:
+            conn.execute(sa.text("UPDATE volumes SET status = 'available', owner = NULL "
+                                 "WHERE id = :id"), {"id": vol["id"]})
+        self.xensm("volume", "delete", vol["id"])
         self.assertEqual({}, self.tagged_vdis(self.storage()))
 
     def test_a_host_killed_mid_create_leaves_nothing_stuck(self) -> None:
