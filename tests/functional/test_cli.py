@@ -48,10 +48,15 @@ class CliTestCase(base.SimTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.tmp = self.useFixture(fixtures.TempDir()).path
-        self.db_url = "sqlite:///%s" % os.path.join(self.tmp, "inventory.sqlite")
+        self.db_url = self.database_url()
         self.conf = self.write_config(base.backend_ini(self.sim, self.SR_TYPE,
                                                        section=self.SECTION))
         inventory.Inventory(self.db_url).close()     # made, empty: commands may read it
+
+    def database_url(self) -> str:
+        """The inventory's URL: SQLite in the test's directory (the tests on
+        PostgreSQL and MySQL override this)."""
+        return "sqlite:///%s" % os.path.join(self.tmp, "inventory.sqlite")
 
     def write_config(self, ini: str, name: str = "xensm.conf") -> str:
         path = os.path.join(self.tmp, name)

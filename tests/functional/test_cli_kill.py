@@ -98,9 +98,13 @@ class KillAfterTheVdiWasMadeTest(KillTestCase):
 
 
 class KillBeforeTheVdiWasMadeTest(KillTestCase):
+    #: How long after the request XAPI runs it: after the client died, and
+    #: after the test has looked (a slower inventory wants longer).
+    LATENCY = 3
+
     def test_killed_before_xapi_ran_the_call(self) -> None:
-        # The request is in, XAPI runs it 3 s later: after the client died.
-        self.control.inject_fault("VDI.create", latency=3)
+        # The request is in, XAPI runs it LATENCY s later: after the client died.
+        self.control.inject_fault("VDI.create", latency=self.LATENCY)
         vol, _proc = self.kill_create()
         finding = self.interrupted(vol)
         self.assertIsNone(finding["vdi_uuid"])

@@ -15,8 +15,10 @@ steps in :data:`MIGRATIONS`, opening a newer one is refused.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import socket
+import threading
 import uuid as uuidlib
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import orm
+from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine import make_url
@@ -121,17 +124,28 @@ def display_url(url: str) -> str:
         return url.split("@")[-1]
 
 
+#: Overrides the host name in owners (``host:pid``); hosts sharing an
+#: inventory need distinct ones (containers may all be called the same).
+HOST_ENV = "XENSM_HOST"
+
+
+def host_name() -> str:
+    """This host as owners name it: ``$XENSM_HOST``, else the hostname."""
+    return os.environ.get(HOST_ENV, "").strip() or socket.gethostname()
+
+
 def this_owner() -> str:
     """How a busy record names the process working on it."""
-    return "%s:%d" % (socket.gethostname(), os.getpid())
+    return "%s:%d" % (host_name(), os.getpid())
 
 
 def owner_alive(owner: str | None) -> bool | None:
-    """Whether the owning process runs: True/False on this host, None elsewhere."""
+    """Whether the owning process runs: True/False on this host, None elsewhere
+    (see :func:`owner_alive_of`, which can tell for another host too)."""
     if not owner or ":" not in owner:
         return False
     host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname():
+    if host != host_name():
         return None
     try:
         os.kill(int(pid), 0)
@@ -188,15 +202,46 @@ class Inventory:
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
         self._sessions = orm.sessionmaker(self.engine, expire_on_commit=False)
         self.schema_version = self._open(create)
+        #: This process's liveness lock on the server (taken before its
+        #: first claim); None on SQLite, where pids on this host tell.
+        self.liveness: Liveness | None = None
+        if not sqlite:
+            self.liveness = Liveness.of(self.url, self.engine.dialect.name)
+            event.listen(self._sessions, "loaded_as_persistent", self._probe_owner)
 
     def close(self) -> None:
+        if self.liveness is not None:
+            self.liveness.release()
+            self.liveness = None
         self.engine.dispose()
+
+    def _announce(self) -> None:
+        """Hold this process's liveness lock before naming it as an owner."""
+        if self.liveness is not None:
+            try:
+                self.liveness.hold()
+            except sa.exc.SQLAlchemyError as exc:
+                raise InventoryError(url=self.display_url,
+                                     reason="cannot take this process's liveness lock (%s)"
+                                            % str(exc).strip().splitlines()[0]) from None
+
+    def _probe_owner(self, sess: orm.Session, obj: Any) -> None:
+        """As a busy record owned on another host loads: is its process alive?"""
+        owner = getattr(obj, "owner", None)
+        if (self.liveness is None or getattr(obj, "status", None) not in BUSY or not owner
+                or owner_alive(owner) is not None):
+            return
+        with self.engine.connect() as conn:
+            setattr(obj, PROBED, self.liveness.held_by(conn, owner))
 
     # -- schema ---------------------------------------------------------------
 
     def _open(self, create: bool) -> int:
+        """Make or migrate the schema under the schema lock (see :func:`_schema_lock`):
+        hosts starting at once on an empty database make it once."""
         try:
-            with self.engine.begin() as conn:
+            with self.engine.connect() as conn, _schema_lock(conn, self.display_url), \
+                    conn.begin():
                 tables = set(sa.inspect(conn).get_table_names())
                 if models.SchemaVersion.__tablename__ not in tables:
                     if tables & set(models.Base.metadata.tables):
@@ -249,18 +294,33 @@ class Inventory:
         reads that decide a change lock their rows (``SELECT ... FOR
         UPDATE``). Either way a read-check-write is atomic across processes.
         """
-        with self._sessions.begin() as sess:
-            yield sess
+        try:
+            with self._sessions.begin() as sess:
+                yield sess
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            # The server went away, a lock wait timed out, a deadlock: say
+            # which inventory, in one line, rather than a traceback.
+            raise InventoryError(url=self.display_url,
+                                 reason=str(exc.orig or exc).strip().splitlines()[0]
+                                 ) from None
 
     # -- back ends ------------------------------------------------------------
 
     def record_backend(self, name: str, sr_type: str, sr_uuid: str | None) -> None:
-        with self.session() as sess:
-            row = sess.get(Backend, name)
-            if row is None:
-                sess.add(Backend(name=name, sr_type=sr_type, sr_uuid=sr_uuid))
-            elif (row.sr_type, row.sr_uuid) != (sr_type, sr_uuid):
-                row.sr_type, row.sr_uuid = sr_type, sr_uuid
+        for attempt in (1, 2):
+            try:
+                with self.session() as sess:
+                    row = sess.get(Backend, name)
+                    if row is None:
+                        sess.add(Backend(name=name, sr_type=sr_type, sr_uuid=sr_uuid))
+                    elif (row.sr_type, row.sr_uuid) != (sr_type, sr_uuid):
+                        row.sr_type, row.sr_uuid = sr_type, sr_uuid
+                return
+            except sa.exc.IntegrityError:
+                # Another host inserted the row at the same instant (no row
+                # to lock yet): read it again, now it is there.
+                if attempt == 2:
+                    raise
 
     def backends(self) -> list[Backend]:
         with self.session() as sess:
@@ -275,6 +335,8 @@ class Inventory:
 
     def add(self, obj: R) -> R:
         """Insert a new record (its own transaction)."""
+        if obj.owner == this_owner():
+            self._announce()
         with self.session() as sess:
             sess.add(obj)
         return obj
@@ -314,6 +376,7 @@ class Inventory:
         ``check(session, record)`` runs inside that transaction and may
         raise to refuse (e.g. "it has snapshots", read at the same instant).
         """
+        self._announce()
         with self.session() as sess:
             obj = sess.get(cls, obj_id, with_for_update=True)
             if obj is None:
@@ -506,22 +569,41 @@ class Inventory:
         return chain
 
 
+#: The attribute an inventory on a database server sets on a busy record
+#: owned on another host, as it loads it: whether that process still holds
+#: its liveness lock (see :class:`Liveness`).
+PROBED = "_xensm_owner_alive"
+
+
+def owner_alive_of(obj: Record) -> bool | None:
+    """Whether the process named in the record's ``owner`` runs.
+
+    On this host, by its pid. On another host, what the database server
+    said when the record was read (its liveness lock held or not), where
+    the inventory is on PostgreSQL or MySQL; None (unknown) on SQLite.
+    """
+    probed: bool | None = getattr(obj, PROBED, None)
+    if probed is not None:
+        return probed
+    return owner_alive(obj.owner)
+
+
 def effective_status(obj: Record) -> str:
     """The record's status, with a busy state whose process died read as ``error``
     (``available`` when that process only read the object)."""
-    if obj.status in BUSY and owner_alive(obj.owner) is False:
+    if obj.status in BUSY and owner_alive_of(obj) is False:
         return "available" if obj.status in READING else "error"
     return obj.status
 
 
 def interrupted(obj: Record) -> bool:
     """A busy record whose process is gone (killed in the middle of a verb)."""
-    return obj.status in BUSY and owner_alive(obj.owner) is False
+    return obj.status in BUSY and owner_alive_of(obj) is False
 
 
 def owner_note(obj: Record) -> str:
     if obj.status in BUSY:
-        alive = owner_alive(obj.owner)
+        alive = owner_alive_of(obj)
         if alive is False:
             return " (interrupted: process %s is gone while it was %s)" % (
                 obj.owner, obj.status)
@@ -542,6 +624,8 @@ def _detached_copy(obj: R) -> R:
     copy = type(obj)()
     for column in obj.__table__.columns:  # type: ignore[attr-defined]
         setattr(copy, column.key, getattr(obj, column.key))
+    if hasattr(obj, PROBED):
+        setattr(copy, PROBED, getattr(obj, PROBED))
     return copy
 
 
@@ -550,6 +634,178 @@ def _by_status(objs: list[Any]) -> dict[str, int]:
     for obj in objs:
         out[obj.status] = out.get(obj.status, 0) + 1
     return dict(sorted(out.items()))
+
+
+class Liveness:
+    """A process's liveness lock on a database server: held while it may own records.
+
+    A record names the process working on it (``host:pid``). On this host
+    the pid tells whether it still runs; a host sharing the inventory cannot
+    see that pid, so each process holds a lock on the server, on a
+    connection of its own, from before its first claim until it closes the
+    inventory: a PostgreSQL advisory lock (scoped to the database), or a
+    MySQL/MariaDB ``GET_LOCK`` named after the database and the owner. A
+    process that dies loses its connection and with it the lock: at once
+    when it is killed (its socket closes), after TCP keepalive when its
+    host vanished. Another host reads whether the lock is held without
+    taking it (``pg_locks``, ``IS_USED_LOCK``).
+
+    One per URL per process, shared by the process's inventories on it.
+    """
+
+    _held: dict[str, Liveness] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, url: str, dialect: str) -> None:
+        self.url, self.dialect = url, dialect
+        self.users = 0
+        self.owner = ""
+        self._engine: Engine | None = None
+        self._conn: Connection | None = None
+
+    @classmethod
+    def of(cls, url: str, dialect: str) -> Liveness:
+        with cls._guard:
+            live = cls._held.get(url)
+            if live is None:
+                live = cls._held[url] = cls(url, dialect)
+            live.users += 1
+            return live
+
+    def release(self) -> None:
+        with self._guard:
+            self.users -= 1
+            if self.users > 0:
+                return
+            self._held.pop(self.url, None)
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                self._conn.close()
+            self._conn = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def hold(self) -> None:
+        """Take the lock if not held (again, if the server lost it: a restart)."""
+        with self._guard:
+            owner = this_owner()
+            if self._conn is not None and owner == self.owner:
+                try:
+                    if self._held_here(self._conn):
+                        return
+                except sa.exc.SQLAlchemyError:
+                    pass
+            self._drop()
+            self._engine = sa.create_engine(self.url, poolclass=pool.NullPool)
+            conn = self._engine.connect()
+            if self.dialect == "postgresql":
+                # Another holder of this owner's lock can only be a process
+                # of the same name just gone: wait for the server to see it.
+                conn.execute(sa.text("SET lock_timeout = '10s'"))
+                conn.execute(sa.text("SELECT pg_advisory_lock(:key)"),
+                             {"key": _owner_key(owner)})
+            else:
+                got = conn.execute(sa.text("SELECT GET_LOCK(%s, 10)" % _OWNER_LOCK),
+                                   {"owner": owner}).scalar()
+                if got != 1:
+                    conn.close()
+                    raise InventoryError(url=display_url(self.url),
+                                         reason="another process holds the liveness lock "
+                                                "of owner %s" % owner)
+            conn.commit()
+            self._conn, self.owner = conn, owner
+
+    def _held_here(self, conn: Connection) -> bool:
+        """Whether this connection still holds the lock (one round trip)."""
+        if self.dialect == "postgresql":
+            key = _owner_key(self.owner) & 0xFFFFFFFFFFFFFFFF
+            held = conn.execute(sa.text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                "AND granted AND pid = pg_backend_pid() AND classid::text::bigint = :hi "
+                "AND objid::text::bigint = :lo AND objsubid = 1)"),
+                {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalar()
+        else:
+            held = conn.execute(sa.text("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()"
+                                        % _OWNER_LOCK), {"owner": self.owner}).scalar()
+        conn.commit()
+        return bool(held)
+
+    def held_by(self, conn: Connection, owner: str) -> bool:
+        """Whether the process ``owner`` names holds its lock (read, not taken)."""
+        if self.dialect == "postgresql":
+            key = _owner_key(owner) & 0xFFFFFFFFFFFFFFFF
+            held = conn.execute(sa.text(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                "AND granted AND database = (SELECT oid FROM pg_database WHERE "
+                "datname = current_database()) AND classid::text::bigint = :hi "
+                "AND objid::text::bigint = :lo AND objsubid = 1)"),
+                {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalar()
+        else:
+            held = conn.execute(sa.text("SELECT IS_USED_LOCK(%s) IS NOT NULL" % _OWNER_LOCK),
+                                {"owner": owner}).scalar()
+        return bool(held)
+
+
+def _owner_key(owner: str) -> int:
+    """The PostgreSQL advisory lock key (a signed 64-bit integer) of an owner."""
+    digest = hashlib.sha256(("xensm-owner:" + owner).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+#: SQL for the MySQL lock name of ``:owner`` in this database: at most 64
+#: characters, and server-wide, so the database is part of it.
+_OWNER_LOCK = "CONCAT('xensm:', SHA1(CONCAT(DATABASE(), ':', :owner)))"
+
+
+#: How long a host waits for another that is making or migrating the schema.
+SCHEMA_LOCK_TIMEOUT = 60
+
+
+@contextlib.contextmanager
+def _schema_lock(conn: Connection, shown: str) -> Iterator[None]:
+    """Hold the database's xensm schema lock (one host makes or migrates it).
+
+    PostgreSQL: an advisory lock (scoped to the database); MySQL/MariaDB:
+    ``GET_LOCK`` named after the database, released explicitly (it belongs to
+    the connection, which goes back to the pool). SQLite needs none: its
+    ``BEGIN IMMEDIATE`` already serialises.
+    """
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.rollback()
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"),
+                         {"key": SCHEMA_LOCK_KEY})
+            conn.commit()
+    elif dialect in ("mysql", "mariadb"):
+        name = "CONCAT('xensm_schema:', DATABASE())"
+        got = conn.execute(sa.text("SELECT GET_LOCK(%s, :wait)" % name),
+                           {"wait": SCHEMA_LOCK_TIMEOUT}).scalar()
+        conn.commit()
+        if got != 1:
+            raise InventoryError(url=shown, reason="another host held the schema lock "
+                                 "for %d s (making or upgrading the inventory); try again"
+                                 % SCHEMA_LOCK_TIMEOUT)
+        try:
+            yield
+        finally:
+            conn.rollback()
+            conn.execute(sa.text("SELECT RELEASE_LOCK(%s)" % name))
+            conn.commit()
+    else:
+        yield
+
+
+#: PostgreSQL advisory lock key of the schema lock ("xensm" in ASCII).
+SCHEMA_LOCK_KEY = 0x78656E736D
 
 
 def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:

@@ -692,14 +692,16 @@ class Manager:
         """Set a record's status by hand (Cinder's reset-state), storage untouched.
 
         For a record left busy by a process on another host that will not
-        come back: this host cannot tell whether it still runs.
+        come back, where no host can tell whether it still runs (an SQLite
+        file shared between hosts; on PostgreSQL and MySQL its liveness lock
+        tells, and a live owner's record is refused here).
         """
         cls: type[Volume] | type[Snapshot] = Volume if kind == "volume" else Snapshot
         if status not in ("error", "available"):
             raise exception.InvalidInput(reason="reset to error or available, not %r" % status)
         obj = self.inventory.resolve(cls, ref)
-        if obj.status in BUSY and inventory_mod.owner_alive(obj.owner):
-            raise Refused(reason="%s %s is %s by process %s, which is running on this host"
+        if obj.status in BUSY and inventory_mod.owner_alive_of(obj):
+            raise Refused(reason="%s %s is %s by process %s, which is still running"
                                  % (kind, obj.id, obj.status, obj.owner))
         return self.inventory.update(cls, obj.id, status=status, owner=None,
                                      status_reason="reset from %s by %s" % (obj.status,

@@ -205,10 +205,10 @@ def _judge(kind: str, record: Any, found: list[Tagged]) -> list[Finding]:
                                        v.uuid, v.name_label, kind, record.id, status),
                         "remove the tag (xe vdi-param-remove) or the VDI by hand", v.uuid)
                 for v in found]
-    if status in inventory.READING and inventory.owner_alive(record.owner) is False:
+    if status in inventory.READING and inventory.owner_alive_of(record) is False:
         status = "available"     # only read by a process that died: as it was
     if status in inventory.BUSY:
-        alive = inventory.owner_alive(record.owner)
+        alive = inventory.owner_alive_of(record)
         if alive is False:
             return [finding(INTERRUPTED, "recorded as %s by process %s, which is gone; %s"
                                          % (status, record.owner, where),
