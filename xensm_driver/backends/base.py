@@ -42,6 +42,13 @@ GROUP_SNAPSHOT = "group_snapshot"
 SNAPSHOT_OF_SNAPSHOT = "snapshot_of_snapshot"
 VHD_CHAIN = "vhd_chain"
 
+#: How a back end makes a group snapshot consistent -- every volume of the
+#: group as it was at one instant, as a crash or power cut would leave
+#: them (crash consistency: no guest quiescing; XenServer removed VSS
+#: quiescing in 8.1). Back ends declare one in ``GROUP_CONSISTENCY``.
+CONSISTENT_BY_ARRAY = "array"          # one group snapshot on the array
+CONSISTENT_BY_PAUSE = "paused-vms"     # the VMs holding the volumes paused around it
+
 #: The capability each optional verb needs.
 VERB_CAPABILITY: Mapping[str, str] = {
     "create_snapshot": SNAPSHOT,
@@ -167,6 +174,10 @@ class Backend:
     CONFIG_KEYS: ClassVar[tuple[ConfigKey, ...]] = ()
     #: Whether the SR is shared by the pool unless xensm_sr_shared says.
     SHARED: ClassVar[bool] = True
+    #: How the back end makes a group (or VM) snapshot consistent, or None
+    #: when it cannot: then its members are snapshotted one by one, each at
+    #: its own instant (see CONSISTENT_BY_ARRAY, CONSISTENT_BY_PAUSE).
+    GROUP_CONSISTENCY: ClassVar[str | None] = None
 
     def __init__(self, options: config.Options, storage: Storage) -> None:
         self.options = options

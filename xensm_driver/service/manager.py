@@ -807,9 +807,22 @@ class Manager:
                 None, {"id": gsnap.id, "group_id": gsnap.group_id, "name": name},
                 [snapshot_dict(s, by_volume[s.volume_id]) for s in snaps])
         except BaseException as exc:
+            # The back end's verb undid itself; deleting the group snapshot
+            # by its members' identities also finds what a lost answer left,
+            # so the group snapshot is whole or absent, as a generic one is.
+            status = "error"
+            try:
+                drv.delete_group_snapshot(
+                    None, {"id": gsnap.id, "group_id": gsnap.group_id},
+                    [snapshot_dict(s, by_volume[s.volume_id]) for s in snaps])
+                status = "deleted"
+            except Exception as cleanup:  # noqa: BLE001 - the first failure is raised
+                LOG.error("Could not remove what failed group snapshot %s left: %s; "
+                          "'xensm reconcile' reports it", gsnap.id, cleanup)
             for snap in snaps:
-                self.inventory.update(Snapshot, snap.id, status="error", owner=None,
-                                      status_reason=reason(exc))
+                self.inventory.update(Snapshot, snap.id, status=status, owner=None,
+                                      status_reason=reason(exc),
+                                      deleted_at=utcnow() if status == "deleted" else None)
             raise
         updates_by_id = {str(u.get("id")): u for u in updates or []}
         done = []
