@@ -108,7 +108,7 @@ def consistency_requested(group_or_snapshot: Any) -> bool:
     if base.field(group_or_snapshot, "group_type_id") is None:
         return True
     try:
-        from cinder.volume import volume_utils    # only inside cinder-volume
+        from cinder.volume import volume_utils  # only inside cinder-volume
     except ImportError:
         return True
     return bool(volume_utils.is_group_a_cg_snapshot_type(group_or_snapshot))

@@ -27,6 +27,7 @@ from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver.xapi.storage import VDI
 from xensm_driver.xapi.storage import Storage
+from xensm_driver.xapi.vms import VM
 
 ENTRY_POINT_GROUP = "xensm_driver.backends"
 
@@ -228,6 +229,18 @@ class Backend:
     def remove_orphan_snapshot(self, held: Holding) -> str:
         """Remove the array snapshot ``held`` names if it still carries its tag."""
         raise self.refuse("reconcile", "its volumes are not on one SR")
+
+    # -- VMs a group snapshot paused, for reconcile ---------------------------
+
+    def left_paused(self) -> list[VM]:
+        """VMs carrying xensm's pause mark (a group snapshot cut off while
+        they were paused). None unless the back end pauses VMs."""
+        return []
+
+    def finish_left_paused(self, vm: VM, alive: bool) -> str:
+        """Unpause ``vm`` and take its mark off unless its group snapshot is
+        still running (``alive``); what was done."""
+        raise self.refuse("unpause VMs", "it never pauses any")
 
     # -- what every back end implements ---------------------------------------
 

@@ -893,7 +893,7 @@ def cmd_reconcile(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
     reports = [mgr.reconcile(name, delete_orphans=args.delete_orphans, yes=args.yes)
                for name in names]
     unresolved = [f for r in reports for f in r.discrepancies
-                  if not (f.action_taken or "").startswith("deleted")]
+                  if not (f.action_taken or "").startswith(("deleted", "unpaused"))]
 
     def human() -> list[str]:
         lines: list[str] = []

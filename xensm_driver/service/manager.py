@@ -29,6 +29,7 @@ import itertools
 import logging
 import os
 import stat
+import time
 import unicodedata
 import urllib.parse
 from collections.abc import Callable
@@ -62,6 +63,7 @@ from xensm_driver.service.models import Snapshot
 from xensm_driver.service.models import Volume
 from xensm_driver.service.models import utcnow
 from xensm_driver.xapi import transfer
+from xensm_driver.xapi import vms as vms_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -927,8 +929,21 @@ class Manager:
                                  "end now finds SR %s; its records do not describe this SR"
                                  % (self.inventory.display_url, name, recorded.sr_uuid,
                                     sr_uuid))
+        # First what a group snapshot cut off mid-way left: its VMs paused
+        # (unpaused now: that undoes xensm's own step and destroys nothing)
+        # and its partial member snapshots (deleted with --yes).
+        paused = self._left_paused(name, drv)
+        partial = self._partial_group_snapshots(name, drv, delete_orphans and yes)
         vdis = drv.backend.storage.sr_vdis(sr_ref)
         report = reconcile_mod.compare(name, sr_uuid, records, vdis)
+        report.findings[:0] = paused
+        for finding in report.findings:
+            if finding.kind == reconcile_mod.INTERRUPTED and finding.id in partial:
+                finding.action_taken = partial[finding.id]
+            elif finding.kind == reconcile_mod.INTERRUPTED and (
+                    finding.id in self._partial_members(name)) and not yes:
+                finding.action = ("it is a member of a group snapshot cut off mid-way: "
+                                  "'xensm reconcile --delete-orphans --yes' deletes it")
         if delete_orphans:
             for finding in report.findings:
                 if finding.kind != reconcile_mod.ORPHAN_VDI:
@@ -939,6 +954,85 @@ class Manager:
                     finding.action_taken = ("would delete VDI %s (a dry run: add --yes to "
                                             "delete)" % finding.vdi_uuid)
         return report
+
+    def _left_paused(self, name: str, drv: driver_mod.XenAPISMDriver
+                     ) -> list[reconcile_mod.Finding]:
+        """VMs carrying the pause mark of a group snapshot of back end
+        ``name``: unpaused and unmarked when that group snapshot is not
+        running in a live process (this inventory says so), else reported.
+        1 call (every VM record), +2 per VM unpaused."""
+        backend = drv.backend
+        findings = []
+        for vm in backend.left_paused():
+            mark = vm.paused_by
+            if mark is None or mark.backend != name:
+                continue
+            try:
+                gsnap: GroupSnapshot | None = self.inventory.get(
+                    GroupSnapshot, mark.group_snapshot_id)
+            except NotInInventory:
+                gsnap = None
+            finding = reconcile_mod.Finding(
+                reconcile_mod.PAUSED_VM, "vm", vm.uuid, None,
+                gsnap.status if gsnap else None,
+                "VM %s (%s) is %s and carries the pause mark of group snapshot %s "
+                "(since %s)" % (vm.uuid, vm.name_label, vm.power_state.lower(),
+                                mark.group_snapshot_id, _stamp(mark.since)),
+                "none: reconcile unpauses it once that group snapshot is not running")
+            if gsnap is None:
+                finding.action = ("this inventory does not know group snapshot %s (Cinder "
+                                  "or another inventory?): once it is not running, 'xe "
+                                  "vm-unpause uuid=%s' and remove other-config:%s"
+                                  % (mark.group_snapshot_id, vm.uuid, vms_mod.PAUSED_BY_KEY))
+            else:
+                alive = gsnap.status in inventory_mod.BUSY and \
+                    inventory_mod.owner_alive(gsnap.owner) is not False
+                try:
+                    finding.action_taken = backend.finish_left_paused(vm, alive)
+                except exception.XensmError as exc:
+                    finding.action_taken = "not unpaused: %s" % reason(exc)
+            findings.append(finding)
+        return findings
+
+    def _partial_members(self, name: str) -> set[str]:
+        """Member snapshots of group snapshots of ``name`` left busy by a
+        process that died."""
+        members: set[str] = set()
+        for group in self.inventory.groups(backend=name, include_gone=True):
+            for gsnap in self.inventory.group_snapshots(group.id):
+                if inventory_mod.interrupted(gsnap):
+                    members.update(s.id for s in self.inventory.snapshots(
+                        group_snapshot_id=gsnap.id))
+        return members
+
+    def _partial_group_snapshots(self, name: str, drv: driver_mod.XenAPISMDriver,
+                                 delete: bool) -> dict[str, str]:
+        """With ``delete``, remove every group snapshot of ``name`` a dead
+        process left half made: each member snapshot through the driver's
+        delete (which finds copies by their making mark), then the record.
+        What was done, by member snapshot id."""
+        done: dict[str, str] = {}
+        if not delete:
+            return done
+        for group in self.inventory.groups(backend=name, include_gone=True):
+            for gsnap in self.inventory.group_snapshots(group.id):
+                if not inventory_mod.interrupted(gsnap):
+                    continue
+                for snap in self.inventory.snapshots(group_snapshot_id=gsnap.id):
+                    vol = self.inventory.get(Volume, snap.volume_id)
+                    try:
+                        drv.delete_snapshot(snapshot_dict(snap, vol))
+                    except exception.XensmError as exc:
+                        done[snap.id] = "not deleted: %s" % reason(exc)
+                        continue
+                    self.inventory.update(Snapshot, snap.id, status="deleted", owner=None,
+                                          deleted_at=utcnow())
+                    done[snap.id] = "deleted (a member of group snapshot %s, cut off " \
+                                    "mid-way)" % gsnap.id
+                self.inventory.update(GroupSnapshot, gsnap.id, status="deleted", owner=None,
+                                      deleted_at=utcnow(),
+                                      status_reason="cut off mid-way; removed by reconcile")
+        return done
 
     def _reconcile_holdings(self, name: str, drv: driver_mod.XenAPISMDriver,
                             records: list[Record], delete_orphans: bool,
@@ -1039,6 +1133,10 @@ class Manager:
         if backend.attached(vdi):
             return "VDI %s is attached to a VM" % vdi.uuid
         return None
+
+
+def _stamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def _no_snapshots(sess: orm.Session, vol: Volume) -> None:

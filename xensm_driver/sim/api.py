@@ -2744,7 +2744,7 @@ class Xapi:
             for _vbd, vrec in snap_disks:
                 clones.append((vrec, self._snapshot(vrec['VDI'], clone=True)))
             with self.lock:
-                for vbd, vrec in self._vm_disks(vm):
+                for _vbd, vrec in self._vm_disks(vm):
                     if vrec['currently_attached']:
                         raise XapiError('VDI_IN_USE', vrec['VDI'], 'destroy')
                 for vbd, vrec in self._vm_disks(vm):

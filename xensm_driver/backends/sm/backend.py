@@ -24,9 +24,11 @@ from xensm_driver.backends.sm import flows
 from xensm_driver.flows import engine
 from xensm_driver.flows import target as targets
 from xensm_driver.flows import vdi as vdis
+from xensm_driver.flows import vms as vms_flows
 from xensm_driver.flows.target import SRTarget
 from xensm_driver.xapi.storage import SR
 from xensm_driver.xapi.storage import VDI
+from xensm_driver.xapi.vms import VM
 
 LOG = logging.getLogger(__name__)
 
@@ -340,6 +342,14 @@ class SRBackend(base.Backend):
                     **identity.model_update(self.sr.uuid, result["vdi_%d" % i].uuid)}
                    for i, snap in enumerate(snapshots)]
         return {"status": "available"}, updates
+
+    def left_paused(self) -> list[VM]:
+        """VMs carrying xensm's pause mark. 1 call (every VM record)."""
+        return self.storage.vms.marked_paused()
+
+    def finish_left_paused(self, vm: VM, alive: bool) -> str:
+        """See flows.vms.finish_left_paused. 1-2 calls."""
+        return vms_flows.finish_left_paused(self.target, vm, alive)
 
     def delete_group_snapshot(self, group_snapshot: Any,
                               snapshots: list[SnapshotSpec]) -> tuple[Any, Any]:
