@@ -32,6 +32,7 @@ import stat
 import time
 import unicodedata
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import IO
@@ -60,6 +61,7 @@ from xensm_driver.service.models import Group
 from xensm_driver.service.models import GroupSnapshot
 from xensm_driver.service.models import Record
 from xensm_driver.service.models import Snapshot
+from xensm_driver.service.models import VMSnapshot
 from xensm_driver.service.models import Volume
 from xensm_driver.service.models import utcnow
 from xensm_driver.xapi import transfer
@@ -285,6 +287,7 @@ class Manager:
                 "shared": sr.shared},
             "storage_protocol": backend.STORAGE_PROTOCOL,
             "capabilities": capabilities,
+            "group_consistency": backend.GROUP_CONSISTENCY,
             "total_capacity_gb": stats.get("total_capacity_gb"),
             "free_capacity_gb": stats.get("free_capacity_gb"),
             "provisioned_capacity_gb": stats.get("provisioned_capacity_gb"),
@@ -898,6 +901,212 @@ class Manager:
             drv.delete_group_snapshot(None, {"id": gsnap.id, "provider_id": gsnap.provider_id},
                                       [])
         self.inventory.update(GroupSnapshot, gsnap.id, status="deleted", deleted_at=utcnow())
+
+    # -- VM snapshots ---------------------------------------------------------
+    # A VM snapshot is a snapshot of every xensm volume the VM holds, taken
+    # per back end as consistently as that back end can (GROUP_CONSISTENCY):
+    # one array group snapshot on SolidFire, the VM paused around the
+    # per-VDI snapshots on SM SRs. Each back end's share is one instant;
+    # a VM whose volumes span back ends gets one instant per back end.
+
+    def find_vm(self, ref: str) -> tuple[str, Any]:
+        """The guest ``ref`` names (uuid or name label) on the pool of a
+        configured back end: ``(back end, VM)``. 1 call per back end tried."""
+        seen: dict[str, Any] = {}
+        for name in self.backends:
+            for vm in self.driver(name).backend.storage.vms.find(ref):
+                seen.setdefault(vm.uuid, (name, vm))
+            if seen:
+                break
+        if not seen:
+            raise NotInInventory(kind="VM", name=ref)
+        if len(seen) > 1:
+            raise Refused(reason="%d VMs are named %r (%s); use the uuid" % (
+                len(seen), ref, ", ".join(sorted(seen))))
+        return next(iter(seen.values()))
+
+    def _vm_volumes(self, backend: str, vm: Any) -> tuple[list[tuple[Volume, Any]], list[str]]:
+        """The VM's disks that are xensm volumes, with their VBDs, and the
+        uuids of the disks that are not. 1 call + 1 per disk."""
+        storage = self.driver(backend).backend.storage
+        members, skipped = [], []
+        for vbd in storage.vms.vbds_of_vm(vm.ref):
+            if vbd.type != "Disk" or vbd.empty:
+                continue
+            vdi = storage.get_vdi(vbd.vdi)
+            vol = self.inventory.volume_by_provider_id(vdi.uuid)
+            if vol is None:
+                skipped.append(vdi.uuid)
+            else:
+                members.append((vol, vbd))
+        return members, skipped
+
+    def snapshot_vm(self, ref: str, name: str = "") -> tuple[VMSnapshot, list[Snapshot]]:
+        """Snapshot every xensm volume of the VM, back end by back end."""
+        name = check_name(name, "VM snapshot")
+        home, vm = self.find_vm(ref)
+        members, skipped = self._vm_volumes(home, vm)
+        if not members:
+            raise Refused(reason="VM %s (%s) holds no xensm volume%s" % (
+                vm.uuid, vm.name_label,
+                " (its disks %s are not in this inventory)" % ", ".join(skipped)
+                if skipped else ""))
+        for vol, _vbd in members:
+            self._require_status(vol, AVAILABLE, "volume", "a VM snapshot")
+        by_backend: dict[str, list[tuple[Volume, Any]]] = {}
+        for vol, vbd in members:
+            by_backend.setdefault(vol.backend, []).append((vol, vbd))
+        drivers = {b: self._making(b) for b in sorted(by_backend)}
+        vmsnap = VMSnapshot(
+            id=new_id(), name=name, vm_uuid=vm.uuid, vm_name=vm.name_label,
+            status="creating", owner=this_owner(), skipped=" ".join(skipped),
+            consistency=", ".join("%s: %s" % (b, d.backend.GROUP_CONSISTENCY or "none")
+                                  for b, d in drivers.items()))
+        self.inventory.add(vmsnap)
+        made: list[Snapshot] = []
+        try:
+            for backend, share in sorted(by_backend.items()):
+                made += self._vm_share(drivers[backend], vmsnap, share, name)
+        except BaseException as exc:
+            self._drop_vm_snapshot(vmsnap)
+            self.inventory.update(VMSnapshot, vmsnap.id, status="error", owner=None,
+                                  status_reason=reason(exc))
+            raise
+        vmsnap = self.inventory.update(VMSnapshot, vmsnap.id, status="available", owner=None)
+        return vmsnap, made
+
+    @staticmethod
+    def vm_share_id(vm_snapshot_id: str, backend: str) -> str:
+        """The group snapshot id a back end's share of a VM snapshot goes by
+        (an array group snapshot is named and tagged with it)."""
+        return str(uuid.uuid5(uuid.UUID(vm_snapshot_id), backend))
+
+    def _vm_share(self, drv: driver_mod.XenAPISMDriver, vmsnap: VMSnapshot,
+                  share: list[tuple[Volume, Any]], name: str) -> list[Snapshot]:
+        """One back end's share of a VM snapshot: one consistent group
+        snapshot where the back end can, else volume by volume."""
+        with contextlib.ExitStack() as held:
+            vols = [held.enter_context(self._reading(Volume, v.id, "snapshotting"))
+                    for v, _ in share]
+            devices = {v.id: vbd.userdevice for v, vbd in share}
+            snaps = [Snapshot(id=new_id(), backend=v.backend, volume_id=v.id, name=name,
+                              volume_size_gb=v.size_gb, vm_snapshot_id=vmsnap.id,
+                              vm_userdevice=devices[v.id], status="creating",
+                              owner=this_owner()) for v in vols]
+            for snap in snaps:
+                self.inventory.add(snap)
+            by_volume = {v.id: v for v in vols}
+            dicts = [snapshot_dict(s, by_volume[s.volume_id]) for s in snaps]
+            try:
+                if drv.backend.GROUP_CONSISTENCY:
+                    _model, updates = drv.create_group_snapshot(
+                        None, {"id": self.vm_share_id(vmsnap.id, drv.backend.name)}, dicts)
+                else:
+                    updates = []
+                    for item in dicts:
+                        updates.append(dict(drv.create_snapshot(item) or {}, id=item["id"]))
+            except BaseException as exc:
+                for snap in snaps:
+                    self.inventory.update(Snapshot, snap.id, status="error", owner=None,
+                                          status_reason=reason(exc))
+                raise
+            by_id = {str(u.get("id")): u for u in updates or []}
+            return [self.inventory.update(
+                Snapshot, s.id, status="available", owner=None,
+                provider_id=by_id.get(s.id, {}).get("provider_id"),
+                provider_location=by_id.get(s.id, {}).get("provider_location"))
+                for s in snaps]
+
+    def _drop_vm_snapshot(self, vmsnap: VMSnapshot) -> None:
+        """Delete every member snapshot of a VM snapshot, back end by back end
+        (a failed one's too: deleting by identity finds what a lost answer left)."""
+        members = self.inventory.vm_snapshot_members(vmsnap.id)
+        by_backend: dict[str, list[Snapshot]] = {}
+        for snap in members:
+            by_backend.setdefault(snap.backend, []).append(snap)
+        for backend, snaps in sorted(by_backend.items()):
+            drv = self.driver(backend)
+            dicts = [snapshot_dict(s, self.inventory.get(Volume, s.volume_id)) for s in snaps]
+            try:
+                if drv.backend.GROUP_CONSISTENCY:
+                    drv.delete_group_snapshot(
+                        None, {"id": self.vm_share_id(vmsnap.id, backend)}, dicts)
+                else:
+                    for item in dicts:
+                        drv.delete_snapshot(item)
+            except exception.XensmError as exc:
+                LOG.error("Could not delete the snapshots of VM snapshot %s on back end "
+                          "%s: %s; 'xensm reconcile' reports them", vmsnap.id, backend, exc)
+                for snap in snaps:
+                    self.inventory.update(Snapshot, snap.id, status="error_deleting",
+                                          owner=None, status_reason=reason(exc))
+                continue
+            for snap in snaps:
+                self.inventory.update(Snapshot, snap.id, status="deleted", owner=None,
+                                      deleted_at=utcnow())
+
+    def vm_snapshot(self, ref: str, include_gone: bool = False) -> VMSnapshot:
+        return self.inventory.resolve(VMSnapshot, ref, include_gone=include_gone)
+
+    def vm_snapshots(self, vm: str | None = None) -> list[VMSnapshot]:
+        vm_uuid = None
+        if vm:
+            known = {s.vm_uuid for s in self.inventory.vm_snapshots()
+                     if vm in (s.vm_uuid, s.vm_name)}
+            vm_uuid = next(iter(known)) if len(known) == 1 else self.find_vm(vm)[1].uuid
+        return self.inventory.vm_snapshots(vm_uuid=vm_uuid)
+
+    def delete_vm_snapshot(self, ref: str) -> VMSnapshot:
+        vmsnap = self.vm_snapshot(ref)
+        self._act(VMSnapshot, vmsnap.id, "deleting", DELETABLE,
+                  lambda v: self._drop_vm_snapshot(v), fail="error_deleting", done="deleted")
+        left = [s.id for s in self.inventory.vm_snapshot_members(vmsnap.id)]
+        if left:
+            self.inventory.update(VMSnapshot, vmsnap.id, status="error_deleting",
+                                  status_reason="snapshots %s were not deleted"
+                                                % ", ".join(left))
+        return self.inventory.get(VMSnapshot, vmsnap.id)
+
+    def revert_vm(self, ref: str) -> tuple[VMSnapshot, list[Volume]]:
+        """Put every member volume back to the VM snapshot; the VM must be halted.
+
+        Each volume is reverted as ``volume revert`` does it. On SM SRs that
+        swaps in a new VDI, and XAPI's VDI.destroy of the old one destroys
+        its VBD (xen-api xapi_vdi.ml destroy), so the new VDI is plugged back
+        into the VM where the old one was (the VBD's userdevice, mode and
+        bootable flag), as XAPI's own VM.revert does. A member volume no
+        longer held by the VM is reverted and left detached; a volume the VM
+        gained since the snapshot is left as it is.
+        """
+        vmsnap = self.vm_snapshot(ref)
+        self._require_status(vmsnap, AVAILABLE, "VM snapshot", "a revert")
+        members = self.inventory.vm_snapshot_members(vmsnap.id)
+        home, vm = self.find_vm(vmsnap.vm_uuid)
+        storage = self.driver(home).backend.storage
+        if vm.power_state != "Halted":
+            raise Refused(reason="VM %s (%s) is %s; shut it down first (xe vm-shutdown): a "
+                                 "revert needs it halted, as XAPI's own VM.revert leaves it"
+                          % (vm.uuid, vm.name_label, vm.power_state.lower()))
+        missing = [s.id for s in members if s.status != "available"]
+        if missing or not members:
+            raise Refused(reason="VM snapshot %s is incomplete (snapshots %s are not "
+                                 "available)" % (vmsnap.id, ", ".join(missing) or "none"))
+        reverted = []
+        for snap in members:
+            vol = self.inventory.get(Volume, snap.volume_id)
+            held = [b for b in storage.vms.vbds_of_vm(vm.ref)
+                    if b.type == "Disk" and not b.empty
+                    and storage.get_vdi(b.vdi).uuid == vol.provider_id]
+            vol, _snap = self.revert_volume(vol.id, snap.id)
+            drv = self.driver(vol.backend)
+            new_vdi = drv.backend.storage.vdi_by_uuid(vol.provider_id or "")
+            if new_vdi is not None:
+                for vbd in held:
+                    if vbd.vdi != new_vdi.ref and not new_vdi.vbds:
+                        storage.vms.create_vbd(vm.ref, new_vdi.ref, vbd.userdevice,
+                                               mode=vbd.mode, bootable=vbd.bootable)
+            reverted.append(vol)
+        return self.inventory.get(VMSnapshot, vmsnap.id), reverted
 
     # -- reconcile ------------------------------------------------------------
 

@@ -57,13 +57,17 @@ class VBD:
     userdevice: str
     currently_attached: bool
     type: str
+    mode: str = "RW"
+    bootable: bool = False
+    empty: bool = False
 
     @classmethod
     def from_xapi(cls, ref: str, rec: Mapping[str, Any]) -> VBD:
         return cls(ref=ref, vm=rec.get("VM", ""), vdi=rec.get("VDI", ""),
                    userdevice=str(rec.get("userdevice", "")),
                    currently_attached=bool(rec.get("currently_attached")),
-                   type=rec.get("type", "Disk"))
+                   type=rec.get("type", "Disk"), mode=rec.get("mode", "RW"),
+                   bootable=bool(rec.get("bootable")), empty=bool(rec.get("empty")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +113,14 @@ class VMs:
                                  'field "VM"=%s' % _quote(vm_ref), obj=vm_ref)
         return sorted((VBD.from_xapi(r, rec) for r, rec in records.items()),
                       key=lambda b: b.userdevice)
+
+    def create_vbd(self, vm_ref: str, vdi_ref: str, userdevice: str, *, mode: str = "RW",
+                   bootable: bool = False) -> str:
+        """A (detached) disk VBD of the VM on the VDI. 1 call."""
+        return str(self.pool.call("VBD.create", {
+            "VM": vm_ref, "VDI": vdi_ref, "userdevice": userdevice, "bootable": bootable,
+            "mode": mode, "type": "Disk", "empty": False, "other_config": {},
+            "qos_algorithm_type": "", "qos_algorithm_params": {}}, obj=vm_ref))
 
     def get(self, vm_ref: str) -> VM:
         """The VM record. 1 call."""
