@@ -319,8 +319,9 @@ class SRBackend(base.Backend):
         volumes are paused (VM.pause) around the per-VDI snapshots, and
         unpaused even when a snapshot fails (flows.group_snapshot). Crash
         consistency, as a power cut would leave the disks: no guest
-        quiescing. With N members held by M running VMs: 6N + 5M + 1
-        calls (+1 when a member has a VHD parent, +1 when any has a VBD)."""
+        quiescing. With N members held by M running VMs: 6N + 5M + 2
+        calls (1 fewer when no member has a VBD, 1 more when one has a VHD
+        parent)."""
         if not snapshots:
             return {"status": "available"}, []
         group_id = str(base.field(group_snapshot, "id"))
