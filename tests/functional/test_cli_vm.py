@@ -116,3 +116,54 @@ class VMSnapshotTest(test_cli.CliTestCase):
         err = self.xensm("vm", "snapshot", "web", expect=xensm.EXIT_REFUSED).err
         self.assertIn("holds no xensm volume", err)
         self.xensm("vm", "snapshot", "nope", expect=xensm.EXIT_NOT_FOUND)
+
+
+class MixedBackendsVMSnapshotTest(test_cli.CliTestCase):
+    """A VM with a volume on an nfs SR and one on SolidFire: each back end
+    takes its share its own way (the VM paused; one array group snapshot)."""
+
+    SIM_KWARGS = {"solidfire": True, "supplemental_packs": ("relvmoiscsi",)}
+
+    def setUp(self) -> None:
+        super().setUp()
+        from tests.functional import base
+        self.conf = self.write_config(
+            base.backend_ini(self.sim, "nfs", section="xs") + "\n"
+            + base.backend_ini(self.sim, "solidfire", section="sf"), "mixed.conf")
+        self.drv = self.storage()
+        self.pool = self.drv.pool
+
+    def test_each_back_end_takes_its_share(self) -> None:
+        a = self.j("volume", "create", "--size", "1", "--name", "a", "--backend", "xs")
+        b = self.j("volume", "create", "--size", "1", "--name", "b", "--backend", "sf")
+        vm = self.pool.call("VM.create", {"name_label": "mixed"})
+        for i, vol in enumerate((a, b)):
+            ref = self.pool.call("VDI.get_by_uuid", vol["provider_id"])
+            self.pool.call("VBD.create", {
+                "VM": vm, "VDI": ref, "userdevice": str(i), "bootable": False,
+                "mode": "RW", "type": "Disk", "empty": False, "other_config": {},
+                "qos_algorithm_type": "", "qos_algorithm_params": {}})
+        self.pool.call("VM.start", vm, False, False)
+        vm_uuid = self.pool.call("VM.get_uuid", vm)
+        for vol in (a, b):
+            self.control.guest_write(vm_uuid, vol["provider_id"], 0, b"before")
+        self.control.reset_calls()
+        made = self.j("vm", "snapshot", "mixed")
+        self.assertEqual("sf: array, xs: paused-vms", made["consistency"])
+        self.assertEqual(1, self.control.calls().get("VM.pause"))
+        by_backend = {s["backend"]: s for s in made["snapshots"]}
+        self.assertEqual({"xs", "sf"}, set(by_backend))
+        for vol in (a, b):
+            self.control.guest_write(vm_uuid, vol["provider_id"], 0, b"after!")
+        self.pool.call("VM.clean_shutdown", vm)
+        reverted = {v["name"]: v for v in self.j("vm", "revert", made["id"])["volumes"]}
+        self.assertEqual(b["provider_id"], reverted["b"]["provider_id"])   # in place
+        disks = {}
+        for vbd in self.pool.call("VM.get_VBDs", vm):
+            rec = self.pool.call("VBD.get_record", vbd)
+            disks[rec["userdevice"]] = self.pool.call("VDI.get_uuid", rec["VDI"])
+        self.assertEqual({"0": reverted["a"]["provider_id"], "1": b["provider_id"]}, disks)
+        for name in ("a", "b"):
+            self.assertEqual(b"before", self.content(name, 6))
+        self.assertEqual("deleted", self.j("vm", "delete", made["id"])["status"])
+        self.assertEqual([], self.j("snapshot", "list"))
