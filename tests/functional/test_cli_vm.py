@@ -108,6 +108,34 @@ class VMSnapshotTest(test_cli.CliTestCase):
         self.assertEqual(["error"] * 3, [v["status"] for v in self.j("vm", "list")])
         self.assertEqual([], [s for s in self.j("snapshot", "list")])
 
+    def test_a_failure_at_every_xapi_call_of_vm_snapshot(self) -> None:
+        vols = [self.j("volume", "create", "--size", "1", "--name", n) for n in ("a", "b")]
+        vm = self.guest(vols)
+        before = self.tagged_vdis(self.drv)
+        self.control.reset_calls()
+        made = self.j("vm", "snapshot", "web")
+        sequence = self.control.calls()
+        self.xensm("vm", "delete", made["id"])
+        steps = [(m, n) for m, c in sorted(sequence.items())
+                 if not m.startswith(("session.", "http:")) for n in range(1, c + 1)]
+        self.assertGreaterEqual(len(steps), 19)
+        failed = 0
+        for method, nth in steps:
+            self.control.clear_faults()
+            self.control.inject_fault(method, error=INJECTED, nth=nth)
+            result = self.xensm("vm", "snapshot", "web", "--json", expect=None)
+            self.control.clear_faults()
+            if result.code == 0:        # the fault hit a call that was retried
+                self.xensm("vm", "delete", result.json["id"])
+            else:
+                failed += 1
+            self.assertEqual("Running", self.pool.call("VM.get_power_state", vm),
+                             "%s #%d" % (method, nth))
+            self.assertNotIn(PAUSED_BY_KEY, self.pool.call("VM.get_other_config", vm))
+            self.assertEqual(before, self.tagged_vdis(self.drv), "%s #%d" % (method, nth))
+            self.assertEqual([], self.j("snapshot", "list"), "%s #%d" % (method, nth))
+        self.assertGreater(failed, len(steps) // 2)
+
     def test_a_vm_without_xensm_volumes_is_refused(self) -> None:
         other = self.drv.backend.storage.create_vdi(self.drv.backend.sr_ref, 1 << 30,
                                                     "os-disk", {})
