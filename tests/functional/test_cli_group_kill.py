@@ -75,3 +75,35 @@ class KillGroupSnapshotTest(test_cli_kill.KillTestCase):
         self.control.clear_faults()
         self.assertEqual(2, len(self.j("group", "snapshot", "g")["snapshots"]))
         self.assertEqual("Running", pool.call("VM.get_power_state", vm))
+
+    def test_vm_snapshot_killed_while_paused(self) -> None:
+        vols = [self.j("volume", "create", "--size", "1", "--name", n) for n in "ab"]
+        drv = self.storage()
+        pool = drv.pool
+        vm = self.guest(drv, vols)
+        before = self.tagged_vdis(drv)
+        self.control.inject_fault("VDI.snapshot", hang=30, nth=2)
+        proc = self.spawn("vm", "snapshot", "guest")
+        self.wait_for("the second snapshot", self.fault_fired)
+        self.assertEqual("Paused", pool.call("VM.get_power_state", vm))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        (vmsnap,) = self.j("vm", "list")
+        self.assertEqual("creating", vmsnap["status"])
+        self.assertIn("interrupted", self.xensm("vm", "list").out)
+
+        report = self.xensm("reconcile", "--json", expect=xensm.EXIT_DRIFT).json
+        paused = [f for f in report["findings"] if f["kind"] == "paused_vm"]
+        self.assertEqual(1, len(paused))
+        self.assertIn("unpaused VM", paused[0]["action_taken"])
+        self.assertEqual("Running", pool.call("VM.get_power_state", vm))
+        self.assertNotIn(PAUSED_BY_KEY, pool.call("VM.get_other_config", vm))
+
+        self.xensm("reconcile", "--delete-orphans", "--yes", expect=None)
+        self.assertEqual(before, self.tagged_vdis(drv))
+        self.assertEqual(xensm.EXIT_OK, self.xensm("reconcile").code)
+        self.assertEqual([], self.j("vm", "list"))         # deleted: listed no more
+        self.assertEqual([], self.j("snapshot", "list"))
+        self.control.clear_faults()
+        self.assertEqual("available", self.j("vm", "snapshot", "guest")["status"])
+        self.assertEqual("Running", pool.call("VM.get_power_state", vm))

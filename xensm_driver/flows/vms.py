@@ -43,8 +43,8 @@ LOG = logging.getLogger(__name__)
 
 def holders(target: Target, vdi_refs: Iterable[str], vbd_refs: Iterable[str]) -> list[VM]:
     """The running guests that hold any of these VDIs attached, which a
-    consistent group snapshot pauses. A VM already paused takes no I/O and
-    is left as it is; a disk plugged into a control domain (a transfer, a
+    consistent group snapshot pauses. A VM already paused (not by xensm)
+    takes no I/O and is left as it is; a disk plugged into a control domain (a transfer, a
     tool) cannot be paused and is logged. 0 calls when the VDIs have no
     VBD, else 1 + 1 per VM."""
     if not list(vbd_refs):
@@ -62,7 +62,11 @@ def holders(target: Target, vdi_refs: Iterable[str], vbd_refs: Iterable[str]) ->
                         "(a transfer?); it cannot be paused, so writes through it are "
                         "not held for the group snapshot.", vm.name_label)
             continue
-        if vm.power_state == "Running":
+        # A VM another group snapshot holds paused is one too: MarkVmTask
+        # waits for that one to unpause it, so it cannot unpause it in the
+        # middle of this one. A VM paused by somebody else stays as it is.
+        if vm.power_state == "Running" or (vm.power_state == "Paused"
+                                           and vm.paused_by is not None):
             found.append(vm)
     return found
 

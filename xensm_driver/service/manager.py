@@ -1176,11 +1176,7 @@ class Manager:
             mark = vm.paused_by
             if mark is None or mark.backend != name:
                 continue
-            try:
-                gsnap: GroupSnapshot | None = self.inventory.get(
-                    GroupSnapshot, mark.group_snapshot_id)
-            except NotInInventory:
-                gsnap = None
+            gsnap = self._pausing_record(name, mark.group_snapshot_id)
             finding = reconcile_mod.Finding(
                 reconcile_mod.PAUSED_VM, "vm", vm.uuid, None,
                 gsnap.status if gsnap else None,
@@ -1203,16 +1199,41 @@ class Manager:
             findings.append(finding)
         return findings
 
+    def _pausing_record(self, name: str, pause_id: str) -> GroupSnapshot | VMSnapshot | None:
+        """The group snapshot, or VM snapshot (by its share on back end
+        ``name``), that a pause mark names; None when this inventory has none."""
+        try:
+            return self.inventory.get(GroupSnapshot, pause_id)
+        except NotInInventory:
+            pass
+        for vmsnap in self.inventory.vm_snapshots(include_gone=True):
+            if self.vm_share_id(vmsnap.id, name) == pause_id:
+                return vmsnap
+        return None
+
+    def _interrupted_snapshots(self, name: str) -> list[GroupSnapshot | VMSnapshot]:
+        """Group and VM snapshots with members on back end ``name`` that a
+        process which died left busy."""
+        found: list[GroupSnapshot | VMSnapshot] = []
+        for group in self.inventory.groups(backend=name, include_gone=True):
+            found += [g for g in self.inventory.group_snapshots(group.id)
+                      if inventory_mod.interrupted(g)]
+        for vmsnap in self.inventory.vm_snapshots():
+            if inventory_mod.interrupted(vmsnap) and any(
+                    s.backend == name for s in self.inventory.vm_snapshot_members(vmsnap.id)):
+                found.append(vmsnap)
+        return found
+
+    def _members_of(self, record: GroupSnapshot | VMSnapshot) -> list[Snapshot]:
+        if isinstance(record, VMSnapshot):
+            return self.inventory.vm_snapshot_members(record.id)
+        return self.inventory.snapshots(group_snapshot_id=record.id)
+
     def _partial_members(self, name: str) -> set[str]:
         """Member snapshots of group snapshots of ``name`` left busy by a
         process that died."""
-        members: set[str] = set()
-        for group in self.inventory.groups(backend=name, include_gone=True):
-            for gsnap in self.inventory.group_snapshots(group.id):
-                if inventory_mod.interrupted(gsnap):
-                    members.update(s.id for s in self.inventory.snapshots(
-                        group_snapshot_id=gsnap.id))
-        return members
+        return {s.id for record in self._interrupted_snapshots(name)
+                for s in self._members_of(record) if s.backend == name}
 
     def _partial_group_snapshots(self, name: str, drv: driver_mod.XenAPISMDriver,
                                  delete: bool) -> dict[str, str]:
@@ -1223,22 +1244,26 @@ class Manager:
         done: dict[str, str] = {}
         if not delete:
             return done
-        for group in self.inventory.groups(backend=name, include_gone=True):
-            for gsnap in self.inventory.group_snapshots(group.id):
-                if not inventory_mod.interrupted(gsnap):
+        for record in self._interrupted_snapshots(name):
+            kind = "VM" if isinstance(record, VMSnapshot) else "group"
+            left = False
+            for snap in self._members_of(record):
+                if snap.backend != name:
+                    left = True         # another back end's reconcile removes it
                     continue
-                for snap in self.inventory.snapshots(group_snapshot_id=gsnap.id):
-                    vol = self.inventory.get(Volume, snap.volume_id)
-                    try:
-                        drv.delete_snapshot(snapshot_dict(snap, vol))
-                    except exception.XensmError as exc:
-                        done[snap.id] = "not deleted: %s" % reason(exc)
-                        continue
-                    self.inventory.update(Snapshot, snap.id, status="deleted", owner=None,
-                                          deleted_at=utcnow())
-                    done[snap.id] = "deleted (a member of group snapshot %s, cut off " \
-                                    "mid-way)" % gsnap.id
-                self.inventory.update(GroupSnapshot, gsnap.id, status="deleted", owner=None,
+                vol = self.inventory.get(Volume, snap.volume_id)
+                try:
+                    drv.delete_snapshot(snapshot_dict(snap, vol))
+                except exception.XensmError as exc:
+                    done[snap.id] = "not deleted: %s" % reason(exc)
+                    left = True
+                    continue
+                self.inventory.update(Snapshot, snap.id, status="deleted", owner=None,
+                                      deleted_at=utcnow())
+                done[snap.id] = "deleted (a member of %s snapshot %s, cut off mid-way)" % (
+                    kind, record.id)
+            if not left:
+                self.inventory.update(type(record), record.id, status="deleted", owner=None,
                                       deleted_at=utcnow(),
                                       status_reason="cut off mid-way; removed by reconcile")
         return done
