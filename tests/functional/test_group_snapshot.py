@@ -13,6 +13,8 @@ import threading
 import uuid
 from typing import Any
 
+import fixtures
+
 from tests.functional import base
 from xensm_driver import exception
 from xensm_driver.xapi.vms import PAUSED_BY_KEY
@@ -147,6 +149,40 @@ class GroupSnapshotTest(base.DriverTestCase):
         self.driver.delete_group_snapshot(None, {"id": "g"}, snaps)
         for snap in snaps:
             self.assertIsNone(self.driver.backend.storage.vdi_by_uuid(snap["provider_id"]))
+
+    def recorded_calls(self) -> list[str]:
+        """Every XAPI call the driver makes from now on, in order (recorded,
+        then made as usual)."""
+        calls: list[str] = []
+        real = self.driver.pool.call
+
+        def call(method: str, *args: Any, **kwargs: Any) -> Any:
+            calls.append(method)
+            return real(method, *args, **kwargs)
+        self.useFixture(fixtures.MonkeyPatch(
+            "xensm_driver.xapi.session.SessionPool.call",
+            lambda pool, method, *a, **k: call(method, *a, **k)
+            if pool is self.driver.pool else real.__func__(pool, method, *a, **k)))
+        return calls
+
+    def test_only_the_snapshots_run_while_the_vm_is_paused(self) -> None:
+        vols = [self.create_volume() for _ in range(3)]
+        self.guest(vols)
+        calls = self.recorded_calls()
+        self.group_snapshot(vols)
+        paused = calls[calls.index("VM.pause") + 1:calls.index("VM.unpause")]
+        self.assertEqual(["VDI.snapshot"] * 3, paused)
+
+    def test_a_failed_snapshot_unpauses_before_anything_is_undone(self) -> None:
+        vols = [self.create_volume() for _ in range(3)]
+        vm, _ = self.guest(vols)
+        calls = self.recorded_calls()
+        self.control.inject_fault("VDI.snapshot", error=["INTERNAL_ERROR", "injected"], nth=3)
+        self.assertRaises(exception.XensmError, self.group_snapshot, vols)
+        paused = calls[calls.index("VM.pause") + 1:calls.index("VM.unpause")]
+        self.assertEqual(["VDI.snapshot"] * 3, paused)          # the third one failed
+        self.assertIn("VDI.destroy", calls[calls.index("VM.unpause"):])
+        self.assertEqual(("Running", False), self.vm_state(vm))
 
     def test_no_vm_no_pause(self) -> None:
         vols = [self.create_volume() for _ in range(2)]
