@@ -254,6 +254,15 @@ class GroupSnapshotTest(base.DriverTestCase):
         self.assertEqual(("Running", False), self.vm_state(vm))
         self.assertIsNotNone(self.driver.backend.storage.vdi_by_uuid(snaps[0]["provider_id"]))
 
+    def test_a_lost_unpause_answer_is_settled_by_the_power_state(self) -> None:
+        vols = [self.create_volume() for _ in range(2)]
+        vm, _vm_uuid = self.guest(vols)
+        self.control.inject_fault("VM.unpause", drop="after")
+        _model, snaps = self.group_snapshot(vols)
+        self.assertEqual(("Running", False), self.vm_state(vm))
+        for snap in snaps:
+            self.assertIsNotNone(self.driver.backend.storage.vdi_by_uuid(snap["provider_id"]))
+
     def test_a_vm_held_by_another_group_snapshot_is_waited_for(self) -> None:
         vols = [self.create_volume()]
         vm, _vm_uuid = self.guest(vols)

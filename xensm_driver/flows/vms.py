@@ -212,14 +212,23 @@ class GroupSnapshotVdiTask(vdis.SnapshotVdiTask):
 
 class ResumeVmsTask(XensmTask):
     """Unpause every VM the group snapshot paused, then take its mark off:
-    right after the last snapshot. 2 calls per VM. A failure fails the verb
+    right after the last snapshot. 2 calls per VM (+1 after a lost answer
+    to the unpause: the power state settles it). A failure fails the verb
     (whose undo unpauses again and keeps the mark on a VM still paused)."""
 
     def execute(self, target: Target, paused_vms: list[VM]) -> None:
         vms = target.storage.vms
         for vm in paused_vms:
-            try:
+
+            def unpause(vm: VM = vm) -> bool:
                 vms.unpause(vm.ref)
+                return True
+
+            def running(vm: VM = vm) -> bool | None:
+                # A lost answer: the power state says whether it landed.
+                return True if vms.power_state(vm.ref) != "Paused" else None
+            try:
+                answer_or_lookup(unpause, running)
             except exception.XapiError as exc:
                 if not _bad_power_state(exc):
                     raise
