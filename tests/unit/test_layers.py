@@ -6,7 +6,9 @@ calls are held against the layer map:
     cmd/ > service/ > driver.py, interface.py > backends/<family>/ > flows/
     > xapi/, arrays/ > exception, identity, config, opts
 
-and sim/ on its own. A rule broken names the module, the line and the rule.
+and sim/ on its own; above the back ends, only the Backend's interface (no
+xapi/ import, no ``.storage`` or ``.pool``; driver.py wires them in do_setup).
+A rule broken names the module, the line and the rule.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "xensm_driver"
 
 #: Rank of each top-level part; a module imports only its own rank or lower.
 RANK = {
-    "exception": 0, "identity": 0, "config": 0, "opts": 0, "__init__": 0,
+    "exception": 0, "identity": 0, "config": 0, "opts": 0, "coordination": 0,
+    "__init__": 0,
     "xapi": 1, "arrays": 1,
     "flows": 2,
     "backends": 3,
@@ -146,8 +149,87 @@ def tasks_on_backends(mods: Modules) -> list[str]:
     return broken
 
 
+#: Modules above the back ends: they hold a Backend and use only its public
+#: interface (backends/base.py), never the XAPI plumbing under it.
+ABOVE_BACKENDS = ("service", "cmd", "driver", "interface")
+
+#: What driver.py may import from xapi/: the wiring of do_setup, which makes
+#: the SessionPool and the Storage over it that the back end is built on.
+#: Wiring is not use: the pool's calls are caught by xapi_calls_outside_xapi,
+#: and the data path (xapi.transfer) cannot be imported.
+WIRING = {"driver": frozenset({"xapi.session.SessionPool", "xapi.storage.Storage"})}
+
+#: Attributes that reach under a Backend (or a driver) to its XAPI plumbing.
+PLUMBING = frozenset({"storage", "pool"})
+
+
+def _foreign_names(tree: ast.Module) -> set[str]:
+    """Names bound by imports of other packages (``sa`` for sqlalchemy): their
+    ``.pool`` is theirs, not a back end's."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names
+                      if not a.name.startswith("xensm_driver")}
+        elif isinstance(node, ast.ImportFrom) and not (node.module or "").startswith(
+                "xensm_driver"):
+            names |= {a.asname or a.name for a in node.names}
+    return names
+
+
+def _names(node: ast.expr) -> set[str]:
+    """Every name and attribute in an expression: ``drv.backend`` -> both."""
+    return {n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(node)
+            if isinstance(n, (ast.Name, ast.Attribute))}
+
+
+def _probe(node: ast.AST) -> str | None:
+    """``getattr`` or ``hasattr`` when ``node`` asks it of a back end or a
+    driver (``getattr(drv.backend, "sr_uuid", None)``): a Backend declares
+    what it has, and nobody asks."""
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "hasattr") and node.args
+            and any(n.endswith("backend") or n in ("drv", "driver")
+                    for n in _names(node.args[0]))):
+        return node.func.id
+    return None
+
+
+def plumbing_above_backends(mods: Modules) -> list[str]:
+    """service/, cmd/, driver.py and interface.py import nothing from xapi/
+    (driver.py: only its WIRING), touch no ``.storage`` or ``.pool`` --
+    but driver.py's own ``self.pool``, the SessionPool it makes in do_setup
+    and closes in close() -- and probe no back end with getattr/hasattr."""
+    broken = []
+    for name, tree in mods:
+        if part(name) not in ABOVE_BACKENDS:
+            continue
+        for node in ast.walk(tree):
+            probe = _probe(node)
+            if probe:
+                broken.append("%s:%d probes a back end with %s: declare it on "
+                              "base.Backend" % (name, getattr(node, "lineno", 0), probe))
+        allowed = WIRING.get(name, frozenset())
+        for line, target in imports(tree):
+            if part(target) == "xapi" and target not in allowed:
+                broken.append("%s:%d imports %s: use the Backend's interface" % (
+                    name, line, target))
+        foreign = _foreign_names(tree)
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and node.attr in PLUMBING):
+                continue
+            owner = node.value
+            if isinstance(owner, ast.Name) and (
+                    owner.id in foreign
+                    or (name == "driver" and owner.id == "self" and node.attr == "pool")):
+                continue
+            broken.append("%s:%d touches .%s: use the Backend's interface" % (
+                name, node.lineno, node.attr))
+    return broken
+
+
 RULES = (upward_imports, cross_family_imports, sim_breaches, xapi_calls_outside_xapi,
-         tasks_on_backends)
+         tasks_on_backends, plumbing_above_backends)
 
 
 class LayersTest(testtools.TestCase):
@@ -172,6 +254,9 @@ class LayersTest(testtools.TestCase):
     def test_tasks_act_on_a_target_never_on_a_backend(self) -> None:
         self.assertEqual([], tasks_on_backends(self.modules))
 
+    def test_above_the_backends_only_the_backend_interface(self) -> None:
+        self.assertEqual([], plumbing_above_backends(self.modules))
+
     def test_each_rule_reports_a_module_that_breaks_it(self) -> None:
         # The tests above cannot pass by reading nothing.
         def mod(name: str, code: str) -> tuple[str, ast.Module]:
@@ -186,8 +271,43 @@ class LayersTest(testtools.TestCase):
                                          "drv.pool.call('VDI.destroy', ref)\n"),
             tasks_on_backends: mod("backends.sm.flows",
                                    "class T:\n    def execute(self, backend): pass\n"),
+            plumbing_above_backends: mod("service.manager",
+                                         "drv.backend.storage.destroy_vdi(ref)\n"),
         }
         self.assertEqual(set(RULES), set(breakers))
         for rule, broken in breakers.items():
             self.assertEqual(1, len(rule([broken])), rule.__name__)
         self.assertEqual([], sim_breaches([mod("cmd.sim", "from xensm_driver.sim import api\n")]))
+
+    def test_plumbing_rule_allows_only_the_drivers_wiring(self) -> None:
+        def broken(name: str, code: str) -> list[str]:
+            return plumbing_above_backends([(name, ast.parse(code))])
+
+        # Each way round the Backend's interface, in each module above it.
+        for name in ("service.manager", "cmd.xensm", "driver"):
+            for code in ("from xensm_driver.xapi import transfer\n",
+                         "from xensm_driver.xapi.transfer import upload\n",
+                         "import xensm_driver.xapi.storage\n",
+                         "from xensm_driver.xapi.storage import VDI\n",
+                         "transfer.upload(drv.pool, uuid, chunks)\n",
+                         "self.backend.storage.vdi_by_uuid(uuid)\n",
+                         "backend.storage.pool\n",
+                         "pool = self.driver(name).pool\n",
+                         "getattr(drv.backend, 'sr_uuid', None)\n",
+                         "hasattr(backend, 'holdings')\n"):
+                self.assertNotEqual([], broken(name, code), (name, code))
+        self.assertEqual(2, len(broken("service.backup", "self.storage = storage\n"
+                                                          "self.pool = pool\n")))
+        # driver.py wires the back end: its own pool, and a Storage over it.
+        wiring = ("from xensm_driver.xapi.session import SessionPool\n"
+                  "from xensm_driver.xapi.storage import Storage\n"
+                  "self.pool = SessionPool(url)\n"
+                  "backend = cls(options, Storage(self.pool))\n"
+                  "self.pool.close()\n")
+        self.assertEqual([], broken("driver", wiring))
+        self.assertEqual(5, len(broken("service.manager", wiring)))
+        # Another package's .pool (sqlalchemy's) is not a back end's, and
+        # probing what is not a back end is no concern of this rule.
+        self.assertEqual([], broken("service.inventory",
+                                    "import sqlalchemy as sa\nsa.pool.NullPool\n"
+                                    "hasattr(sink, 'write')\ngetattr(args, 'name', None)\n"))

@@ -16,14 +16,22 @@ Two traps in taskflow's source shape the reuse:
   cache of a failed run (``Storage._failures`` is cleared per atom only when
   its state changes), so a failed engine is dropped.
 
-Both rely on taskflow internals (``Storage.inject``, ``ActionEngine.reset``
-and its compiled flag), so the version is pinned in requirements.txt and
+And a run's storage does without what only a persisted, shared flow needs
+(:class:`_LeanStorage`): no reader-writer lock (one run per engine, in one
+thread), no retrying save through a backend connection, no defensive copy
+of each atom detail before its update.
+
+This relies on taskflow internals (``Storage._with_connection``,
+``_save_atom_detail``, ``_save_flow_detail``, ``_atomdetail_by_name``,
+``_fetch_flowdetail``, ``_lock``; ``ActionEngine.reset`` and ``storage``),
+so the version is pinned in requirements.txt and
 ``tests/unit/flows/test_engine.py`` fails when they change.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import uuid as uuidlib
 from collections.abc import Callable
@@ -32,8 +40,9 @@ from typing import Any
 from typing import TypeVar
 
 from oslo_log import log as logging
-from taskflow import engines
+from taskflow import storage as taskflow_storage
 from taskflow import task
+from taskflow.engines.action_engine import engine as action_engine
 from taskflow.persistence import base as persistence_base
 from taskflow.persistence import models as persistence_models
 from taskflow.types import failure
@@ -118,9 +127,72 @@ def _load(flow: Flow, store: dict[str, Any]) -> _Engine:
     # A flow detail of its own and no logbook: nothing to save it in, and
     # taskflow warns about a missing logbook on every run otherwise.
     detail = persistence_models.FlowDetail(flow.name, str(uuidlib.uuid4()))
-    engine = engines.load(flow, store=store, engine="serial", backend=_UNPERSISTED,
-                          flow_detail=detail)
+    engine = _LeanEngine(flow, detail, _UNPERSISTED, {"gather_statistics": False})
+    engine.storage.inject(store)
     return _Engine(engine, frozenset(store))
+
+
+class _NoLock:
+    """Storage's reader-writer lock, for storage only one thread uses."""
+
+    _held = contextlib.nullcontext()
+
+    def read_lock(self) -> contextlib.nullcontext[None]:
+        return self._held
+
+    def write_lock(self) -> contextlib.nullcontext[None]:
+        return self._held
+
+
+class _LeanStorage(taskflow_storage.Storage):
+    """taskflow's Storage for a flow that lives and dies in one call.
+
+    Its records stay in memory, read and written by the one thread running
+    the engine: an update is made in place, where taskflow copies the atom
+    detail, saves the copy through a backend connection under a retry and
+    merges it back -- all for a backend that keeps nothing.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock = _NoLock()
+
+    def _with_connection(self, functor: Callable[..., Any], *args: Any,
+                         **kwargs: Any) -> Any:
+        return functor(None, *args, **kwargs)
+
+    def _save_atom_detail(self, conn: Any, original: Any, detail: Any) -> Any:
+        if detail is not original:
+            original.update(detail)
+        return original
+
+    _save_flow_detail = _save_atom_detail
+
+    def _atomdetail_by_name(self, atom_name: str, expected_type: Any = None,
+                            clone: bool = False) -> tuple[Any, Any]:
+        source, _ = super()._atomdetail_by_name(atom_name, expected_type=expected_type)
+        return source, source
+
+    def _fetch_flowdetail(self, clone: bool = False) -> tuple[Any, Any]:
+        return self._flowdetail, self._flowdetail
+
+
+class _LeanEngine(action_engine.SerialActionEngine):
+    """The serial engine on :class:`_LeanStorage`."""
+
+    @property
+    def storage(self) -> _LeanStorage:
+        try:
+            return self.__dict__["_xensm_storage"]
+        except KeyError:
+            pass
+
+        def scope_fetcher(atom_name: str) -> Any:
+            return self._runtime.fetch_scopes_for(atom_name) if self._compiled else None
+
+        made = self.__dict__["_xensm_storage"] = _LeanStorage(
+            self._flow_detail, backend=self._backend, scope_fetcher=scope_fetcher)
+        return made
 
 
 class _Unpersisted(persistence_base.Backend, persistence_base.Connection):
@@ -238,8 +310,11 @@ def outcome_unknown(flow_failures: Any) -> bool:
 
 
 def unknown(exc: BaseException) -> bool:
-    """Whether the call that raised ``exc`` may still be carried out."""
-    if isinstance(exc, (exception.XapiTimeout, exception.TaskTimeout)):
+    """Whether the call that raised ``exc`` may still be carried out: one
+    whose request went out (a timeout after sending, a connection lost
+    after it) -- not one that never left (a connect timeout, an exhausted
+    session pool) -- or a task that outlived its deadline."""
+    if isinstance(exc, exception.TaskTimeout):
         return True
     if isinstance(exc, exception.XapiConnectionError):
         return bool(exc.sent)

@@ -14,6 +14,7 @@ store; they provide nouns (``vdi_ref``, ``vdi``) for the tasks after them.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -169,24 +170,6 @@ def pick(candidates: list[VDI], ident: identity.Identity) -> VDI | None:
 
 # -- tasks --------------------------------------------------------------------
 
-class FindVdiTask(XensmTask):
-    """Find the VDI of ``ident`` (must exist unless ``missing_ok``). 1 call."""
-
-    default_provides = "vdi"
-
-    def __init__(self, ident_key: str = "ident", provider_key: str = "provider_id",
-                 missing_ok: bool = False, **kwargs: Any) -> None:
-        kwargs.setdefault("rebind", {"ident": ident_key, "provider_id": provider_key})
-        super().__init__(**kwargs)
-        self.missing_ok = missing_ok
-
-    def execute(self, target: SRTarget, ident: identity.Identity,
-                provider_id: str | None) -> VDI | None:
-        vdi = find_vdi(target, ident, provider_id)
-        if vdi is None and not self.missing_ok:
-            raise not_found(target, ident)
-        return vdi
-
 
 def not_found(target: SRTarget, ident: identity.Identity) -> exception.NotFound:
     if ident.kind == "snapshot":
@@ -215,13 +198,65 @@ class _MakeVdiTask(XensmTask):
         destroy_quietly(target, result)
 
 
-class CreateVdiTask(_MakeVdiTask):
-    """VDI.create, named and tagged in the one call."""
+class CreateVdiTask(XensmTask):
+    """VDI.create, named and tagged in the one call. 1 call.
+
+    Revert destroys the VDI; when the answer was lost and XAPI may still
+    make it (the call timed out), revert watches for it -- a VDI carrying
+    the very creation stamp this attempt sent -- for the claim's lease and
+    destroys it when it lands, so a create that lands late never outlives
+    a delete that came first. It watches only while the create's claim is
+    surely held (two thirds of its lease), so a retry of the same id waits
+    rather than meets it. 1 call per second watched.
+    """
+
+    default_provides = "vdi_ref"
+    #: Seconds between looks while watching for a late VDI.
+    WATCH_INTERVAL = 1.0
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sent: dict[str, str] = {}
 
     def execute(self, target: SRTarget, ident: identity.Identity,
                 size_bytes: int) -> str:
+        self.sent = ident.tags()
         return target.storage.create_vdi(target.sr_ref, size_bytes,
-                                          ident.name_label, ident.tags())
+                                          ident.name_label, self.sent)
+
+    def revert(self, target: SRTarget, ident: identity.Identity, claim: str, result: Any,
+               flow_failures: Any = None, **kwargs: Any) -> None:
+        if not failed(result):
+            destroy_quietly(target, result)
+        elif outcome_unknown(flow_failures):
+            self._watch(target, ident, claim)
+
+    def _watch(self, target: SRTarget, ident: identity.Identity, claim: str) -> None:
+        # Only while the claim is surely ours: until two thirds of its lease
+        # (a call timeout at most is left for giving it back), so a retry
+        # that takes it over once the lease ran out never meets this watch.
+        # A VDI landing later is found by the volume's delete or by reconcile.
+        stamp = self.sent.get(identity.CREATED_TAG)
+        watch = 2 * target.lease / 3 - identity.marker_age(claim)
+        deadline = time.monotonic() + watch
+        LOG.warning("VDI.create for %s may still land on SR %s: watching for it for "
+                    "%.0f s to remove it.", ident.name_label, target.sr_uuid, watch)
+        while True:
+            try:
+                late = [v for v in target.storage.find_vdis(target.sr_ref, ident.name_label)
+                        if v.other_config.get(identity.CREATED_TAG) == stamp]
+            except exception.XensmError as exc:
+                LOG.error("Could not look for the late VDI of %s (%s); deleting %s "
+                          "finds it if it lands.", ident.name_label, exc, ident.name_label)
+                return
+            if late:
+                destroy_each(target, late, "made late for %s" % ident.name_label)
+                return
+            if time.monotonic() + self.WATCH_INTERVAL >= deadline:
+                LOG.warning("No late VDI for %s appeared on SR %s.", ident.name_label,
+                            target.sr_uuid)
+                return
+            time.sleep(self.WATCH_INTERVAL)
 
 
 class SnapshotVdiTask(_MakeVdiTask):
@@ -463,44 +498,6 @@ def chain_depth(target: SRTarget, vdi: VDI) -> int:
         depth += 1
         parent = parents.get(parent)
     return depth
-
-
-class CheckCopyAllowedTask(XensmTask):
-    """Refuse a snapshot or clone the SR would refuse, before asking it.
-
-    The back end knows its limits (VHD chain depth, no snapshot of a
-    snapshot on EqualLogic). No side effect.
-    """
-
-    def __init__(self, operation: str, **kwargs: Any) -> None:
-        super().__init__(name="Check%sAllowedTask" % operation.capitalize(), **kwargs)
-        self.operation = operation
-
-    def execute(self, target: SRTarget, vdi: VDI) -> None:
-        check_copy_allowed(target, vdi, self.operation)
-
-
-class CheckDetachedTask(XensmTask):
-    """Refuse while the VDI is attached to a VM. No side effect."""
-
-    def execute(self, target: SRTarget, ident: identity.Identity, vdi: VDI) -> None:
-        refuse_attached(target, ident, vdi)
-
-
-class CheckResizableTask(XensmTask):
-    """Refuse a shrink, or an online grow the SR cannot do. No side effect."""
-
-    def execute(self, target: SRTarget, ident: identity.Identity, vdi: VDI,
-                new_size_bytes: int) -> None:
-        if new_size_bytes < vdi.virtual_size:
-            raise exception.InvalidInput(
-                reason="volume %s is %d bytes; it cannot shrink to %d (SRs refuse "
-                       "to shrink VDIs)" % (ident.id, vdi.virtual_size, new_size_bytes))
-        if not resize_online(target, vdi) and attached(target, vdi):
-            raise target.refuse(
-                "extend attached volume %s" % ident.id,
-                "its SR type cannot resize an attached VDI (no VDI_RESIZE_ONLINE); "
-                "detach it, extend, and attach it again")
 
 
 class AdoptTagsTask(XensmTask):

@@ -64,8 +64,6 @@ from xensm_driver.service.models import Snapshot
 from xensm_driver.service.models import VMSnapshot
 from xensm_driver.service.models import Volume
 from xensm_driver.service.models import utcnow
-from xensm_driver.xapi import transfer
-from xensm_driver.xapi import vms as vms_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -254,8 +252,7 @@ class Manager:
         records the back end and its SR first (what reconcile later proves
         against)."""
         drv = self.driver(name)
-        self.inventory.record_backend(name, drv.backend.SR_TYPE,
-                                      getattr(drv.backend, "sr_uuid", None))
+        self.inventory.record_backend(name, drv.backend.SR_TYPE, drv.backend.sr_uuid)
         return drv
 
     def check(self, name: str | None = None) -> dict[str, Any]:
@@ -270,21 +267,20 @@ class Manager:
             base.THIN, base.SNAPSHOT, base.CLONE, base.REVERT, base.EXTEND,
             base.ONLINE_EXTEND, base.MANAGE, base.GROUP_SNAPSHOT,
             base.SNAPSHOT_OF_SNAPSHOT)}
-        storage = backend.storage
-        sr = getattr(backend, "sr", None)
+        described = backend.describe()
         warnings = service_config.unknown_options(self.config_files, options.section)
-        if sr is not None:
-            warnings += self._device_config_drift(backend, sr)
+        if described.sr_uuid is not None:
+            warnings += self._device_config_drift(backend, described)
         return {
             "backend": backend.name,
             "section": options.section,
             "sr_type": backend.SR_TYPE,
             "xapi_url": _without_userinfo(options.xenapi_connection_url),
             "xapi_username": options.xenapi_connection_username,
-            "hosts": [h.name_label for h in storage.hosts()],
-            "sr": None if sr is None else {
-                "uuid": sr.uuid, "name_label": sr.name_label, "type": sr.type,
-                "shared": sr.shared},
+            "hosts": list(described.hosts),
+            "sr": None if described.sr_uuid is None else {
+                "uuid": described.sr_uuid, "name_label": described.sr_name_label,
+                "type": described.sr_type, "shared": described.sr_shared},
             "storage_protocol": backend.STORAGE_PROTOCOL,
             "capabilities": capabilities,
             "group_consistency": backend.GROUP_CONSISTENCY,
@@ -304,8 +300,9 @@ class Manager:
                 inventory_mod.display_url(self.db_url or inventory_mod.default_url()))
 
     @staticmethod
-    def _device_config_drift(backend: Any, sr: Any) -> list[str]:
-        """Where the found SR's device_config differs from the options. 1 call.
+    def _device_config_drift(backend: base.Backend,
+                             described: base.StorageDescription) -> list[str]:
+        """Where the found SR's device_config differs from the options.
 
         The SR is found by uuid or name label, so after an option changes
         (a new NFS server) the back end keeps using the old SR: say so.
@@ -316,19 +313,17 @@ class Manager:
             return []           # a required option unset: check said so already
         option_of = {k.key: k.option for k in backend.CONFIG_KEYS}
         warnings = []
-        for pbd in backend.storage.pbds(sr.ref):
-            for key, value in sorted(configured.items()):
-                actual = pbd.device_config.get(key)
-                if actual is None or actual == value:
-                    continue
-                warnings.append(
-                    "SR %s (%s) was made with %s=%s, but %s in [%s] says %r: the back end "
-                    "uses the SR it finds by %s, not one made from the options now" % (
-                        sr.uuid, sr.name_label, key, actual, option_of.get(key, key),
-                        backend.options.section, value,
-                        "uuid (xensm_sr_uuid)" if backend.options.xensm_sr_uuid
-                        else "name label (xensm_sr_name_label)"))
-            break               # every PBD of a shared SR has the same device_config
+        for key, value in sorted(configured.items()):
+            actual = (described.device_config or {}).get(key)
+            if actual is None or actual == value:
+                continue
+            warnings.append(
+                "SR %s (%s) was made with %s=%s, but %s in [%s] says %r: the back end "
+                "uses the SR it finds by %s, not one made from the options now" % (
+                    described.sr_uuid, described.sr_name_label, key, actual,
+                    option_of.get(key, key), backend.options.section, value,
+                    "uuid (xensm_sr_uuid)" if backend.options.xensm_sr_uuid
+                    else "name label (xensm_sr_name_label)"))
         return warnings
 
     def stats(self, name: str | None = None) -> dict[str, Any]:
@@ -521,14 +516,10 @@ class Manager:
     def _check_detached(drv: driver_mod.XenAPISMDriver, vol: Volume,
                         doing: str = "delete it") -> None:
         """Refuse (InUse) if the volume's VDI is attached to a VM. 1-2 calls."""
-        backend = drv.backend
-        if not vol.provider_id:
-            return
-        vdi = backend.storage.vdi_by_uuid(vol.provider_id)
-        if vdi is not None and backend.attached(vdi):
+        if vol.provider_id and drv.backend.is_attached(vol.provider_id):
             raise exception.InUse(kind="Volume", name=vol.id,
                                   reason="its VDI %s is attached to a VM; detach it to %s"
-                                         % (vdi.uuid, doing))
+                                         % (vol.provider_id, doing))
 
     def extend_volume(self, ref: str, new_size_gb: int) -> Volume:
         vol = self.volume(ref)
@@ -640,7 +631,7 @@ class Manager:
         return vdi_uuid
 
     def upload(self, ref: str, source: IO[bytes], size: int,
-               progress: transfer.Progress | None = None) -> int:
+               progress: base.Progress | None = None) -> int:
         """Write ``size`` bytes of raw ``source`` at the start of the volume.
 
         Refused before anything is claimed or sent: a size that does not fit
@@ -666,17 +657,16 @@ class Manager:
         vdi_uuid = self._vdi_uuid(vol)
         drv = self.driver(vol.backend)
         self._check_detached(drv, vol, "upload into it")
-        assert drv.pool is not None
-        pool = drv.pool
-        chunks = itertools.chain([head], iter(lambda: source.read(transfer.CHUNK), b""))
+        backend = drv.backend
+        chunks = itertools.chain([head], iter(lambda: source.read(base.CHUNK), b""))
         result: int = self._act(
             Volume, vol.id, "uploading", UPLOADABLE,
-            lambda v: transfer.upload(pool, vdi_uuid, chunks, size=size, progress=progress))
+            lambda v: backend.write_volume(vdi_uuid, chunks, size=size, progress=progress))
         return result
 
     def download(self, ref: str, sink: IO[bytes] | Callable[[bytes], Any],
                  length: int | None = None,
-                 progress: transfer.Progress | None = None) -> int:
+                 progress: base.Progress | None = None) -> int:
         """Read the volume's content (or its first ``length`` bytes) into ``sink``.
 
         Reading changes nothing, so the volume is not claimed; it must not be
@@ -688,13 +678,13 @@ class Manager:
                                  % (vol.id, vol.status, vol.owner))
         vdi_uuid = self._vdi_uuid(vol)
         drv = self.driver(vol.backend)
-        assert drv.pool is not None
-        vdi = drv.backend.storage.vdi_by_uuid(vdi_uuid)
-        if vdi is None:
-            raise exception.VolumeNotFound(volume_id=vol.id,
-                                           sr_uuid=getattr(drv.backend, "sr_uuid", "?"))
-        return transfer.download(drv.pool, vdi_uuid, sink, size=vdi.virtual_size,
-                                 length=length, progress=progress)
+        write = sink.write if hasattr(sink, "write") else sink
+        done = 0
+        for chunk in drv.backend.read_volume(vol.id, vdi_uuid, length=length,
+                                             progress=progress):
+            write(chunk)
+            done += len(chunk)
+        return done
 
     # -- snapshots ------------------------------------------------------------
 
@@ -914,7 +904,7 @@ class Manager:
         configured back end: ``(back end, VM)``. 1 call per back end tried."""
         seen: dict[str, Any] = {}
         for name in self.backends:
-            for vm in self.driver(name).backend.storage.vms.find(ref):
+            for vm in self.driver(name).backend.find_vms(ref):
                 seen.setdefault(vm.uuid, (name, vm))
             if seen:
                 break
@@ -928,17 +918,13 @@ class Manager:
     def _vm_volumes(self, backend: str, vm: Any) -> tuple[list[tuple[Volume, Any]], list[str]]:
         """The VM's disks that are xensm volumes, with their VBDs, and the
         uuids of the disks that are not. 1 call + 1 per disk."""
-        storage = self.driver(backend).backend.storage
         members, skipped = [], []
-        for vbd in storage.vms.vbds_of_vm(vm.ref):
-            if vbd.type != "Disk" or vbd.empty:
-                continue
-            vdi = storage.get_vdi(vbd.vdi)
-            vol = self.inventory.volume_by_provider_id(vdi.uuid)
+        for disk in self.driver(backend).backend.vm_disks(vm):
+            vol = self.inventory.volume_by_provider_id(disk.vdi_uuid)
             if vol is None:
-                skipped.append(vdi.uuid)
+                skipped.append(disk.vdi_uuid)
             else:
-                members.append((vol, vbd))
+                members.append((vol, disk.vbd))
         return members, skipped
 
     def snapshot_vm(self, ref: str, name: str = "") -> tuple[VMSnapshot, list[Snapshot]]:
@@ -1082,7 +1068,7 @@ class Manager:
         self._require_status(vmsnap, AVAILABLE, "VM snapshot", "a revert")
         members = self.inventory.vm_snapshot_members(vmsnap.id)
         home, vm = self.find_vm(vmsnap.vm_uuid)
-        storage = self.driver(home).backend.storage
+        home_backend = self.driver(home).backend
         if vm.power_state != "Halted":
             raise Refused(reason="VM %s (%s) is %s; shut it down first (xe vm-shutdown): a "
                                  "revert needs it halted, as XAPI's own VM.revert leaves it"
@@ -1094,17 +1080,10 @@ class Manager:
         reverted = []
         for snap in members:
             vol = self.inventory.get(Volume, snap.volume_id)
-            held = [b for b in storage.vms.vbds_of_vm(vm.ref)
-                    if b.type == "Disk" and not b.empty
-                    and storage.get_vdi(b.vdi).uuid == vol.provider_id]
+            held = [d for d in home_backend.vm_disks(vm) if d.vdi_uuid == vol.provider_id]
             vol, _snap = self.revert_volume(vol.id, snap.id)
-            drv = self.driver(vol.backend)
-            new_vdi = drv.backend.storage.vdi_by_uuid(vol.provider_id or "")
-            if new_vdi is not None:
-                for vbd in held:
-                    if vbd.vdi != new_vdi.ref and not new_vdi.vbds:
-                        storage.vms.create_vbd(vm.ref, new_vdi.ref, vbd.userdevice,
-                                               mode=vbd.mode, bootable=vbd.bootable)
+            for disk in held:
+                home_backend.plug_back(vm, disk, vol.provider_id or "")
             reverted.append(vol)
         return self.inventory.get(VMSnapshot, vmsnap.id), reverted
 
@@ -1112,13 +1091,15 @@ class Manager:
 
     def reconcile(self, backend: str | None = None, delete_orphans: bool = False,
                   yes: bool = False) -> reconcile_mod.Report:
-        """Compare inventory and SR; with ``delete_orphans`` and ``yes``, destroy
-        the VDIs this inventory proves are its own leftovers (without ``yes``,
-        only say which would go).
+        """Compare inventory and storage; with ``delete_orphans`` and ``yes``,
+        remove what this inventory proves is its own leftover (without
+        ``yes``, only say which would go).
 
         Refused when this inventory never made anything on the back end's
-        SR (an empty or another inventory: a mistyped ``--db-url``). A back
-        end with no one SR is compared through what it says it holds.
+        SR (an empty or another inventory: a mistyped ``--db-url``), or
+        recorded it on another SR. What the back end holds is read through
+        :meth:`~xensm_driver.backends.base.Backend.holdings` (the VDIs of
+        its SR; on SolidFire its tagged array volumes and snapshots).
         """
         name = self.backend_name(backend)
         records: list[Record] = [*self.inventory.volumes(backend=name, include_gone=True),
@@ -1129,39 +1110,41 @@ class Manager:
                                  "%s, so it cannot tell what on its SR is whose (is "
                                  "--db-url right?)" % (self.inventory.display_url, name))
         drv = self.driver(name)
-        sr_ref = getattr(drv.backend, "sr_ref", None)
-        if sr_ref is None:
-            return self._reconcile_holdings(name, drv, records, delete_orphans, yes)
-        sr_uuid = drv.backend.sr_uuid
-        if recorded.sr_uuid != sr_uuid:
+        back_end = drv.backend
+        sr_uuid = back_end.sr_uuid
+        if sr_uuid is not None and recorded.sr_uuid != sr_uuid:
             raise Refused(reason="inventory %s recorded back end %s on SR %s, but the back "
                                  "end now finds SR %s; its records do not describe this SR"
                                  % (self.inventory.display_url, name, recorded.sr_uuid,
                                     sr_uuid))
-        # First what a group snapshot cut off mid-way left: its VMs paused
-        # (unpaused now: that undoes xensm's own step and destroys nothing)
-        # and its partial member snapshots (deleted with --yes).
+        # First what a group or VM snapshot cut off mid-way left: its VMs
+        # paused (unpaused now: that undoes xensm's own step and destroys
+        # nothing) and its partial member snapshots (deleted with --yes).
         paused = self._left_paused(name, drv)
         partial = self._partial_group_snapshots(name, drv, delete_orphans and yes)
-        vdis = drv.backend.storage.sr_vdis(sr_ref)
-        report = reconcile_mod.compare(name, sr_uuid, records, vdis)
+        live_snapshots = frozenset(i for r in records if isinstance(r, Snapshot)
+                                   and r.status not in GONE for i in (r.id, r.provider_id) if i)
+        held = reconcile_mod.holdings_for(back_end.holdings(), records, live_snapshots)
+        report = reconcile_mod.compare(name, sr_uuid or "(an SR per volume)", records, held)
         report.findings[:0] = paused
+        members = self._partial_members(name)
         for finding in report.findings:
             if finding.kind == reconcile_mod.INTERRUPTED and finding.id in partial:
                 finding.action_taken = partial[finding.id]
-            elif finding.kind == reconcile_mod.INTERRUPTED and (
-                    finding.id in self._partial_members(name)) and not yes:
-                finding.action = ("it is a member of a group snapshot cut off mid-way: "
+            elif finding.kind == reconcile_mod.INTERRUPTED and finding.id in members:
+                finding.action = ("it is a member of a group or VM snapshot cut off mid-way: "
                                   "'xensm reconcile --delete-orphans --yes' deletes it")
         if delete_orphans:
+            by_uuid = {h.uuid: h for h in held}
             for finding in report.findings:
                 if finding.kind != reconcile_mod.ORPHAN_VDI:
                     continue
-                if yes:
-                    self._delete_orphan(drv, finding)
-                else:
-                    finding.action_taken = ("would delete VDI %s (a dry run: add --yes to "
-                                            "delete)" % finding.vdi_uuid)
+                if not yes:
+                    finding.action_taken = (
+                        "would delete %s %s (a dry run: add --yes to delete)"
+                        % ("VDI" if sr_uuid else finding.object, finding.vdi_uuid))
+                    continue
+                self._remove_orphan(back_end, by_uuid[finding.vdi_uuid or ""], finding)
         return report
 
     def _left_paused(self, name: str, drv: driver_mod.XenAPISMDriver
@@ -1188,7 +1171,7 @@ class Manager:
                 finding.action = ("this inventory does not know group snapshot %s (Cinder "
                                   "or another inventory?): once it is not running, 'xe "
                                   "vm-unpause uuid=%s' and remove other-config:%s"
-                                  % (mark.group_snapshot_id, vm.uuid, vms_mod.PAUSED_BY_KEY))
+                                  % (mark.group_snapshot_id, vm.uuid, base.PAUSED_BY_KEY))
             else:
                 alive = gsnap.status in inventory_mod.BUSY and \
                     inventory_mod.owner_alive(gsnap.owner) is not False
@@ -1268,35 +1251,14 @@ class Manager:
                                       status_reason="cut off mid-way; removed by reconcile")
         return done
 
-    def _reconcile_holdings(self, name: str, drv: driver_mod.XenAPISMDriver,
-                            records: list[Record], delete_orphans: bool,
-                            yes: bool) -> reconcile_mod.Report:
-        """Reconcile a back end with no one SR (SolidFire: an SR per volume)
-        against what it says it holds, by tag; orphans go through the back
-        end's own removal, which checks them again by exact identity."""
-        backend = drv.backend
-        keep = frozenset(i for r in records if isinstance(r, Snapshot)
-                         and r.status not in GONE for i in (r.id, r.provider_id) if i)
-        held = reconcile_mod.holdings_for(backend.holdings(), records, keep)
-        report = reconcile_mod.compare(name, "(an SR per volume)", records, held)
-        if delete_orphans:
-            by_uuid = {h.uuid: h for h in held}
-            for finding in report.findings:
-                if finding.kind != reconcile_mod.ORPHAN_VDI:
-                    continue
-                what = by_uuid[finding.vdi_uuid or ""]
-                if not yes:
-                    finding.action_taken = ("would delete %s %s (a dry run: add --yes to "
-                                            "delete)" % (finding.object, finding.vdi_uuid))
-                    continue
-                self._remove_orphan(backend, what, finding)
-        return report
-
     def _remove_orphan(self, backend: base.Backend, held: base.Holding,
                        finding: reconcile_mod.Finding) -> None:
         """Remove what a finding names through its back end, under the claim
         of the record whose tag it carries (so another reconcile or a verb on
-        that object cannot act at the same time)."""
+        that object cannot act at the same time). The back end checks it
+        again just before it destroys anything: still there, still carrying
+        that tag, attached to nothing, and held by no live record of the
+        inventory (read again here, under the claim)."""
         cls: type[Volume] | type[Snapshot] = Volume if finding.object == "volume" else Snapshot
         try:
             before = self.inventory.claim(cls, finding.id, "deleting", DELETED)
@@ -1304,69 +1266,21 @@ class Manager:
             finding.action_taken = "not deleted: %s" % reason(exc)
             return
         try:
-            # Read again under the claim: what the inventory still records.
-            keep = frozenset(i for r in self.inventory.snapshots(backend=backend.name)
+            live: list[Volume | Snapshot] = [*self.inventory.volumes(),
+                                             *self.inventory.snapshots()]
+            keep = frozenset(i for r in live if r.id != finding.id
                              for i in (r.id, r.provider_id) if i)
-            if held.kind == "volume":
+            # The finding names one object: the back end checks that tag.
+            tag = identity.VOLUME_TAG if finding.object == "volume" else identity.SNAPSHOT_TAG
+            held = dataclasses.replace(held, kind=finding.object, tags={tag: finding.id})
+            if finding.object == "volume":
                 finding.action_taken = backend.remove_orphan_volume(held, keep)
             else:
-                finding.action_taken = backend.remove_orphan_snapshot(held)
+                finding.action_taken = backend.remove_orphan_snapshot(held, keep)
         except exception.XensmError as exc:
             finding.action_taken = "not deleted: %s" % reason(exc)
         finally:
             self.inventory.release(cls, finding.id, "deleting", before.status)
-
-    def _delete_orphan(self, drv: driver_mod.XenAPISMDriver,
-                       finding: reconcile_mod.Finding) -> None:
-        """Destroy the one VDI a finding names, by its uuid, if it still is an orphan.
-
-        The record whose tag it carries is claimed (``deleting``) first, so
-        another reconcile or a verb on that object cannot act at the same
-        time; then, just before the destroy, the VDI is read again: still on
-        this SR, still carrying that tag, attached to nothing, and no live
-        record holds it. Nothing is looked up by name.
-        """
-        cls: type[Volume] | type[Snapshot] = Volume if finding.object == "volume" else Snapshot
-        assert finding.vdi_uuid is not None
-        try:
-            before = self.inventory.claim(cls, finding.id, "deleting", DELETED)
-        except (Refused, NotInInventory) as exc:
-            finding.action_taken = "not deleted: %s" % reason(exc)
-            return
-        try:
-            why_not = self._not_an_orphan(drv, cls, finding)
-            if why_not:
-                finding.action_taken = "not deleted: %s" % why_not
-                return
-            vdi = drv.backend.storage.vdi_by_uuid(finding.vdi_uuid)
-            try:
-                drv.backend.storage.destroy_vdi(vdi.ref)
-            except exception.XensmError as exc:
-                finding.action_taken = "not deleted: %s" % reason(exc)
-                return
-            finding.action_taken = "deleted VDI %s" % finding.vdi_uuid
-        finally:
-            self.inventory.release(cls, finding.id, "deleting", before.status)
-
-    def _not_an_orphan(self, drv: driver_mod.XenAPISMDriver, cls: type[Record],
-                       finding: reconcile_mod.Finding) -> str | None:
-        """Why the finding's VDI must not be destroyed now, or None. 1-2 calls."""
-        backend = drv.backend
-        vdi = backend.storage.vdi_by_uuid(finding.vdi_uuid)
-        if vdi is None:
-            return "VDI %s is already gone" % finding.vdi_uuid
-        key = identity.volume(finding.id) if cls is Volume else identity.snapshot(finding.id)
-        if vdi.sr != backend.sr_ref:
-            return "VDI %s is no longer on SR %s" % (vdi.uuid, backend.sr_uuid)
-        if not (vdi.managed and key.matches(vdi.other_config)):
-            return "VDI %s no longer carries the tag of %s %s" % (vdi.uuid, finding.object,
-                                                                   finding.id)
-        holder = self.inventory.holder_of(vdi.uuid, but=finding.id)
-        if holder is not None:
-            return "VDI %s is now recorded as %s" % (vdi.uuid, holder)
-        if backend.attached(vdi):
-            return "VDI %s is attached to a VM" % vdi.uuid
-        return None
 
 
 def _stamp(epoch: float) -> str:

@@ -11,6 +11,7 @@ import importlib.metadata
 import logging
 import threading
 from typing import Any
+from unittest import mock
 
 import fixtures
 import testtools
@@ -175,6 +176,35 @@ class VerbTest(testtools.TestCase):
 
     def test_taskflow_is_the_version_the_engine_was_read_against(self) -> None:
         version = importlib.metadata.version("taskflow")
-        self.assertEqual("6", version.split(".")[0],
-                         "flows/engine.py relies on taskflow 6's reset/inject; "
-                         "re-read it against %s" % version)
+        self.assertEqual("6.5.0", version,
+                         "flows/engine.py relies on taskflow 6.5.0's reset/inject and "
+                         "Storage internals; re-read it against %s" % version)
+
+    def test_the_taskflow_internals_the_lean_storage_replaces_are_there(self) -> None:
+        import inspect
+
+        from taskflow import storage as taskflow_storage
+        from taskflow.engines.action_engine import engine as action_engine
+
+        expected = {
+            "_with_connection": ["self", "functor", "args", "kwargs"],
+            "_save_atom_detail": ["self", "conn", "original_atom_detail", "atom_detail"],
+            "_save_flow_detail": ["self", "conn", "original_flow_detail", "flow_detail"],
+            "_atomdetail_by_name": ["self", "atom_name", "expected_type", "clone"],
+            "_fetch_flowdetail": ["self", "clone"],
+        }
+        for name, params in expected.items():
+            found = inspect.signature(inspect.unwrap(getattr(taskflow_storage.Storage, name)))
+            self.assertEqual(params, list(found.parameters), name)
+        # The lock the storage's methods take by attribute name, and the
+        # engine's storage property the lean engine replaces.
+        self.assertIn("self._lock = fasteners.ReaderWriterLock()",
+                      inspect.getsource(taskflow_storage.Storage.__init__))
+        self.assertIn("storage", vars(action_engine.ActionEngine))
+
+    def test_a_verb_runs_on_the_lean_storage_and_copies_no_atom_detail(self) -> None:
+        loaded = engine._load(chain([]), {"start": 1})
+        self.assertIsInstance(loaded.engine.storage, engine._LeanStorage)
+        with mock.patch("taskflow.persistence.models.TaskDetail.copy",
+                        side_effect=AssertionError("copied")):
+            self.assertEqual(4, loaded.run_and_fetch()["v2"])

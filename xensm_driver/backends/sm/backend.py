@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from oslo_log import log as logging
 
+from xensm_driver import coordination
 from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver.backends import base
@@ -106,7 +107,23 @@ class SRBackend(base.Backend):
         return self.SHARED if shared is None else bool(shared)
 
     def setup(self) -> None:
-        """Find the configured SR, or create it. 1 call to find."""
+        """Find the configured SR, or create it. 1 call to find.
+
+        Several services of one back end (a Cinder cluster) may start at
+        once: the SR is created under a lock named after it, shared by all
+        of them, and looked for again once the lock is held, so only one of
+        them creates it and the others find it. 1 more call to look again.
+        """
+        if self._find_sr():
+            return
+        with self.locks.lock(coordination.lock_name("xensm", "sr", self.sr_name_label)):
+            if self._find_sr():
+                return
+            self._create_sr()
+
+    def _find_sr(self) -> bool:
+        """Set the configured SR if it exists; fail if it is ambiguous or
+        must exist and does not. 1 call."""
         uuid = self.options.xensm_sr_uuid
         found = self.storage.find_sr(uuid=uuid, name_label=None if uuid else self.sr_name_label)
         if len(found) > 1:
@@ -116,7 +133,7 @@ class SRBackend(base.Backend):
                        % (len(found), self.sr_name_label, ", ".join(s.uuid for s in found)))
         if found:
             self._sr = found[0]
-            return
+            return True
         if uuid:
             raise exception.SRNotFound(
                 sr=uuid, reason="no SR has this uuid (xensm_sr_uuid in [%s])"
@@ -126,6 +143,9 @@ class SRBackend(base.Backend):
                 sr=self.sr_name_label,
                 reason="no SR has this name and xensm_sr_create is false in [%s]"
                        % self.options.section)
+        return False
+
+    def _create_sr(self) -> None:
         self.device_config()    # fail on a missing required option before any call
         self._require_sm_type()
         LOG.info("Creating %s SR %r for back end %s", self.SR_TYPE, self.sr_name_label,
@@ -202,6 +222,19 @@ class SRBackend(base.Backend):
             "location_info": "xensm:%s:%s" % (self.SR_TYPE, self.sr.uuid),
         }
 
+    def describe(self) -> base.StorageDescription:
+        """The pool's hosts, the SR as setup or check read it, and its PBDs'
+        device_config (secret keys left out). 2 calls."""
+        sr = self.sr
+        hosts = tuple(h.name_label for h in self.storage.hosts())
+        pbds = self.storage.pbds(sr.ref)
+        return base.StorageDescription(
+            hosts=hosts, sr_uuid=sr.uuid, sr_name_label=sr.name_label, sr_type=sr.type,
+            sr_shared=sr.shared,
+            device_config=None if not pbds else {
+                k: v for k, v in pbds[0].device_config.items()
+                if "secret" not in k and "password" not in k})
+
     def connection_data(self, vdi_uuid: str) -> dict[str, Any]:
         """What a consumer needs to introduce the SR and find the VDI.
 
@@ -240,6 +273,57 @@ class SRBackend(base.Backend):
                 updates.append({"id": spec.id,
                                 **identity.model_update(self.sr.uuid, current.uuid)})
         return updates
+
+    # -- reconcile ------------------------------------------------------------
+
+    def holdings(self) -> list[base.Holding]:
+        """Every VDI on the SR, hidden base copies and untagged ones included
+        (reconcile reads their tags and counts what it checked), with its
+        xensm tags. 1 call."""
+        held = []
+        for vdi in self.storage.sr_vdis(self.sr.ref):
+            tags = {k: vdi.other_config[k] for k in (identity.VOLUME_TAG, identity.SNAPSHOT_TAG)
+                    if k in vdi.other_config}
+            held.append(base.Holding(
+                "snapshot" if identity.SNAPSHOT_TAG in tags else "volume", vdi.uuid,
+                vdi.name_label, tags, sr_uuid=self.sr.uuid, managed=vdi.managed))
+        return held
+
+    def remove_orphan_volume(self, held: base.Holding, keep: frozenset[str]) -> str:
+        """Destroy the VDI ``held`` names after checking it again (see
+        :meth:`_remove_orphan_vdi`). 3 calls, +1 per VBD."""
+        return self._remove_orphan_vdi(
+            held, identity.volume(held.tags[identity.VOLUME_TAG]), keep)
+
+    def remove_orphan_snapshot(self, held: base.Holding, keep: frozenset[str]) -> str:
+        """As :meth:`remove_orphan_volume`, for a snapshot's VDI."""
+        return self._remove_orphan_vdi(
+            held, identity.snapshot(held.tags[identity.SNAPSHOT_TAG]), keep)
+
+    def _remove_orphan_vdi(self, held: base.Holding, ident: identity.Identity,
+                           keep: frozenset[str]) -> str:
+        """Destroy VDI ``held.uuid`` if, read again now, it is still on this
+        back end's SR, visible and carrying ``ident``'s tag, recorded by
+        no live object of the inventory (not in ``keep``) and attached to
+        nothing. Read by its uuid; nothing is looked up by name. 3 calls,
+        +1 per VBD."""
+        def not_now(why: str) -> exception.InUse:
+            return exception.InUse(kind="VDI", name=held.uuid, reason=why)
+
+        vdi = self.storage.vdi_by_uuid(held.uuid)
+        if vdi is None:
+            raise not_now("it is already gone")
+        if vdi.sr != self.sr.ref:
+            raise not_now("it is no longer on SR %s" % self.sr.uuid)
+        if not (vdi.managed and ident.matches(vdi.other_config)):
+            raise not_now("it no longer carries the tag of %s %s" % (ident.kind, ident.id))
+        if vdi.uuid in keep:
+            raise not_now("the inventory now records it as a live volume's or "
+                          "snapshot's VDI")
+        if vdis.attached(self.target, vdi):
+            raise not_now("it is attached to a VM")
+        self.storage.destroy_vdi(vdi.ref)
+        return "deleted VDI %s" % vdi.uuid
 
     # -- verbs ----------------------------------------------------------------
 

@@ -212,7 +212,15 @@ class LookupRevertTask(XensmTask):
         candidates = target.storage.find_vdis_named(
             target.sr_ref, [ident.name_label, snapshot_ident.name_label],
             uuids=[u for u in (provider_id, snapshot_provider_id) if u])
-        volume = vdis.found_in(target, candidates, ident, provider_id)
+        # The volume, and its leftovers, among VDIs named as the volume (or
+        # recorded as it): a copy in the making that is still named after
+        # the snapshot and inherited a stale mark for this volume may be
+        # another volume's clone of that snapshot, never this one's to
+        # destroy. Its own delete finds this volume's such copies.
+        volume = vdis.found_in(
+            target, [c for c in candidates
+                     if c.name_label != snapshot_ident.name_label or c.uuid == provider_id],
+            ident, provider_id)
         if volume.vdi is None:
             raise vdis.not_found(target, ident)
         snapshot = vdis.found_in(target, candidates, snapshot_ident, snapshot_provider_id)
@@ -285,12 +293,17 @@ class SwapOutTask(XensmTask):
             return
         except exception.XapiConnectionError as exc:
             if not exc.sent:
-                raise
-            if target.storage.vdi_by_uuid(vdi.uuid) is None:
-                return
+                raise               # never reached XAPI: the old VDI is whole
+            reason = exc.msg
+            try:
+                if target.storage.vdi_by_uuid(vdi.uuid) is None:
+                    return
+            except exception.XensmError as look:
+                # Unsettled: the destroy may have landed, so the clone stays.
+                reason = "%s; looking for it failed too: %s" % (reason, look)
             raise exception.RevertOutcomeUnknown(
                 volume_id=ident.id, vdi_uuid=vdi.uuid, clone_uuid=new_vdi.uuid,
-                reason=exc.msg) from exc
+                reason=reason) from exc
 
 
 # -- the SR -------------------------------------------------------------------

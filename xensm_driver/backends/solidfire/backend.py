@@ -27,6 +27,7 @@ from typing import ClassVar
 
 from oslo_log import log as logging
 
+from xensm_driver import coordination
 from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver.arrays.solidfire import ElementClient
@@ -38,6 +39,7 @@ from xensm_driver.backends.solidfire.array import LunTarget
 from xensm_driver.flows import claims
 from xensm_driver.flows import target as targets
 from xensm_driver.flows import vdi as vdis
+from xensm_driver.flows.engine import answer_or_lookup
 from xensm_driver.xapi.storage import VDI
 
 LOG = logging.getLogger(__name__)
@@ -76,25 +78,30 @@ class SolidFireBackend(base.Backend):
             verify=opts.xensm_sf_verify_tls, timeout=opts.xensm_sf_api_timeout,
             retries=opts.xensm_sf_retry_count)
         cluster = self.client.call("GetClusterInfo")["clusterInfo"]
-        account_id = int(self.client.ensure_account(
-            "%s-%s" % (opts.xensm_sf_account_prefix, self.name))["accountID"])
         pool_ref, pool_uuid = self.storage.the_pool()
-        self._target = LunTarget(
-            storage=self.storage, backend=self.name, sr_type=self.SR_TYPE,
-            # The pool holds the claims: a volume has no SR before it is made,
-            # and Element has no compare-and-set (ModifyVolume and
-            # ModifyAccount replace the whole attributes map, last writer
-            # wins), while XAPI's pool.add_to_other_config refuses a key
-            # already there (MAP_DUPLICATE_KEY) for every host and process.
-            claim_holder=("pool", pool_ref),
-            lease=targets.lease(opts.xenapi_call_timeout, opts.xensm_sf_api_timeout),
-            client=self.client, account_id=account_id,
-            vag_id=self._ensure_access_group(pool_uuid),
-            svip=opts.xensm_sf_svip or cluster["svip"],
-            master_ref=self.storage.master().ref,
-            clone_timeout=opts.xensm_sf_clone_timeout,
-            task_timeout=opts.xenapi_task_timeout)
-        self._retire_deleted_with_snapshots()
+        # Active-active: the services of a cluster (and the pool's other
+        # SolidFire back ends, which share its access group) find or create
+        # the account and access group, and settle half-done deletes, one
+        # at a time, under a lock named after the pool.
+        with self.locks.lock(coordination.lock_name("xensm", "sf-setup", pool_uuid)):
+            account_id = int(self.client.ensure_account(
+                "%s-%s" % (opts.xensm_sf_account_prefix, self.name))["accountID"])
+            self._target = LunTarget(
+                storage=self.storage, backend=self.name, sr_type=self.SR_TYPE,
+                # The pool holds the claims: a volume has no SR before it is
+                # made, and Element has no compare-and-set (ModifyVolume and
+                # ModifyAccount replace the whole attributes map, last writer
+                # wins), while XAPI's pool.add_to_other_config refuses a key
+                # already there (MAP_DUPLICATE_KEY) for every host and process.
+                claim_holder=("pool", pool_ref),
+                lease=targets.lease(opts.xenapi_call_timeout, opts.xensm_sf_api_timeout),
+                client=self.client, account_id=account_id,
+                vag_id=self._ensure_access_group(pool_uuid),
+                svip=opts.xensm_sf_svip or cluster["svip"],
+                master_ref=self.storage.master().ref,
+                clone_timeout=opts.xensm_sf_clone_timeout,
+                task_timeout=opts.xenapi_task_timeout)
+            self._retire_deleted_with_snapshots()
         self.clone_strategy = "resign" if self._has_sm("relvmoiscsi") else "copy"
 
     def _retire_deleted_with_snapshots(self) -> None:
@@ -149,6 +156,10 @@ class SolidFireBackend(base.Backend):
                 "The pool has no lvmoiscsi SM plugin, which back end %s needs to "
                 "attach SolidFire LUNs." % self.name)
         self.client.call("GetClusterCapacity")
+
+    def describe(self) -> base.StorageDescription:
+        """The pool's hosts; a volume's SR is its own (see holdings). 1 call."""
+        return base.StorageDescription(hosts=tuple(h.name_label for h in self.storage.hosts()))
 
     def stats(self) -> dict[str, Any]:
         cap = self.client.call("GetClusterCapacity")["clusterCapacity"]
@@ -256,10 +267,11 @@ class SolidFireBackend(base.Backend):
             return "retired array volume %d (it has snapshots)" % held.volume_array_id
         return "deleted array volume %d" % held.volume_array_id
 
-    def remove_orphan_snapshot(self, held: base.Holding) -> str:
+    def remove_orphan_snapshot(self, held: base.Holding, keep: frozenset[str]) -> str:
         """Checked again first: array snapshot ``held.array_id`` is still on
         its volume carrying its tag. Then deleted, and a retired volume
-        with no snapshot left goes too. 2-5 calls."""
+        with no snapshot left goes too. 2-5 calls. (``keep`` is not read:
+        an array snapshot's ID is recorded by no object but its own.)"""
         snapshot_id = held.tags.get(identity.SNAPSHOT_TAG)
         found = [s for s in self.target.snapshots_of(held.volume_array_id)
                  if int(s["snapshotID"]) == held.array_id]
@@ -357,22 +369,20 @@ class SolidFireBackend(base.Backend):
                     "it already has %d snapshots and a SolidFire volume holds at most "
                     "%d (xensm_solidfire_snapshot_limit); delete an older snapshot "
                     "first" % (len(existing), limit))
-            lost: exception.ArrayConnectionError | None = None
-            try:
+
+            def mine_now() -> list[dict[str, Any]] | None:
+                return [s for s in self.target.snapshots_of(sf_volume["volumeID"])
+                        if s.get("name") == name] or None
+
+            def create() -> list[dict[str, Any]]:
                 self.client.call("CreateSnapshot", volumeID=sf_volume["volumeID"],
-                                 name=name,
-                                 attributes={identity.SNAPSHOT_TAG: snapshot.id})
-            except exception.ArrayConnectionError as exc:
-                if not exc.kwargs.get("sent"):
-                    raise
-                lost = exc
-            mine = [s for s in self.target.snapshots_of(sf_volume["volumeID"])
-                    if s.get("name") == name]
+                                 name=name, attributes={identity.SNAPSHOT_TAG: snapshot.id})
+                return mine_now() or []
+
+            # Not found after a lost answer: the call may still land, the
+            # outcome is unknown, and the claim stays for it.
+            mine = answer_or_lookup(create, mine_now)
             if not mine:
-                if lost is not None:
-                    # Not there yet, and the call may still land: the
-                    # outcome is unknown, and the claim stays for it.
-                    raise lost
                 raise exception.ArrayError(
                     array=self.client.array, method="CreateSnapshot", name="xNotCreated",
                     detail="snapshot %s is not on the array" % name)
