@@ -356,11 +356,13 @@ class Backend:
 
     def plug_back(self, vm: VM, disk: VMDisk, vdi_uuid: str) -> bool:
         """Give the VM a VBD on VDI ``vdi_uuid`` in ``disk``'s slot
-        (userdevice, mode, bootable) when the VDI has none: after a revert
-        swapped a new VDI in, as XAPI destroys a VDI's VBDs with it (xen-api
-        xapi_vdi.ml destroy). Whether one was made. 1-2 calls."""
+        (userdevice, mode, bootable) when the VDI has none: after an SM
+        revert swapped a new VDI in (XAPI destroys a VDI's VBDs with it,
+        xen-api xapi_vdi.ml destroy), or a SolidFire revert re-introduced
+        the LUN's SR (SR.forget drops its VDIs' records and VBDs). Whether
+        one was made. 1-2 calls."""
         vdi = self.storage.vdi_by_uuid(vdi_uuid)
-        if vdi is None or vdi.uuid == disk.vdi_uuid or vdi.vbds:
+        if vdi is None or vdi.vbds:
             return False
         self.storage.vms.create_vbd(vm.ref, vdi.ref, disk.vbd.userdevice,
                                     mode=disk.vbd.mode, bootable=disk.vbd.bootable)

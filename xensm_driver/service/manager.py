@@ -1225,7 +1225,10 @@ class Manager:
         delete (which finds copies by their making mark), then the record.
         What was done, by member snapshot id."""
         done: dict[str, str] = {}
-        if not delete:
+        # An array group snapshot's members are known by the IDs its answer
+        # carried: one cut off before it answered is the array's to list
+        # (reported as interrupted members; their delete says what to do).
+        if not delete or drv.backend.GROUP_CONSISTENCY == base.CONSISTENT_BY_ARRAY:
             return done
         for record in self._interrupted_snapshots(name):
             kind = "VM" if isinstance(record, VMSnapshot) else "group"
