@@ -3,6 +3,7 @@ then converge, verify, delete everything and verify that nothing is left."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import random
@@ -29,6 +30,7 @@ WEIGHTS = {
     "create": 10, "create_twice": 3, "delete": 6, "extend": 5, "snapshot": 9,
     "delete_snapshot": 5, "clone": 5, "from_snapshot": 5, "revert": 6, "stats": 3,
     "connect": 4, "image_to_volume": 12, "volume_to_image": 1, "read": 8, "retry": 8,
+    "group_snapshot": 3,
 }
 XAPI_ERRORS = (["INTERNAL_ERROR", "soak: injected"],
                ["SR_BACKEND_FAILURE_46", "", "The VDI is not available"],
@@ -133,8 +135,8 @@ class Soak:
     def learn(self) -> None:
         rng = random.Random(self.settings.seed)
         order = ["create", "image_to_volume", "snapshot", "extend", "read", "clone",
-                 "from_snapshot", "revert", "connect", "stats", "volume_to_image",
-                 "create_twice", "delete_snapshot", "delete"]
+                 "from_snapshot", "revert", "group_snapshot", "connect", "stats",
+                 "volume_to_image", "create_twice", "delete_snapshot", "delete"]
         for name, backend in self.backends.items():
             for verb in order:
                 self.sim.control.reset_calls()
@@ -288,6 +290,23 @@ class Soak:
             new = self._new("snapshot", backend, got[0].size_gb, volume=got[0])
             assert take(new)
             return [got[0], new], lambda d: self._snapshot(d, got[0], new)
+        if verb == "group_snapshot":
+            # SM SRs only: the model knows a SolidFire snapshot by its array
+            # name, and a group snapshot's members carry the group's (it
+            # would report them leaked and missing).
+            if backend.solidfire or (len(snaps) + 2 > MAX_OBJECTS and not learning):
+                return None
+            got = None
+            for a in ready:
+                got = first([b for b in ready if b is not a], lambda b, a=a: (a,))
+                if got is not None:
+                    break
+            if got is None:
+                return None
+            news = [self._new("snapshot", backend, v.size_gb, volume=v) for v in got]
+            for new in news:
+                assert take(new)
+            return [*got, *news], lambda d: self._group_snapshot(d, list(got), news)
         if verb == "delete_snapshot":
             pinned = {o.pending[1] for o in vols if o.pending and o.pending[0] == "revert"}
             cands = [o for o in snaps if o.id not in pinned
@@ -527,6 +546,27 @@ class Soak:
     def _snapshot(self, drv: Any, vol: Obj, snap: Obj) -> str:
         snap.content, snap.size_gb = vol.content, vol.size_gb
         return self._make(snap, lambda: drv.create_snapshot(self._snap(snap)))
+
+    def _group_snapshot(self, drv: Any, vols: list[Obj], snaps: list[Obj]) -> str:
+        """One consistent group snapshot of two volumes. A failure deletes
+        what it left, as the standalone service does (whole or absent), and
+        the snapshots stay to delete again."""
+        group = {"id": str(uuid.uuid4())}
+        for vol, snap in zip(vols, snaps, strict=True):
+            snap.content, snap.size_gb = vol.content, vol.size_gb
+        try:
+            _model_update, updates = drv.create_group_snapshot(
+                None, group, [self._snap(s) for s in snaps])
+        except Exception:
+            # Still unsure afterwards: a call whose answer was lost may land
+            # later, and the snapshots' delete (retried) finds what it made.
+            for snap in snaps:
+                self._failed_create(snap)
+            with contextlib.suppress(Exception):
+                drv.delete_group_snapshot(None, group, [self._snap(s) for s in snaps])
+            raise
+        by_id = {u["id"]: u for u in updates}
+        return ", ".join(self._created(s, by_id.get(s.id)) for s in snaps)
 
     def _clone(self, drv: Any, src: Obj, new: Obj) -> str:
         new.content = src.content

@@ -169,6 +169,20 @@ def vdi_uuid_of(spec: base.VolumeSpec | base.SnapshotSpec) -> str | None:
     return parsed[1] if parsed else None
 
 
+def consistency_requested(group_or_snapshot: Any) -> bool:
+    """Whether a group (snapshot) asks for consistency: in Cinder, its group
+    type carries ``consistent_group_snapshot_enabled = <is> True``
+    (Cinder's own test, ``volume_utils.is_group_a_cg_snapshot_type``); the
+    standalone service's groups have no type and always ask."""
+    if base.field(group_or_snapshot, "group_type_id") is None:
+        return True
+    try:
+        from cinder.volume import volume_utils  # only inside cinder-volume
+    except ImportError:
+        return True
+    return bool(volume_utils.is_group_a_cg_snapshot_type(group_or_snapshot))
+
+
 class XenAPISMDriver(interface.VolumeDriver):
     """Volumes as VDIs on an SR, through XAPI's Storage Manager.
 
@@ -548,9 +562,11 @@ class XenAPISMDriver(interface.VolumeDriver):
         return missing(volumes) + swapped, missing(snapshots)
 
     # -- groups ---------------------------------------------------------------
-    # Without a consistent multi-volume snapshot (SM-native SRs have none),
-    # these raise NotImplementedError: that is how Cinder's manager knows to
-    # use its generic group code, which snapshots volume by volume.
+    # Without a consistent multi-volume snapshot these raise
+    # NotImplementedError: that is how Cinder's manager knows to use its
+    # generic group code, which snapshots volume by volume. SolidFire makes
+    # one array group snapshot; SM SRs pause the VMs holding the volumes,
+    # only for groups whose type asks for consistency.
 
     def _group_backend(self, verb: str) -> base.Backend:
         if not self.backend.can(base.GROUP_SNAPSHOT):
@@ -573,7 +589,15 @@ class XenAPISMDriver(interface.VolumeDriver):
 
     def create_group_snapshot(self, context: Any, group_snapshot: Any,
                               snapshots: list[Any]) -> Any:
-        return self._group_backend("create_group_snapshot").create_group_snapshot(
+        backend = self._group_backend("create_group_snapshot")
+        if (backend.GROUP_CONSISTENCY == base.CONSISTENT_BY_PAUSE
+                and not consistency_requested(group_snapshot)):
+            # Pausing VMs is for groups whose type asks for consistency; a
+            # generic group is Cinder's to snapshot volume by volume.
+            raise NotImplementedError(
+                "create_group_snapshot: group snapshot %s is of a generic group type; "
+                "Cinder's generic groups apply" % base.field(group_snapshot, "id"))
+        return backend.create_group_snapshot(
             group_snapshot, [snapshot_spec(s) for s in snapshots])
 
     def delete_group_snapshot(self, context: Any, group_snapshot: Any,

@@ -386,11 +386,12 @@ class LifecycleMixin:
         self.assertEqual(vdi, self.assert_volume_on_sr(section, vol, 1))
 
     def test_group_snapshot_and_group_from_it(self: Any) -> None:
-        """A generic group: Cinder snapshots it volume by volume (no CG on SM SRs)."""
+        """A generic group: Cinder snapshots it volume by volume (the driver
+        pauses VMs only for a group type that asks for consistency)."""
         section = self.SECTION
         before = set(self.sr_vdis(section, gc=True))
-        self.assertFalse(self.pools()["ci@%s#%s" % (section, self.pool_of(section))]
-                         ["consistent_group_snapshot_enabled"])
+        self.assertTrue(self.pools()["ci@%s#%s" % (section, self.pool_of(section))]
+                        ["consistent_group_snapshot_enabled"])
         gtype = self.group_type()
         vtype = self.volume_type(section)
         group = self.client.groups.create(gtype.id, vtype.id, name="g-%s" % section)
@@ -422,6 +423,56 @@ class LifecycleMixin:
         for grp in (copy, group):
             self.client.groups.delete(grp.id, delete_volumes=True)
             self.wait_gone(self.client.groups, grp.id)
+        self.assert_sr_holds_nothing_new(section, before)
+
+    def test_consistent_group_snapshot_pauses_the_vm_holding_the_volumes(self: Any) -> None:
+        """A group type with consistent_group_snapshot_enabled: the running VM
+        holding the volumes is paused around the per-VDI snapshots, and runs
+        again after; the snapshots hold what the VM wrote before."""
+        section = self.SECTION
+        before = set(self.sr_vdis(section, gc=True))
+        if "cg" not in CinderTestCase._types:
+            gtype = self.client.group_types.create("consistent")
+            gtype.set_keys({"consistent_group_snapshot_enabled": "<is> True"})
+            CinderTestCase._types["cg"] = gtype
+        group = self.client.groups.create(CinderTestCase._types["cg"].id,
+                                          self.volume_type(section).id, name="cg-%s" % section)
+        self.addCleanup(self.delete_group_if_present, group.id)
+        group = self.wait(self.client.groups, group.id, "available")
+        vols = [self.create_volume(1, section=section, group_id=group.id) for _ in range(2)]
+        uuids = [self.assert_volume_on_sr(section, vol, 1)["uuid"] for vol in vols]
+        for vdi_uuid in uuids:
+            self.write(vdi_uuid, A)
+        vm = self.xapi.call("VM.create", {"name_label": "cg-guest-%s" % section})
+        for i, vdi_uuid in enumerate(uuids):
+            vdi_ref = self.xapi.call("VDI.get_by_uuid", vdi_uuid)
+            self.xapi.call("VBD.create", {
+                "VM": vm, "VDI": vdi_ref, "userdevice": str(i), "bootable": False,
+                "mode": "RW", "type": "Disk", "empty": False, "other_config": {},
+                "qos_algorithm_type": "", "qos_algorithm_params": {}})
+        self.xapi.call("VM.start", vm, False, False)
+        pauses = self.control.calls().get("VM.pause", 0)
+
+        gsnap = self.client.group_snapshots.create(group.id, name="cgs")
+        self.addCleanup(self.delete_if_present, self.client.group_snapshots, gsnap.id)
+        gsnap = self.wait(self.client.group_snapshots, gsnap.id, "available")
+        self.assertEqual(pauses + 1, self.control.calls().get("VM.pause", 0))
+        self.assertEqual("Running", self.xapi.call("VM.get_power_state", vm))
+        self.assertNotIn("xensm-paused-by", self.xapi.call("VM.get_other_config", vm))
+        # The guest writes on after the snapshot; the snapshots keep A.
+        vm_uuid = self.xapi.call("VM.get_uuid", vm)
+        for vdi_uuid in uuids:
+            self.control.guest_write(vm_uuid, vdi_uuid, 0, B[:4096])
+        snaps = self.client.volume_snapshots.list(search_opts={"group_snapshot_id": gsnap.id})
+        self.assertEqual(sorted(v.id for v in vols), sorted(s.volume_id for s in snaps))
+        for snap in snaps:
+            self.assert_content(self.assert_snapshot_on_sr(section, snap)["uuid"], A)
+
+        self.delete(self.client.group_snapshots, gsnap.id)
+        self.xapi.call("VM.hard_shutdown", vm)
+        self.xapi.call("VM.destroy", vm)
+        self.client.groups.delete(group.id, delete_volumes=True)
+        self.wait_gone(self.client.groups, group.id)
         self.assert_sr_holds_nothing_new(section, before)
 
     def delete_group_if_present(self: Any, group_id: str) -> None:

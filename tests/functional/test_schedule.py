@@ -20,6 +20,7 @@ from tests.functional import base
 from tests.functional import test_cli
 from tests.functional import test_inventory_servers
 from xensm_driver.service import inventory
+from xensm_driver.service import models
 from xensm_driver.service import schedule
 from xensm_driver.service.manager import Manager
 from xensm_driver.service.models import GroupSnapshot
@@ -491,7 +492,7 @@ class TestMigration(TestSharedInventory):
         engine.dispose()
         inv = inventory.Inventory(url)
         self.addCleanup(inv.close)
-        self.assertEqual(3, inv.schema_version)
+        self.assertEqual(models.SCHEMA_VERSION, inv.schema_version)
         with inv.session() as sess:
             self.assertEqual([], list(sess.scalars(sa.select(ScheduleRun))))
         # And it works: the race, on the migrated inventory.

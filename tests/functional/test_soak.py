@@ -37,7 +37,8 @@ class TestSoakChecker(base.SimTestCase):
         self.rng = random.Random(1)
 
     def test_a_clean_lifecycle_verifies_clean(self) -> None:
-        for verb in ("create", "image_to_volume", "snapshot", "clone", "read", "delete"):
+        for verb in ("create", "image_to_volume", "snapshot", "clone", "read", "delete",
+                     "create", "group_snapshot"):
             self.assertTrue(self.soak.attempt(self.rng, self.backends["nfs"], verb,
                                               learning=True), verb)
         self.soak.verify()

@@ -33,6 +33,9 @@ from xensm_driver import identity
 from xensm_driver.xapi import transfer
 from xensm_driver.xapi.storage import VDI
 from xensm_driver.xapi.storage import Storage
+from xensm_driver.xapi.vms import PAUSED_BY_KEY as PAUSED_BY
+from xensm_driver.xapi.vms import VBD
+from xensm_driver.xapi.vms import VM
 
 ENTRY_POINT_GROUP = "xensm_driver.backends"
 
@@ -54,6 +57,13 @@ SNAPSHOT_OF_SNAPSHOT = "snapshot_of_snapshot"
 VHD_CHAIN = "vhd_chain"
 #: Per-volume QoS set on the storage, changed in place (retype, set_qos).
 QOS = "qos"
+
+#: How a back end makes a group snapshot consistent -- every volume of the
+#: group as it was at one instant, as a crash or power cut would leave
+#: them (crash consistency: no guest quiescing; XenServer removed VSS
+#: quiescing in 8.1). Back ends declare one in ``GROUP_CONSISTENCY``.
+CONSISTENT_BY_ARRAY = "array"          # one group snapshot on the array
+CONSISTENT_BY_PAUSE = "paused-vms"     # the VMs holding the volumes paused around it
 
 #: The capability each optional verb needs.
 VERB_CAPABILITY: Mapping[str, str] = {
@@ -88,6 +98,18 @@ _WHY_NOT = {
                      "use a generic (non-consistent) group, which Cinder "
                      "snapshots volume by volume"),
 }
+
+
+#: The VM other_config key xensm holds while a group snapshot pauses the VM.
+PAUSED_BY_KEY = PAUSED_BY
+
+
+@dataclasses.dataclass(frozen=True)
+class VMDisk:
+    """One disk of a VM: its VBD and the uuid of the VDI it holds."""
+
+    vbd: VBD
+    vdi_uuid: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,6 +272,10 @@ class Backend:
     CONFIG_KEYS: ClassVar[tuple[ConfigKey, ...]] = ()
     #: Whether the SR is shared by the pool unless xensm_sr_shared says.
     SHARED: ClassVar[bool] = True
+    #: How the back end makes a group (or VM) snapshot consistent, or None
+    #: when it cannot: then its members are snapshotted one by one, each at
+    #: its own instant (see CONSISTENT_BY_ARRAY, CONSISTENT_BY_PAUSE).
+    GROUP_CONSISTENCY: ClassVar[str | None] = None
 
     def __init__(self, options: config.Options, storage: Storage,
                  locks: coordination.Locks | None = None) -> None:
@@ -379,6 +405,46 @@ class Backend:
         """Remove the snapshot ``held`` names if it still is that (as
         :meth:`remove_orphan_volume`, with the snapshot tag)."""
         raise NotImplementedError
+
+    # -- VMs (VM snapshots), the pool's whatever the family ---------------------
+
+    def find_vms(self, name_or_uuid: str) -> list[VM]:
+        """Guests (no control domain, snapshot or template) with this uuid or
+        name label. 1 call."""
+        return self.storage.vms.find(name_or_uuid)
+
+    def vm_disks(self, vm: VM) -> list[VMDisk]:
+        """The VM's disks (disk VBDs that hold a VDI), by userdevice. 1 call,
+        +1 per disk."""
+        return [VMDisk(vbd, self.storage.get_vdi(vbd.vdi).uuid)
+                for vbd in self.storage.vms.vbds_of_vm(vm.ref)
+                if vbd.type == "Disk" and not vbd.empty]
+
+    def plug_back(self, vm: VM, disk: VMDisk, vdi_uuid: str) -> bool:
+        """Give the VM a VBD on VDI ``vdi_uuid`` in ``disk``'s slot
+        (userdevice, mode, bootable) when the VDI has none: after an SM
+        revert swapped a new VDI in (XAPI destroys a VDI's VBDs with it,
+        xen-api xapi_vdi.ml destroy), or a SolidFire revert re-introduced
+        the LUN's SR (SR.forget drops its VDIs' records and VBDs). Whether
+        one was made. 1-2 calls."""
+        vdi = self.storage.vdi_by_uuid(vdi_uuid)
+        if vdi is None or vdi.vbds:
+            return False
+        self.storage.vms.create_vbd(vm.ref, vdi.ref, disk.vbd.userdevice,
+                                    mode=disk.vbd.mode, bootable=disk.vbd.bootable)
+        return True
+
+    # -- VMs a group snapshot paused, for reconcile ---------------------------
+
+    def left_paused(self) -> list[VM]:
+        """VMs carrying xensm's pause mark (a group snapshot cut off while
+        they were paused). None unless the back end pauses VMs."""
+        return []
+
+    def finish_left_paused(self, vm: VM, alive: bool) -> str:
+        """Unpause ``vm`` and take its mark off unless its group snapshot is
+        still running (``alive``); what was done."""
+        raise self.refuse("unpause VMs", "it never pauses any")
 
     # -- what every back end implements ---------------------------------------
 

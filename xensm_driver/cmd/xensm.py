@@ -558,6 +558,12 @@ def cmd_check(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
             if "group_snapshot" in cannot:
                 lines.append("  (groups are snapshotted volume by volume, not "
                              "write-order consistently)")
+            elif rep.get("group_consistency") == "paused-vms":
+                lines.append("  (group and VM snapshots: crash-consistent, the VMs holding "
+                             "the volumes paused for the instant)")
+            elif rep.get("group_consistency") == "array":
+                lines.append("  (group and VM snapshots: crash-consistent, one array "
+                             "group snapshot)")
         return lines
 
     out.emit(reports if len(reports) > 1 else reports[0], human)
@@ -999,6 +1005,49 @@ def cmd_group_delete(mgr: Manager, args: argparse.Namespace, out: Output) -> int
     return EXIT_OK
 
 
+def vm_snapshot_view(mgr: Manager, vmsnap: Any) -> dict[str, Any]:
+    members = mgr.inventory.vm_snapshot_members(vmsnap.id, include_gone=True)
+    return dict(vmsnap.to_dict(), snapshots=[
+        dict(s.to_dict()) for s in members])
+
+
+def cmd_vm_snapshot(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    vmsnap, snaps = mgr.snapshot_vm(args.vm, name=args.name or "")
+    out.emit(vm_snapshot_view(mgr, vmsnap),
+             lambda: ["VM snapshot %s of VM %s (%s): %d snapshot(s); consistency %s." % (
+                 vmsnap.id, vmsnap.vm_uuid, vmsnap.vm_name, len(snaps),
+                 vmsnap.consistency)]
+             + (["Not in it (no xensm volume): %s" % vmsnap.skipped] if vmsnap.skipped
+                else []) + snapshot_table(snaps))
+    return EXIT_OK
+
+
+def cmd_vm_list(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    rows = [(v, mgr.inventory.vm_snapshot_members(v.id)) for v in mgr.vm_snapshots(args.vm)]
+    out.emit_list(("ID", "NAME", "VM", "STATUS", "SNAPSHOTS", "CONSISTENCY", "CREATED"),
+                  ("id", "name", "vm_name", "status", "snapshots", "consistency",
+                   "created_at"), rows,
+                  lambda r: [r[0].id, r[0].name, r[0].vm_name, status_text(r[0]), len(r[1]),
+                             r[0].consistency, when(r[0])],
+                  lambda r: dict(r[0].to_dict(), snapshots=[s.id for s in r[1]]),
+                  "No VM snapshots.")
+    return EXIT_OK
+
+
+def cmd_vm_revert(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    vmsnap, vols = mgr.revert_vm(args.vm_snapshot)
+    out.emit(dict(vm_snapshot_view(mgr, vmsnap), volumes=[v.to_dict() for v in vols]),
+             lambda: ["Reverted VM %s (%s) to VM snapshot %s: %d volume(s)." % (
+                 vmsnap.vm_uuid, vmsnap.vm_name, vmsnap.id, len(vols))])
+    return EXIT_OK
+
+
+def cmd_vm_delete(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    vmsnap = mgr.delete_vm_snapshot(args.vm_snapshot)
+    out.emit(vmsnap.to_dict(), lambda: ["Deleted VM snapshot %s." % vmsnap.id])
+    return EXIT_OK if vmsnap.status == "deleted" else EXIT_FAILED
+
+
 def cmd_reconcile(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
     names = [mgr.backend_name(args.backend)] if args.backend or len(mgr.backends) <= 1 \
         else list(mgr.backends)
@@ -1007,7 +1056,7 @@ def cmd_reconcile(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
     reports = [mgr.reconcile(name, delete_orphans=args.delete_orphans, yes=args.yes)
                for name in names]
     unresolved = [f for r in reports for f in r.discrepancies
-                  if not (f.action_taken or "").startswith("deleted")]
+                  if not (f.action_taken or "").startswith(("deleted", "unpaused"))]
 
     def human() -> list[str]:
         lines: list[str] = []
@@ -1423,6 +1472,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --forever: look for new schedules at least this often")
     p.add_argument("--now", type=parse_time, metavar="TIME",
                    help="run as if it were TIME (ISO 8601, UTC): for tests and drills")
+    vm = top.add_parser("vm", help="snapshots of all of a VM's volumes").add_subparsers(
+        dest="verb", metavar="VERB", required=True)
+    p = leaf(vm, "snapshot", cmd_vm_snapshot,
+             "snapshot every xensm volume a VM holds: per back end at one instant "
+             "(crash-consistent)")
+    p.add_argument("vm", metavar="VM", help="the VM's uuid or name label")
+    p.add_argument("--name")
+    p = leaf(vm, "list", cmd_vm_list, "list VM snapshots (of one VM, if named)")
+    p.add_argument("vm", metavar="VM", nargs="?")
+    p = leaf(vm, "revert", cmd_vm_revert,
+             "put a VM's volumes back to a VM snapshot (the VM must be halted)")
+    p.add_argument("vm_snapshot", metavar="VM_SNAPSHOT")
+    p = leaf(vm, "delete", cmd_vm_delete, "delete a VM snapshot and its snapshots")
+    p.add_argument("vm_snapshot", metavar="VM_SNAPSHOT")
     return parser
 
 

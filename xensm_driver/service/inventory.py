@@ -65,11 +65,25 @@ def _schedules(conn: Connection) -> None:
         model.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
 
 
+def _vm_snapshots(conn: Connection) -> None:
+    """Version 4: VM snapshots -- the vm_snapshots table, and on snapshots
+    the VM snapshot a snapshot belongs to and where the VM held its volume."""
+    models.VMSnapshot.__table__.create(conn, checkfirst=True)  # type: ignore[attr-defined]
+    present = {c["name"] for c in sa.inspect(conn).get_columns("snapshots")}
+    for column, ddl in (("vm_snapshot_id", "VARCHAR(36)"), ("vm_userdevice", "VARCHAR(16)")):
+        if column not in present:
+            conn.execute(sa.text("ALTER TABLE snapshots ADD COLUMN %s %s" % (column, ddl)))
+    if "ix_snapshots_vm_snapshot_id" not in {
+            i["name"] for i in sa.inspect(conn).get_indexes("snapshots")}:
+        conn.execute(sa.text("CREATE INDEX ix_snapshots_vm_snapshot_id "
+                             "ON snapshots (vm_snapshot_id)"))
+
+
 #: ``MIGRATIONS[n](connection)`` brings a version ``n - 1`` inventory to
 #: version ``n`` (inside the same transaction that records ``n``); a release
 #: that changes a table adds a step here and bumps models.SCHEMA_VERSION.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _mysql_microseconds,
-                                                       3: _schedules}
+                                                       3: _schedules, 4: _vm_snapshots}
 
 #: Busy states: a verb is running on the object (or its process died).
 BUSY = frozenset({"creating", "deleting", "extending", "reverting", "uploading",
@@ -468,6 +482,32 @@ class Inventory:
             query = query.where(Group.status.not_in(GONE))
         with self.session() as sess:
             return list(sess.scalars(query))
+
+    def vm_snapshots(self, *, vm_uuid: str | None = None,
+                     include_gone: bool = False) -> list[models.VMSnapshot]:
+        query = sa.select(models.VMSnapshot).order_by(models.VMSnapshot.created_at,
+                                                       models.VMSnapshot.id)
+        if vm_uuid:
+            query = query.where(models.VMSnapshot.vm_uuid == vm_uuid)
+        if not include_gone:
+            query = query.where(models.VMSnapshot.status.not_in(GONE))
+        with self.session() as sess:
+            return list(sess.scalars(query))
+
+    def vm_snapshot_members(self, vm_snapshot_id: str,
+                            include_gone: bool = False) -> list[Snapshot]:
+        query = sa.select(Snapshot).where(Snapshot.vm_snapshot_id == vm_snapshot_id).order_by(
+            Snapshot.vm_userdevice, Snapshot.id)
+        if not include_gone:
+            query = query.where(Snapshot.status.not_in(GONE))
+        with self.session() as sess:
+            return list(sess.scalars(query))
+
+    def volume_by_provider_id(self, provider_id: str) -> Volume | None:
+        """The live volume recorded with this VDI uuid, if any."""
+        with self.session() as sess:
+            return sess.scalars(sa.select(Volume).where(
+                Volume.provider_id == provider_id, Volume.status.not_in(GONE))).first()
 
     def group_snapshots(self, group_id: str, *,
                         include_gone: bool = False) -> list[GroupSnapshot]:

@@ -29,8 +29,10 @@ import itertools
 import logging
 import os
 import stat
+import time
 import unicodedata
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import IO
@@ -59,6 +61,7 @@ from xensm_driver.service.models import Group
 from xensm_driver.service.models import GroupSnapshot
 from xensm_driver.service.models import Record
 from xensm_driver.service.models import Snapshot
+from xensm_driver.service.models import VMSnapshot
 from xensm_driver.service.models import Volume
 from xensm_driver.service.models import utcnow
 
@@ -281,6 +284,7 @@ class Manager:
                 "type": described.sr_type, "shared": described.sr_shared},
             "storage_protocol": backend.STORAGE_PROTOCOL,
             "capabilities": capabilities,
+            "group_consistency": backend.GROUP_CONSISTENCY,
             "total_capacity_gb": stats.get("total_capacity_gb"),
             "free_capacity_gb": stats.get("free_capacity_gb"),
             "provisioned_capacity_gb": stats.get("provisioned_capacity_gb"),
@@ -889,9 +893,22 @@ class Manager:
                 None, {"id": gsnap.id, "group_id": gsnap.group_id, "name": name},
                 [snapshot_dict(s, by_volume[s.volume_id]) for s in snaps])
         except BaseException as exc:
+            # The back end's verb undid itself; deleting the group snapshot
+            # by its members' identities also finds what a lost answer left,
+            # so the group snapshot is whole or absent, as a generic one is.
+            status = "error"
+            try:
+                drv.delete_group_snapshot(
+                    None, {"id": gsnap.id, "group_id": gsnap.group_id},
+                    [snapshot_dict(s, by_volume[s.volume_id]) for s in snaps])
+                status = "deleted"
+            except Exception as cleanup:  # noqa: BLE001 - the first failure is raised
+                LOG.error("Could not remove what failed group snapshot %s left: %s; "
+                          "'xensm reconcile' reports it", gsnap.id, cleanup)
             for snap in snaps:
-                self.inventory.update(Snapshot, snap.id, status="error", owner=None,
-                                      status_reason=reason(exc))
+                self.inventory.update(Snapshot, snap.id, status=status, owner=None,
+                                      status_reason=reason(exc),
+                                      deleted_at=utcnow() if status == "deleted" else None)
             raise
         updates_by_id = {str(u.get("id")): u for u in updates or []}
         done = []
@@ -966,6 +983,201 @@ class Manager:
                                       [])
         self.inventory.update(GroupSnapshot, gsnap.id, status="deleted", deleted_at=utcnow())
 
+    # -- VM snapshots ---------------------------------------------------------
+    # A VM snapshot is a snapshot of every xensm volume the VM holds, taken
+    # per back end as consistently as that back end can (GROUP_CONSISTENCY):
+    # one array group snapshot on SolidFire, the VM paused around the
+    # per-VDI snapshots on SM SRs. Each back end's share is one instant;
+    # a VM whose volumes span back ends gets one instant per back end.
+
+    def find_vm(self, ref: str) -> tuple[str, Any]:
+        """The guest ``ref`` names (uuid or name label) on the pool of a
+        configured back end: ``(back end, VM)``. 1 call per back end tried."""
+        seen: dict[str, Any] = {}
+        for name in self.backends:
+            for vm in self.driver(name).backend.find_vms(ref):
+                seen.setdefault(vm.uuid, (name, vm))
+            if seen:
+                break
+        if not seen:
+            raise NotInInventory(kind="VM", name=ref)
+        if len(seen) > 1:
+            raise Refused(reason="%d VMs are named %r (%s); use the uuid" % (
+                len(seen), ref, ", ".join(sorted(seen))))
+        return next(iter(seen.values()))
+
+    def _vm_volumes(self, backend: str, vm: Any) -> tuple[list[tuple[Volume, Any]], list[str]]:
+        """The VM's disks that are xensm volumes, with their VBDs, and the
+        uuids of the disks that are not. 1 call + 1 per disk."""
+        members, skipped = [], []
+        for disk in self.driver(backend).backend.vm_disks(vm):
+            vol = self.inventory.volume_by_provider_id(disk.vdi_uuid)
+            if vol is None:
+                skipped.append(disk.vdi_uuid)
+            else:
+                members.append((vol, disk.vbd))
+        return members, skipped
+
+    def snapshot_vm(self, ref: str, name: str = "") -> tuple[VMSnapshot, list[Snapshot]]:
+        """Snapshot every xensm volume of the VM, back end by back end."""
+        name = check_name(name, "VM snapshot")
+        home, vm = self.find_vm(ref)
+        members, skipped = self._vm_volumes(home, vm)
+        if not members:
+            raise Refused(reason="VM %s (%s) holds no xensm volume%s" % (
+                vm.uuid, vm.name_label,
+                " (its disks %s are not in this inventory)" % ", ".join(skipped)
+                if skipped else ""))
+        for vol, _vbd in members:
+            self._require_status(vol, AVAILABLE, "volume", "a VM snapshot")
+        by_backend: dict[str, list[tuple[Volume, Any]]] = {}
+        for vol, vbd in members:
+            by_backend.setdefault(vol.backend, []).append((vol, vbd))
+        drivers = {b: self._making(b) for b in sorted(by_backend)}
+        vmsnap = VMSnapshot(
+            id=new_id(), name=name, vm_uuid=vm.uuid, vm_name=vm.name_label,
+            status="creating", owner=this_owner(), skipped=" ".join(skipped),
+            consistency=", ".join("%s: %s" % (b, d.backend.GROUP_CONSISTENCY or "none")
+                                  for b, d in drivers.items()))
+        self.inventory.add(vmsnap)
+        made: list[Snapshot] = []
+        try:
+            for backend, share in sorted(by_backend.items()):
+                made += self._vm_share(drivers[backend], vmsnap, share, name)
+        except BaseException as exc:
+            self._drop_vm_snapshot(vmsnap)
+            self.inventory.update(VMSnapshot, vmsnap.id, status="error", owner=None,
+                                  status_reason=reason(exc))
+            raise
+        vmsnap = self.inventory.update(VMSnapshot, vmsnap.id, status="available", owner=None)
+        return vmsnap, made
+
+    @staticmethod
+    def vm_share_id(vm_snapshot_id: str, backend: str) -> str:
+        """The group snapshot id a back end's share of a VM snapshot goes by
+        (an array group snapshot is named and tagged with it)."""
+        return str(uuid.uuid5(uuid.UUID(vm_snapshot_id), backend))
+
+    def _vm_share(self, drv: driver_mod.XenAPISMDriver, vmsnap: VMSnapshot,
+                  share: list[tuple[Volume, Any]], name: str) -> list[Snapshot]:
+        """One back end's share of a VM snapshot: one consistent group
+        snapshot where the back end can, else volume by volume."""
+        with contextlib.ExitStack() as held:
+            vols = [held.enter_context(self._reading(Volume, v.id, "snapshotting"))
+                    for v, _ in share]
+            devices = {v.id: vbd.userdevice for v, vbd in share}
+            snaps = [Snapshot(id=new_id(), backend=v.backend, volume_id=v.id, name=name,
+                              volume_size_gb=v.size_gb, vm_snapshot_id=vmsnap.id,
+                              vm_userdevice=devices[v.id], status="creating",
+                              owner=this_owner()) for v in vols]
+            for snap in snaps:
+                self.inventory.add(snap)
+            by_volume = {v.id: v for v in vols}
+            dicts = [snapshot_dict(s, by_volume[s.volume_id]) for s in snaps]
+            try:
+                if drv.backend.GROUP_CONSISTENCY:
+                    _model, updates = drv.create_group_snapshot(
+                        None, {"id": self.vm_share_id(vmsnap.id, drv.backend.name)}, dicts)
+                else:
+                    updates = []
+                    for item in dicts:
+                        updates.append(dict(drv.create_snapshot(item) or {}, id=item["id"]))
+            except BaseException as exc:
+                for snap in snaps:
+                    self.inventory.update(Snapshot, snap.id, status="error", owner=None,
+                                          status_reason=reason(exc))
+                raise
+            by_id = {str(u.get("id")): u for u in updates or []}
+            return [self.inventory.update(
+                Snapshot, s.id, status="available", owner=None,
+                provider_id=by_id.get(s.id, {}).get("provider_id"),
+                provider_location=by_id.get(s.id, {}).get("provider_location"))
+                for s in snaps]
+
+    def _drop_vm_snapshot(self, vmsnap: VMSnapshot) -> None:
+        """Delete every member snapshot of a VM snapshot, back end by back end
+        (a failed one's too: deleting by identity finds what a lost answer left)."""
+        members = self.inventory.vm_snapshot_members(vmsnap.id)
+        by_backend: dict[str, list[Snapshot]] = {}
+        for snap in members:
+            by_backend.setdefault(snap.backend, []).append(snap)
+        for backend, snaps in sorted(by_backend.items()):
+            drv = self.driver(backend)
+            dicts = [snapshot_dict(s, self.inventory.get(Volume, s.volume_id)) for s in snaps]
+            try:
+                if drv.backend.GROUP_CONSISTENCY:
+                    drv.delete_group_snapshot(
+                        None, {"id": self.vm_share_id(vmsnap.id, backend)}, dicts)
+                else:
+                    for item in dicts:
+                        drv.delete_snapshot(item)
+            except exception.XensmError as exc:
+                LOG.error("Could not delete the snapshots of VM snapshot %s on back end "
+                          "%s: %s; 'xensm reconcile' reports them", vmsnap.id, backend, exc)
+                for snap in snaps:
+                    self.inventory.update(Snapshot, snap.id, status="error_deleting",
+                                          owner=None, status_reason=reason(exc))
+                continue
+            for snap in snaps:
+                self.inventory.update(Snapshot, snap.id, status="deleted", owner=None,
+                                      deleted_at=utcnow())
+
+    def vm_snapshot(self, ref: str, include_gone: bool = False) -> VMSnapshot:
+        return self.inventory.resolve(VMSnapshot, ref, include_gone=include_gone)
+
+    def vm_snapshots(self, vm: str | None = None) -> list[VMSnapshot]:
+        vm_uuid = None
+        if vm:
+            known = {s.vm_uuid for s in self.inventory.vm_snapshots()
+                     if vm in (s.vm_uuid, s.vm_name)}
+            vm_uuid = next(iter(known)) if len(known) == 1 else self.find_vm(vm)[1].uuid
+        return self.inventory.vm_snapshots(vm_uuid=vm_uuid)
+
+    def delete_vm_snapshot(self, ref: str) -> VMSnapshot:
+        vmsnap = self.vm_snapshot(ref)
+        self._act(VMSnapshot, vmsnap.id, "deleting", DELETABLE,
+                  lambda v: self._drop_vm_snapshot(v), fail="error_deleting", done="deleted")
+        left = [s.id for s in self.inventory.vm_snapshot_members(vmsnap.id)]
+        if left:
+            self.inventory.update(VMSnapshot, vmsnap.id, status="error_deleting",
+                                  status_reason="snapshots %s were not deleted"
+                                                % ", ".join(left))
+        return self.inventory.get(VMSnapshot, vmsnap.id)
+
+    def revert_vm(self, ref: str) -> tuple[VMSnapshot, list[Volume]]:
+        """Put every member volume back to the VM snapshot; the VM must be halted.
+
+        Each volume is reverted as ``volume revert`` does it. On SM SRs that
+        swaps in a new VDI, and XAPI's VDI.destroy of the old one destroys
+        its VBD (xen-api xapi_vdi.ml destroy), so the new VDI is plugged back
+        into the VM where the old one was (the VBD's userdevice, mode and
+        bootable flag), as XAPI's own VM.revert does. A member volume no
+        longer held by the VM is reverted and left detached; a volume the VM
+        gained since the snapshot is left as it is.
+        """
+        vmsnap = self.vm_snapshot(ref)
+        self._require_status(vmsnap, AVAILABLE, "VM snapshot", "a revert")
+        members = self.inventory.vm_snapshot_members(vmsnap.id)
+        home, vm = self.find_vm(vmsnap.vm_uuid)
+        home_backend = self.driver(home).backend
+        if vm.power_state != "Halted":
+            raise Refused(reason="VM %s (%s) is %s; shut it down first (xe vm-shutdown): a "
+                                 "revert needs it halted, as XAPI's own VM.revert leaves it"
+                          % (vm.uuid, vm.name_label, vm.power_state.lower()))
+        missing = [s.id for s in members if s.status != "available"]
+        if missing or not members:
+            raise Refused(reason="VM snapshot %s is incomplete (snapshots %s are not "
+                                 "available)" % (vmsnap.id, ", ".join(missing) or "none"))
+        reverted = []
+        for snap in members:
+            vol = self.inventory.get(Volume, snap.volume_id)
+            held = [d for d in home_backend.vm_disks(vm) if d.vdi_uuid == vol.provider_id]
+            vol, _snap = self.revert_volume(vol.id, snap.id)
+            for disk in held:
+                home_backend.plug_back(vm, disk, vol.provider_id or "")
+            reverted.append(vol)
+        return self.inventory.get(VMSnapshot, vmsnap.id), reverted
+
     # -- reconcile ------------------------------------------------------------
 
     def reconcile(self, backend: str | None = None, delete_orphans: bool = False,
@@ -996,10 +1208,23 @@ class Manager:
                                  "end now finds SR %s; its records do not describe this SR"
                                  % (self.inventory.display_url, name, recorded.sr_uuid,
                                     sr_uuid))
+        # First what a group or VM snapshot cut off mid-way left: its VMs
+        # paused (unpaused now: that undoes xensm's own step and destroys
+        # nothing) and its partial member snapshots (deleted with --yes).
+        paused = self._left_paused(name, drv)
+        partial = self._partial_group_snapshots(name, drv, delete_orphans and yes)
         live_snapshots = frozenset(i for r in records if isinstance(r, Snapshot)
                                    and r.status not in GONE for i in (r.id, r.provider_id) if i)
         held = reconcile_mod.holdings_for(back_end.holdings(), records, live_snapshots)
         report = reconcile_mod.compare(name, sr_uuid or "(an SR per volume)", records, held)
+        report.findings[:0] = paused
+        members = self._partial_members(name)
+        for finding in report.findings:
+            if finding.kind == reconcile_mod.INTERRUPTED and finding.id in partial:
+                finding.action_taken = partial[finding.id]
+            elif finding.kind == reconcile_mod.INTERRUPTED and finding.id in members:
+                finding.action = ("it is a member of a group or VM snapshot cut off mid-way: "
+                                  "'xensm reconcile --delete-orphans --yes' deletes it")
         if delete_orphans:
             by_uuid = {h.uuid: h for h in held}
             for finding in report.findings:
@@ -1012,6 +1237,113 @@ class Manager:
                     continue
                 self._remove_orphan(back_end, by_uuid[finding.vdi_uuid or ""], finding)
         return report
+
+    def _left_paused(self, name: str, drv: driver_mod.XenAPISMDriver
+                     ) -> list[reconcile_mod.Finding]:
+        """VMs carrying the pause mark of a group snapshot of back end
+        ``name``: unpaused and unmarked when that group snapshot is not
+        running in a live process (this inventory says so), else reported.
+        1 call (every VM record), +2 per VM unpaused."""
+        backend = drv.backend
+        findings = []
+        for vm in backend.left_paused():
+            mark = vm.paused_by
+            if mark is None or mark.backend != name:
+                continue
+            gsnap = self._pausing_record(name, mark.group_snapshot_id)
+            finding = reconcile_mod.Finding(
+                reconcile_mod.PAUSED_VM, "vm", vm.uuid, None,
+                gsnap.status if gsnap else None,
+                "VM %s (%s) is %s and carries the pause mark of group snapshot %s "
+                "(since %s)" % (vm.uuid, vm.name_label, vm.power_state.lower(),
+                                mark.group_snapshot_id, _stamp(mark.since)),
+                "none: reconcile unpauses it once that group snapshot is not running")
+            if gsnap is None:
+                finding.action = ("this inventory does not know group snapshot %s (Cinder "
+                                  "or another inventory?): once it is not running, 'xe "
+                                  "vm-unpause uuid=%s' and remove other-config:%s"
+                                  % (mark.group_snapshot_id, vm.uuid, base.PAUSED_BY_KEY))
+            else:
+                alive = gsnap.status in inventory_mod.BUSY and \
+                    inventory_mod.owner_alive(gsnap.owner) is not False
+                try:
+                    finding.action_taken = backend.finish_left_paused(vm, alive)
+                except exception.XensmError as exc:
+                    finding.action_taken = "not unpaused: %s" % reason(exc)
+            findings.append(finding)
+        return findings
+
+    def _pausing_record(self, name: str, pause_id: str) -> GroupSnapshot | VMSnapshot | None:
+        """The group snapshot, or VM snapshot (by its share on back end
+        ``name``), that a pause mark names; None when this inventory has none."""
+        try:
+            return self.inventory.get(GroupSnapshot, pause_id)
+        except NotInInventory:
+            pass
+        for vmsnap in self.inventory.vm_snapshots(include_gone=True):
+            if self.vm_share_id(vmsnap.id, name) == pause_id:
+                return vmsnap
+        return None
+
+    def _interrupted_snapshots(self, name: str) -> list[GroupSnapshot | VMSnapshot]:
+        """Group and VM snapshots with members on back end ``name`` that a
+        process which died left busy."""
+        found: list[GroupSnapshot | VMSnapshot] = []
+        for group in self.inventory.groups(backend=name, include_gone=True):
+            found += [g for g in self.inventory.group_snapshots(group.id)
+                      if inventory_mod.interrupted(g)]
+        for vmsnap in self.inventory.vm_snapshots():
+            if inventory_mod.interrupted(vmsnap) and any(
+                    s.backend == name for s in self.inventory.vm_snapshot_members(vmsnap.id)):
+                found.append(vmsnap)
+        return found
+
+    def _members_of(self, record: GroupSnapshot | VMSnapshot) -> list[Snapshot]:
+        if isinstance(record, VMSnapshot):
+            return self.inventory.vm_snapshot_members(record.id)
+        return self.inventory.snapshots(group_snapshot_id=record.id)
+
+    def _partial_members(self, name: str) -> set[str]:
+        """Member snapshots of group snapshots of ``name`` left busy by a
+        process that died."""
+        return {s.id for record in self._interrupted_snapshots(name)
+                for s in self._members_of(record) if s.backend == name}
+
+    def _partial_group_snapshots(self, name: str, drv: driver_mod.XenAPISMDriver,
+                                 delete: bool) -> dict[str, str]:
+        """With ``delete``, remove every group snapshot of ``name`` a dead
+        process left half made: each member snapshot through the driver's
+        delete (which finds copies by their making mark), then the record.
+        What was done, by member snapshot id."""
+        done: dict[str, str] = {}
+        # An array group snapshot's members are known by the IDs its answer
+        # carried: one cut off before it answered is the array's to list
+        # (reported as interrupted members; their delete says what to do).
+        if not delete or drv.backend.GROUP_CONSISTENCY == base.CONSISTENT_BY_ARRAY:
+            return done
+        for record in self._interrupted_snapshots(name):
+            kind = "VM" if isinstance(record, VMSnapshot) else "group"
+            left = False
+            for snap in self._members_of(record):
+                if snap.backend != name:
+                    left = True         # another back end's reconcile removes it
+                    continue
+                vol = self.inventory.get(Volume, snap.volume_id)
+                try:
+                    drv.delete_snapshot(snapshot_dict(snap, vol))
+                except exception.XensmError as exc:
+                    done[snap.id] = "not deleted: %s" % reason(exc)
+                    left = True
+                    continue
+                self.inventory.update(Snapshot, snap.id, status="deleted", owner=None,
+                                      deleted_at=utcnow())
+                done[snap.id] = "deleted (a member of %s snapshot %s, cut off mid-way)" % (
+                    kind, record.id)
+            if not left:
+                self.inventory.update(type(record), record.id, status="deleted", owner=None,
+                                      deleted_at=utcnow(),
+                                      status_reason="cut off mid-way; removed by reconcile")
+        return done
 
     def _remove_orphan(self, backend: base.Backend, held: base.Holding,
                        finding: reconcile_mod.Finding) -> None:
@@ -1049,6 +1381,10 @@ def _qos_request(drv: driver_mod.XenAPISMDriver, qos: str | None) -> dict[str, s
     """``--qos`` text as the driver takes it; refused (before anything is
     made) by a back end that sets no per-volume QoS."""
     return None if qos is None else drv.parse_qos(qos)
+
+
+def _stamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def _no_snapshots(sess: orm.Session, vol: Volume) -> None:

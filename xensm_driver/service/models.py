@@ -33,7 +33,8 @@ from sqlalchemy.orm import mapped_column
 #: ``inventory.MIGRATIONS`` when a table changes. 2: times with microseconds
 #: on MySQL (its DATETIME keeps whole seconds unless told). 3: snapshot
 #: schedules (the ``schedules`` and ``schedule_runs`` tables, nothing else).
-SCHEMA_VERSION = 3
+#: 4: VM snapshots (the vm_snapshots table, snapshots.vm_snapshot_id).
+SCHEMA_VERSION = 4
 
 ID = String(36)
 #: A UTC time to the microsecond on every database (records list in
@@ -144,6 +145,29 @@ class Snapshot(Record, Base):
     provider_location: Mapped[str | None] = mapped_column(String(255), default=None)
     group_snapshot_id: Mapped[str | None] = mapped_column(
         ForeignKey("group_snapshots.id"), default=None, index=True)
+    #: The VM snapshot it is a member of (no foreign key: a column added to
+    #: an existing table by migration 3, which SQLite cannot constrain).
+    vm_snapshot_id: Mapped[str | None] = mapped_column(String(36), default=None,
+                                                       index=True)
+    #: Where the VM held the volume when the VM snapshot was taken.
+    vm_userdevice: Mapped[str | None] = mapped_column(String(16), default=None)
+
+
+class VMSnapshot(Record, Base):
+    """A snapshot of every xensm volume a VM holds; its snapshots point here.
+
+    Each back end snapshots its share of the volumes as consistently as it
+    can (``consistency`` says how, per back end: ``array``,
+    ``paused-vms`` or ``none``). ``skipped`` lists the VM's disks that are
+    no xensm volume (space-separated VDI uuids): not in the snapshot.
+    """
+
+    __tablename__ = "vm_snapshots"
+
+    vm_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    vm_name: Mapped[str] = mapped_column(String(255), default="")
+    consistency: Mapped[str] = mapped_column(String(255), default="")
+    skipped: Mapped[str] = mapped_column(String(1024), default="")
 
 
 class Schedule(Record, Base):
@@ -211,4 +235,5 @@ class ScheduleRun(Base):
 KINDS: dict[str, type[Record]] = {
     "volume": Volume, "snapshot": Snapshot, "group": Group, "group snapshot": GroupSnapshot,
     "schedule": Schedule,
+    "VM snapshot": VMSnapshot,
 }

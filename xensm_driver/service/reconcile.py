@@ -39,8 +39,15 @@ below then means such a holding.
     is, the others are reported as ``orphan_vdi``.)
 ``in_progress``
     A verb running right now in a live process; not a discrepancy.
+``paused_vm``
+    A VM carrying the pause mark of a group snapshot of this back end
+    (``xensm-paused-by``). When this inventory shows that group snapshot
+    is not running in a live process, reconcile unpauses the VM and takes
+    the mark off -- the one thing it does without ``--yes``: it undoes
+    xensm's own half-done step and destroys nothing. Its ``id`` is the
+    VM's uuid.
 
-Nothing here changes anything.
+Nothing in this module changes anything.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ DUPLICATE_VDI = "duplicate_vdi"
 STRAY_VDI = "stray_vdi"
 FOREIGN_VDI = "foreign_vdi"
 IN_PROGRESS = "in_progress"
+PAUSED_VM = "paused_vm"
 
 #: Findings that are not discrepancies.
 INFORMATIONAL = frozenset({IN_PROGRESS, FOREIGN_VDI})
@@ -88,7 +96,7 @@ class Tagged(Protocol):
 @dataclasses.dataclass
 class Finding:
     kind: str
-    object: str               # "volume" or "snapshot"
+    object: str               # "volume", "snapshot" or "vm"
     id: str
     vdi_uuid: str | None
     status: str | None        # the record's status; None when there is no record

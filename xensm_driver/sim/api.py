@@ -172,6 +172,7 @@ class Xapi:
         # a faults.Fault (or None) so injected faults reach Async.* too.
         self.fault_hook: Callable[[str], Any] | None = None
         self.master_address = '127.0.0.1'
+        self.guest_writes = 0     # guest_write's sequence numbers
         self.ctx = Ctx(fabric, self._secret_value, self._sr_uuid_in_use)
         self.methods: dict[str, Method] = {}
         for attr in dir(self):
@@ -2656,6 +2657,294 @@ class Xapi:
                             'VBD currently attached to an active VM')
         self.db.destroy('VBD', vbd)
         return ''
+
+    # ==================================================================
+    # VM: guests with power states, pause, snapshot and revert
+    # ==================================================================
+    # Which power state each operation needs is xen-api
+    # xapi_vm_lifecycle.ml allowed_power_states; a call in another state
+    # fails (report_power_state_error) with
+    # VM_BAD_POWER_STATE [vm; expected states, lowercase, ", "-joined;
+    # actual state, lowercase].
+    _VM_STATES = {
+        'start': ('Halted',), 'unpause': ('Paused',),
+        'pause': ('Running',), 'clean_shutdown': ('Running',),
+        'hard_shutdown': ('Paused', 'Suspended', 'Running'),
+        'destroy': ('Halted', 'Suspended'),
+    }
+
+    def _vm_check(self, vm: str, op: str) -> dict[str, Any]:
+        rec = self.db.get('VM', vm)
+        if rec['is_control_domain'] and op != 'snapshot':
+            # xapi_vm_lifecycle.ml check_operation_error: the control
+            # domain refuses lifecycle operations (OPERATION_NOT_ALLOWED).
+            raise XapiError('OPERATION_NOT_ALLOWED',
+                            'This operation is not allowed on the control '
+                            'domain')
+        if rec['is_a_snapshot'] and op != 'revert':
+            # check_snapshot: a snapshot allows only revert, clone, copy,
+            # export, destroy... (VM_IS_SNAPSHOT [vm; op]).
+            if op not in ('destroy',):
+                raise XapiError('VM_IS_SNAPSHOT', vm, op)
+        allowed = self._VM_STATES.get(op)
+        if allowed and rec['power_state'] not in allowed:
+            raise XapiError('VM_BAD_POWER_STATE', vm,
+                            ', '.join(s.lower() for s in allowed),
+                            rec['power_state'].lower())
+        return rec
+
+    @api('VM.create', 'args:record')
+    def vm_create(self, s: str, rec: dict[str, Any]) -> str:
+        # Real VM.create needs every field the datamodel marks required
+        # (memory, VCPUs, boot settings, ...); the simulator takes any
+        # subset and defaults the rest, as its guests run nothing.
+        fields: dict[str, Any] = {'power_state': 'Halted'}
+        for key in ('name_label', 'name_description'):
+            if key in rec:
+                fields[key] = str(rec[key])
+        if 'other_config' in rec:
+            fields['other_config'] = {str(k): str(v) for k, v in
+                                      rec['other_config'].items()}
+        fields['allowed_operations'] = ['start', 'snapshot', 'destroy']
+        return self.db.create('VM', fields)
+
+    @api('VM.start', 'vm:ref:VM start_paused:bool force:bool')
+    def vm_start(self, s: str, vm: str, start_paused: bool,
+                 force: bool) -> str:
+        self._vm_check(vm, 'start')
+        # xenops starts the domain with its disks: every VBD is plugged
+        # (xapi_xenops.ml start; VBD.currently_attached follows xenopsd).
+        vbds = self.db.children('VBD', 'VM', vm)
+        for vbd in vbds:
+            vrec = self.db.get('VBD', vbd)
+            if not vrec['empty']:
+                self.db.get('VDI', vrec['VDI'])
+                sr = self.db.get('VDI', vrec['VDI'])['SR']
+                if not self._plugged_pbds(sr):
+                    raise XapiError('SR_NO_PBDS', sr)
+        self.db.update('VM', vm, resident_on=self._master(),
+                       power_state='Paused' if start_paused else 'Running',
+                       domid=len(self.db.tables['VM']))
+        for n, vbd in enumerate(sorted(vbds, key=lambda b: self.db.get(
+                'VBD', b)['userdevice'])):
+            self.db.update('VBD', vbd, currently_attached=True,
+                           device='xvd' + chr(ord('a') + n % 26),
+                           allowed_operations=['unplug', 'unplug_force'])
+        return ''
+
+    @api('VM.pause', 'vm:ref:VM')
+    def vm_pause(self, s: str, vm: str) -> str:
+        # xapi_vm.ml pause -> Xapi_xenops.pause: the domain stops running;
+        # its disks stay attached and take no more I/O (guest_write waits).
+        self._vm_check(vm, 'pause')
+        self.db.update('VM', vm, power_state='Paused')
+        return ''
+
+    @api('VM.unpause', 'vm:ref:VM')
+    def vm_unpause(self, s: str, vm: str) -> str:
+        self._vm_check(vm, 'unpause')
+        self.db.update('VM', vm, power_state='Running')
+        return ''
+
+    @api('VM.clean_shutdown', 'vm:ref:VM')
+    def vm_clean_shutdown(self, s: str, vm: str) -> str:
+        self._vm_check(vm, 'clean_shutdown')
+        self._vm_halt(vm)
+        return ''
+
+    @api('VM.hard_shutdown', 'vm:ref:VM')
+    def vm_hard_shutdown(self, s: str, vm: str) -> str:
+        self._vm_check(vm, 'hard_shutdown')
+        self._vm_halt(vm)
+        return ''
+
+    def _vm_halt(self, vm: str) -> None:
+        for vbd in self.db.children('VBD', 'VM', vm):
+            self.db.update('VBD', vbd, currently_attached=False, device='',
+                           allowed_operations=['attach', 'plug'])
+        self.db.update('VM', vm, power_state='Halted', domid=-1,
+                       resident_on=NULL_REF)
+
+    @api('VM.destroy', 'self:ref:VM')
+    def vm_destroy(self, s: str, vm: str) -> str:
+        # xapi_vm.ml destroy: the VM's VBDs go, its VDIs stay.
+        self._vm_check(vm, 'destroy')
+        for vbd in self.db.children('VBD', 'VM', vm):
+            self.db.destroy('VBD', vbd)
+        self.db.destroy('VM', vm)
+        return ''
+
+    def _vm_disks(self, vm: str) -> list[tuple[str, dict[str, Any]]]:
+        """The VM's disk VBDs (not CDs, not empty), by userdevice."""
+        out = []
+        for vbd in self.db.children('VBD', 'VM', vm):
+            rec = self.db.get('VBD', vbd)
+            if rec['type'] == 'Disk' and not rec['empty'] and \
+                    self.db.exists('VDI', rec['VDI']):
+                out.append((vbd, rec))
+        return sorted(out, key=lambda item: item[1]['userdevice'])
+
+    @api('VM.snapshot', 'vm:ref:VM new_name:str ignore_vdis:set', 1,
+         locked=False)
+    def vm_snapshot(self, s: str, vm: str, new_name: str,
+                    ignore_vdis: list[str] | None = None) -> str:
+        """xen-api xapi_vm_snapshot.ml snapshot -> xapi_vm_clone.ml clone
+        Disk_op_snapshot: safe_clone_disks snapshots the disks one after
+        the other (Async.VDI.snapshot each; on a failure the ones made are
+        destroyed), without pausing the domain -- each disk is only
+        tap-paused for its own snapshot -- then copy_vm_record makes a
+        Halted VM record with is_a_snapshot, snapshot_of, snapshot_time and
+        VBDs on the snapshot VDIs."""
+        with self.lock:
+            rec = self._vm_check(vm, 'snapshot')
+            disks = [(vbd, v) for vbd, v in self._vm_disks(vm)
+                     if v['VDI'] not in (ignore_vdis or [])]
+            power_state = rec['power_state']
+        made: list[tuple[dict[str, Any], str]] = []
+        try:
+            for _vbd, vrec in disks:
+                made.append((vrec, self._snapshot(vrec['VDI'], clone=False)))
+        except XapiError:
+            with self.lock:
+                for _vrec, snap in made:
+                    self._destroy_created(snap)
+            raise
+        with self.lock:
+            if not self.db.exists('VM', vm):
+                for _vrec, snap in made:
+                    self._destroy_created(snap)
+                raise XapiError('HANDLE_INVALID', 'VM', vm)
+            rec = self.db.get('VM', vm)
+            snap_vm = self.db.create('VM', {
+                'name_label': new_name,
+                'name_description': rec['name_description'],
+                'other_config': dict(rec['other_config']),
+                'power_state': 'Halted', 'is_a_snapshot': True,
+                'is_a_template': True, 'snapshot_of': vm,
+                'snapshot_time': now_stamp(),
+                'snapshot_info': {'power-state-at-snapshot': power_state,
+                                  'disk-snapshot-type': 'crash_consistent'},
+                'allowed_operations': ['revert', 'destroy']})
+            for vrec, snap in made:
+                self.db.create('VBD', {
+                    'VM': snap_vm, 'VDI': snap,
+                    'userdevice': vrec['userdevice'],
+                    'bootable': vrec['bootable'], 'mode': vrec['mode'],
+                    'type': 'Disk', 'empty': False,
+                    'other_config': dict(vrec['other_config']),
+                    'allowed_operations': ['attach']})
+            return snap_vm
+
+    @api('VM.revert', 'snapshot:ref:VM', locked=False)
+    def vm_revert(self, s: str, snapshot: str) -> str:
+        """xen-api xapi_vm_snapshot.ml revert: revert_vbds clones each of
+        the snapshot's disks (VDI.revert where the SM offers it, else
+        clone_single_vdi Disk_op_clone), destroys the VM's VBDs and the
+        disks the snapshot's disks are snapshots of (safe_destroy_vdi), and
+        gives the VM VBDs on the clones, which get new uuids; then
+        force_state_reset sets the VM to the snapshot's power state
+        (Halted). The VM's VDIs must be detached: VDI.destroy of an
+        attached VDI fails VDI_IN_USE; a failure resets the VM to Halted
+        and raises VM_REVERT_FAILED [snapshot; vm] (SR_BACKEND_FAILURE_44
+        and _109 pass through)."""
+        with self.lock:
+            srec = self.db.get('VM', snapshot)
+            if not srec['is_a_snapshot']:
+                raise XapiError('ONLY_REVERT_SNAPSHOT')
+            vm = srec['snapshot_of']
+            self.db.get('VM', vm)
+            snap_disks = self._vm_disks(snapshot)
+            targets = {self.db.get('VDI', v['VDI'])['snapshot_of']
+                       for _b, v in snap_disks}
+        clones: list[tuple[dict[str, Any], str]] = []
+        try:
+            for _vbd, vrec in snap_disks:
+                clones.append((vrec, self._snapshot(vrec['VDI'], clone=True)))
+            with self.lock:
+                for _vbd, vrec in self._vm_disks(vm):
+                    if vrec['currently_attached']:
+                        raise XapiError('VDI_IN_USE', vrec['VDI'], 'destroy')
+                for vbd, vrec in self._vm_disks(vm):
+                    self.db.destroy('VBD', vbd)
+                    if vrec['VDI'] in targets:
+                        rec = self.db.get('VDI', vrec['VDI'])
+                        self._destroy_storage(vrec['VDI'], rec,
+                                              self._att(rec['SR']))
+                for vrec, clone in clones:
+                    self.db.create('VBD', {
+                        'VM': vm, 'VDI': clone,
+                        'userdevice': vrec['userdevice'],
+                        'bootable': vrec['bootable'], 'mode': vrec['mode'],
+                        'type': 'Disk', 'empty': False,
+                        'other_config': dict(vrec['other_config']),
+                        'allowed_operations': ['attach', 'plug']})
+                    self.db.update('VDI', clone, snapshot_of=NULL_REF)
+                self._vm_halt(vm)
+        except XapiError as exc:
+            with self.lock:
+                for _vrec, clone in clones:
+                    if self.db.exists('VDI', clone) and \
+                            not self.db.children('VBD', 'VDI', clone):
+                        self._destroy_created(clone)
+                if self.db.exists('VM', vm):
+                    self._vm_halt(vm)
+            if exc.details[0] in ('SR_BACKEND_FAILURE_44',
+                                  'SR_BACKEND_FAILURE_109',
+                                  'VDI_INCOMPATIBLE_TYPE'):
+                raise
+            raise XapiError('VM_REVERT_FAILED', snapshot, vm) from exc
+        return ''
+
+    def guest_write(self, vm_uuid: str, vdi_uuid: str, offset: int,
+                    data: bytes, timeout: float = 60.0) -> int:
+        """A write by the guest ``vm_uuid`` to its disk ``vdi_uuid``: what
+        tests use to prove a group snapshot consistent.
+
+        The write goes through the VM: it waits while the VM is Paused (a
+        paused domain issues no I/O: xenopsd pauses its vCPUs) and while
+        its disk is being snapshotted or cloned (sm drivers/FileSR.py and
+        LVHDSR.py VDI.snapshot tap_pause the attached VDI around
+        ``_snapshot``, so one VDI's snapshot is atomic), then lands in the
+        VDI's data at ``offset``. Fails VM_BAD_POWER_STATE when the VM is
+        not running (halted while the write waited) and VDI_NOT_ATTACHED
+        when the VM holds no attached VBD of that VDI (the simulator's
+        own answer: a real guest cannot write a disk it lacks). Returns the
+        sequence number of the write among all guest writes of the pool,
+        which orders them.
+        """
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while True:
+                vm = self.db.ref_of_uuid('VM', vm_uuid)
+                rec = self.db.get('VM', vm)
+                vdi = self.db.ref_of_uuid('VDI', vdi_uuid)
+                busy = self.busy.get(vdi) in ('snapshot', 'clone')
+                if rec['power_state'] != 'Paused' and not busy:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise XapiError('TIMEOUT', 'guest write to VDI %s'
+                                    % vdi_uuid)
+                self.cond.wait(min(remaining, 0.5))
+            if rec['power_state'] != 'Running':
+                raise XapiError('VM_BAD_POWER_STATE', vm, 'running',
+                                rec['power_state'].lower())
+            held = [b for b in self.db.children('VBD', 'VDI', vdi)
+                    if self.db.get('VBD', b)['VM'] == vm and
+                    self.db.get('VBD', b)['currently_attached']]
+            if not held:
+                raise XapiError('VDI_NOT_ATTACHED', vdi)
+            path = self.data_file(vdi)
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.pwrite(fd, data, offset)
+            finally:
+                os.close(fd)
+            first = offset // VHD_BLOCK
+            last = (offset + max(len(data), 1) - 1) // VHD_BLOCK
+            self._record_blocks(vdi, [[first, last + 1]])
+            self.guest_writes += 1
+            return self.guest_writes
 
     # ==================================================================
     # The HTTP data path (called by the server, not over XML-RPC)

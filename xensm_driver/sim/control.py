@@ -36,6 +36,12 @@ POST        /sim/gc/wait                     ``{timeout}``: wait until the coale
                                              has done what deletes and scans asked
                                              (or is held) -> ``{pending: n}``
 POST        /sim/state/save                  flush the state to --state-dir now
+POST        /sim/vm/write                    ``{vm_uuid, vdi_uuid, offset, data (base64),
+                                             timeout}``: a write by a running guest to
+                                             its disk; waits while the VM is paused
+                                             (or the disk is being snapshotted) ->
+                                             ``{seq}``, its place among all guest
+                                             writes
 GET         /sim/fabric                      -> targets, LUNs, exports, disks, arrays
 POST        /sim/fabric/targets              ``{address, iqn, port, chap:[u,p]}``
 POST        /sim/fabric/targets/remove       ``{iqn}``
@@ -58,6 +64,7 @@ Errors answer 400 (bad argument), 404 (unknown route or object) or 409
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 import urllib.error
@@ -176,6 +183,15 @@ class SimControl:
         returns how many SRs it still has to do (0 unless held or stuck)."""
         return int(self._call('POST', '/sim/gc/wait',
                               {'timeout': timeout})['pending'])
+
+    def guest_write(self, vm_uuid: str, vdi_uuid: str, offset: int, data: bytes,
+                    timeout: float = 20.0) -> int:
+        """Write ``data`` at ``offset`` of a running guest's disk, as the
+        guest would: it waits while the VM is paused. Its sequence number."""
+        result = self._call('POST', '/sim/vm/write', {
+            'vm_uuid': vm_uuid, 'vdi_uuid': vdi_uuid, 'offset': offset,
+            'data': base64.b64encode(data).decode(), 'timeout': timeout})
+        return int(result['seq'])
 
     def save_state(self) -> None:
         self._call('POST', '/sim/state/save', {})

@@ -8,6 +8,7 @@ storage a client can point SRs at.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import shutil
@@ -446,6 +447,13 @@ class Simulator:
             return {}
         if route == ('POST', '/sim/gc/wait'):
             return {'pending': xapi.wait_gc(float(args.get('timeout', 30.0)))}
+        if route == ('POST', '/sim/vm/write'):
+            seq = xapi.guest_write(
+                str(args['vm_uuid']), str(args['vdi_uuid']),
+                int(args.get('offset', 0)),
+                base64.b64decode(str(args['data'])),
+                float(args.get('timeout', 60.0)))
+            return {'seq': seq}
         if route == ('POST', '/sim/state/save'):
             xapi.save_if_dirty()
             return {}

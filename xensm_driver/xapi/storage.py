@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from typing import Any
 
 from xensm_driver import exception
 from xensm_driver.xapi.session import SessionPool
+
+if TYPE_CHECKING:
+    from xensm_driver.xapi.vms import VMs
 
 NULL_REF = "OpaqueRef:NULL"
 
@@ -153,6 +158,12 @@ class Storage:
 
     def __init__(self, pool: SessionPool) -> None:
         self.pool = pool
+
+    @functools.cached_property
+    def vms(self) -> VMs:
+        """Typed VM calls on the same session pool (:mod:`.vms`)."""
+        from xensm_driver.xapi.vms import VMs
+        return VMs(self.pool)
 
     # -- hosts ----------------------------------------------------------------
 

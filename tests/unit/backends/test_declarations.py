@@ -39,6 +39,16 @@ class TestDeclarations(testtools.TestCase):
                     "%s: %s declared=%s implemented=%s" % (
                         sr_type, verb, capability in cls.CAPABILITIES, implemented))
 
+    def test_group_snapshot_declares_how_it_is_consistent(self):
+        for sr_type, cls in registered().items():
+            self.assertEqual(
+                base.GROUP_SNAPSHOT in cls.CAPABILITIES, cls.GROUP_CONSISTENCY is not None,
+                "%s: group_snapshot=%s consistency=%s" % (
+                    sr_type, base.GROUP_SNAPSHOT in cls.CAPABILITIES, cls.GROUP_CONSISTENCY))
+            self.assertIn(cls.GROUP_CONSISTENCY, (None, base.CONSISTENT_BY_ARRAY,
+                                                  base.CONSISTENT_BY_PAUSE))
+        self.assertEqual(base.CONSISTENT_BY_PAUSE, sm.NFSBackend.GROUP_CONSISTENCY)
+
     def test_config_keys_name_real_options(self):
         names = {o.dest for o in opts.ALL_OPTS}
         secret = opts.SECRET_OPTS

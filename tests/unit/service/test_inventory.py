@@ -390,3 +390,30 @@ def dead_owner() -> str:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return "%s:%d" % (socket.gethostname(), proc.pid)
+
+
+class VMSnapshotMigrationTest(testtools.TestCase):
+    """Schema 3 adds VM snapshots to an inventory made before them."""
+
+    def test_a_version_2_inventory_gains_vm_snapshots(self) -> None:
+        tmp = self.useFixture(fixtures.TempDir()).path
+        url = "sqlite:///%s/inventory.sqlite" % tmp
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            for table in models.Base.metadata.sorted_tables:
+                if table.name != "vm_snapshots":
+                    table.create(conn)
+            conn.execute(sa.text("DROP INDEX ix_snapshots_vm_snapshot_id"))
+            conn.execute(sa.text("ALTER TABLE snapshots DROP COLUMN vm_snapshot_id"))
+            conn.execute(sa.text("ALTER TABLE snapshots DROP COLUMN vm_userdevice"))
+            conn.execute(sa.insert(models.SchemaVersion).values(
+                id=1, version=2, updated_at=models.utcnow()))
+        engine.dispose()
+        opened = inv.Inventory(url)
+        self.addCleanup(opened.close)
+        self.assertEqual(models.SCHEMA_VERSION, opened.schema_version)
+        self.assertEqual([], opened.vm_snapshots())
+        with opened.session() as sess:
+            columns = {c["name"] for c in sa.inspect(sess.connection()).get_columns(
+                "snapshots")}
+        self.assertTrue({"vm_snapshot_id", "vm_userdevice"} <= columns)

@@ -30,6 +30,7 @@ from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver.flows import claims
 from xensm_driver.flows import vdi as vdis
+from xensm_driver.flows import vms as vms_flows
 from xensm_driver.flows.engine import GONE
 from xensm_driver.flows.engine import Verb
 from xensm_driver.flows.engine import XensmTask
@@ -40,6 +41,7 @@ from xensm_driver.flows.sr import PlugEverywhereTask
 from xensm_driver.flows.target import SRTarget
 from xensm_driver.flows.target import Target
 from xensm_driver.xapi.storage import VDI
+from xensm_driver.xapi.vms import VM as VMRecord
 
 LOG = logging.getLogger(__name__)
 
@@ -656,4 +658,68 @@ def create_sr(secret_keys: list[str]) -> linear_flow.Flow:
              PlugEverywhereTask())
     for key in secret_keys:
         flow.add(DestroySecretTask(key))
+    return flow
+
+
+# -- consistent group snapshots -------------------------------------------------
+
+def find_group(target: SRTarget, members: list[tuple[identity.Identity, str | None]]
+               ) -> tuple[list[VDI], list[VMRecord]]:
+    """The members' VDIs (each must exist and allow a snapshot) and the
+    running VMs that hold them. Before the flow, because the flow's shape
+    follows them. 1 call for the VDIs (+1 when any has a VHD parent: the
+    chain depth), +1 for their VBDs when any has one, +1 per VM."""
+    candidates = target.storage.find_vdis_named(
+        target.sr_ref, [ident.name_label for ident, _ in members],
+        uuids=[p for _, p in members if p])
+    sources = []
+    for ident, provider_id in members:
+        vdi = vdis.found_in(target, candidates, ident, provider_id).vdi
+        if vdi is None:
+            raise vdis.not_found(target, ident)
+        vdis.check_copy_allowed(target, vdi, "snapshot")
+        sources.append(vdi)
+    paused = vms_flows.holders(target, [v.ref for v in sources],
+                               [b for v in sources for b in v.vbds])
+    return sources, paused
+
+
+def group_snapshot(count: int, vm_count: int) -> linear_flow.Flow:
+    """create_group_snapshot on SM SRs: every member snapshotted at one
+    instant, the VMs holding them paused only around the VDI.snapshot calls.
+
+    MarkSourceTask per member -> (MarkVmTask, PauseVmTask) per running VM ->
+    GroupSnapshotVdiTask per member -> ResumeVmsTask -> (TagVdiTask,
+    UnmarkSourceTask, IdentifyVdiTask) per member. With N members held by M
+    VMs, after find_group: N + 2M + N + 2M + 4N calls (6N + 4M). A failure
+    unpauses first, then destroys what was made; a VM whose unpause fails
+    keeps its pause mark for ``xensm reconcile``. Built per call (its shape
+    follows N and M).
+
+    Store: ``target``, ``group_snapshot_id``, ``paused_vms`` (the VMs), and
+    per member i ``ident_i`` (the snapshot), ``source_vdi_i``; per VM j
+    ``vm_j``.
+    """
+    flow = linear_flow.Flow("group_snapshot")
+    for i in range(count):
+        flow.add(vdis.MarkSourceTask(name="MarkSourceTask:%d" % i, provides="mark_%d" % i,
+                                     rebind={"source_vdi": "source_vdi_%d" % i,
+                                             "ident": "ident_%d" % i}))
+    for j in range(vm_count):
+        flow.add(vms_flows.MarkVmTask(j), vms_flows.PauseVmTask(j))
+    for i in range(count):
+        flow.add(vms_flows.GroupSnapshotVdiTask(
+            name="GroupSnapshotVdiTask:%d" % i, provides="vdi_ref_%d" % i,
+            rebind={"vdi": "source_vdi_%d" % i}))
+    flow.add(vms_flows.ResumeVmsTask())
+    for i in range(count):
+        flow.add(
+            vdis.TagVdiTask(name="TagVdiTask:%d" % i,
+                            rebind={"ident": "ident_%d" % i, "vdi_ref": "vdi_ref_%d" % i}),
+            vdis.UnmarkSourceTask(name="UnmarkSourceTask:%d" % i,
+                                  rebind={"source_vdi": "source_vdi_%d" % i,
+                                          "ident": "ident_%d" % i}),
+            vdis.IdentifyVdiTask(name="IdentifyVdiTask:%d" % i, provides="vdi_%d" % i,
+                                 rebind={"ident": "ident_%d" % i,
+                                         "vdi_ref": "vdi_ref_%d" % i}))
     return flow

@@ -63,6 +63,7 @@ class SolidFireBackend(base.Backend):
         base.THIN, base.SNAPSHOT, base.CLONE, base.REVERT, base.EXTEND,
         base.GROUP_SNAPSHOT, base.SNAPSHOT_OF_SNAPSHOT, base.QOS, base.MANAGE})
     STORAGE_PROTOCOL: ClassVar[str] = "iSCSI"
+    GROUP_CONSISTENCY: ClassVar[str | None] = base.CONSISTENT_BY_ARRAY
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
