@@ -95,7 +95,8 @@ class SwiftAllInOne:
                 "use = egg:swift#%s\n" % (server, server, server)))
         self._write("proxy.conf", common % self.ports["proxy"] + """
 [pipeline:main]
-pipeline = catch_errors proxy-logging cache s3api tempauth slo proxy-logging proxy-server
+pipeline = catch_errors proxy-logging cache s3api tempauth container-quotas slo
+    proxy-logging proxy-server
 
 [app:proxy-server]
 use = egg:swift#proxy
@@ -117,6 +118,9 @@ use = egg:swift#s3api
 [filter:tempauth]
 use = egg:swift#tempauth
 user_test_tester = testing .admin
+
+[filter:container-quotas]
+use = egg:swift#container_quotas
 
 [filter:slo]
 use = egg:swift#slo
