@@ -256,6 +256,45 @@ class BackupRestoreTest(BackupTestCase):
                                "--incremental", expect=5)
         self.assertIn("no backup yet", err)
 
+    def test_snapshots_revert_and_volume_delete(self) -> None:
+        vol = self.volume()
+        data = os.urandom(MiB)
+        self.write(vol, [(0, data)])
+        # a snapshot taken before any backup has no changed-block tracking
+        old = self.mgr.create_snapshot(vol.id, name="old")
+        b0 = self.backups.create(snapshot=old.id, target="swift")
+        self.assertEqual(old.id, b0.snapshot_id)
+        self.assertIsNone(b0.cbt_vdi_uuid)
+        self.assertContent(self.backups.restore(b0.id), self.image(GiB, [(0, data)]), GiB)
+        full = self.backups.create(vol.id, target="swift")
+        self.write(vol, [(3 * MiB, b"after")])
+        snap = self.mgr.create_snapshot(vol.id, name="s")
+        b1 = self.backups.create(snapshot=snap.id, target="swift", incremental=True)
+        self.assertEqual(full.id, b1.parent_id)
+        self.assertEqual(1, b1.changed_blocks)
+        self.assertEqual(snap.provider_id, b1.cbt_vdi_uuid)
+        self.assertFalse(b1.cbt_vdi_owned)
+        # a revert swaps in a new VDI: XAPI cannot tell what changed since
+        self.mgr.revert_volume(vol.id, snap.id)
+        before = self.vdis()
+        _out, err = self.xensm("backup", "create", vol.id, "--target", "swift",
+                               "--incremental", expect=5)
+        self.assertIn("XAPI cannot tell what changed since backup %s" % b1.id, err)
+        self.assertIn("make a full backup", err)
+        self.assertEqual(before, self.vdis())
+        # and once the snapshot it built on is gone, it says so before any call
+        self.mgr.delete_snapshot(snap.id)
+        _out, err = self.xensm("backup", "create", vol.id, "--target", "swift",
+                               "--incremental", expect=5)
+        self.assertIn("the changed-block record of backup %s" % b1.id, err)
+        self.backups.create(vol.id, target="swift")
+        # deleting the volume keeps its backups restorable, and no VDI of theirs
+        self.mgr.delete_snapshot(old.id)
+        self.mgr.delete_volume(vol.id)
+        self.assertEqual({}, {u: v for u, v in self.vdis().items()
+                              if v[0].startswith("backup-")})
+        self.assertEqual(4, len(self.backups.all(vol.id)))
+
     def test_cli_and_secrets(self) -> None:
         vol = self.volume()
         self.write(vol, [(0, b"hello")])

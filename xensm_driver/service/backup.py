@@ -615,7 +615,7 @@ class Backups:
             return engine.write(b.id, vol.id, source, parent=parent_manifest,
                                 base_ref=base_ref)
         except exception.XapiError as exc:
-            if parent is not None and "SR_BACKEND_FAILURE_460" in str(exc):
+            if parent is not None and exc.code == "SR_BACKEND_FAILURE_460":
                 raise Refused(reason="XAPI cannot tell what changed since backup %s (its "
                                      "changed-block chain was broken: a revert, a migration "
                                      "or tracking turned off); make a full backup"
@@ -682,6 +682,22 @@ class Backups:
                 if vdi is not None and vdi.other_config.get(BACKUP_TAG) == old.id:
                     engine._destroy(vdi.ref)
             self.inventory.update(Backup, old.id, cbt_vdi_uuid=None)
+
+    def volume_deleted(self, volume_id: str) -> None:
+        """A deleted volume's backups stay restorable; the changed-block
+        records they kept on its SR go (no incremental can follow). 1-2
+        calls per backup that kept one."""
+        drv = self.mgr.driver(self.inventory.get(Volume, volume_id).backend)
+        storage = drv.backend.storage
+        for b in self.all(volume_id):
+            if not b.cbt_vdi_uuid:
+                continue
+            if b.cbt_vdi_owned:
+                vdi = storage.vdi_by_uuid(b.cbt_vdi_uuid)
+                if vdi is not None and vdi.other_config.get(BACKUP_TAG) == b.id:
+                    with contextlib.suppress(exception.HandleInvalid):
+                        storage.destroy_vdi(vdi.ref)
+            self.inventory.update(Backup, b.id, cbt_vdi_uuid=None)
 
     def _finish_interrupted(self, volume_id: str) -> None:
         """Clean up after backups of this volume whose process died."""
