@@ -7,8 +7,8 @@ a memcached for tempauth's tokens, each a child process on a free
 test class: ``SwiftAllInOne.start()`` in ``setUpClass``.
 
 Swift API: auth URL ``<url>/auth/v1.0``, user ``test:tester``, key
-``testing``. S3 API: endpoint ``<url>``, access key ``test:tester``, secret
-``testing``.
+``Sw1ft-k3y-t35t``. S3 API: endpoint ``<url>``, access key ``test:tester``, secret
+``Sw1ft-k3y-t35t``.
 
 Tests skip (naming what is missing) when the ``swift`` package or
 ``memcached`` is not installed; test-requirements.txt brings the first,
@@ -29,7 +29,7 @@ import time
 import requests
 
 USER = "test:tester"
-KEY = "testing"
+KEY = "Sw1ft-k3y-t35t"
 
 
 def _free_port() -> int:
@@ -117,14 +117,14 @@ use = egg:swift#s3api
 
 [filter:tempauth]
 use = egg:swift#tempauth
-user_test_tester = testing .admin
+user_test_tester = %s .admin
 
 [filter:container-quotas]
 use = egg:swift#container_quotas
 
 [filter:slo]
 use = egg:swift#slo
-""" % self.ports["memcached"])
+""" % (self.ports["memcached"], KEY))
         log = open(os.path.join(self.dir, "servers.log"), "ab")
         try:
             self.procs.append(subprocess.Popen(

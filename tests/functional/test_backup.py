@@ -301,8 +301,18 @@ class BackupRestoreTest(BackupTestCase):
         out, _err = self.xensm("backup", "create", vol.id, "--target", "s3", "--json")
         b = json.loads(out)
         self.assertEqual("available", b["status"])
+        # --debug logs every library's requests: the keys stay out of them
+        self.xensm("backup", "create", vol.id, "--target", "s3", "--debug", "--incremental")
+        self.xensm("backup", "create", vol.id, "--target", "swift", "--debug")
+        out, _err = self.xensm("backup", "list", "-f", "value", "-c", "id", "-c", "kind",
+                               "--volume", vol.id, "--status", "available")
+        self.assertEqual(["full", "incremental", "full"], out.split()[1::2])
+        # an incremental builds on the latest backup, which is on swift now
+        _out, err = self.xensm("backup", "create", vol.id, "--target", "s3", "--incremental",
+                               expect=5)
+        self.assertIn("is on target swift", err)
         out, _err = self.xensm("backup", "list", "-f", "value", "-c", "id", "-c", "kind")
-        self.assertEqual("%s full" % b["id"], out.strip())
+        self.assertEqual("%s full" % b["id"], out.splitlines()[0])
         out, _err = self.xensm("backup", "show", b["id"], "--json")
         self.assertEqual([b["id"]], json.loads(out)["chain"])
         out, _err = self.xensm("backup", "restore", b["id"], "--name", "back", "--json")
