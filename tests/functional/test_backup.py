@@ -236,6 +236,26 @@ class BackupRestoreTest(BackupTestCase):
         middle = self.backups.restore(chain[1].id)
         self.assertContent(middle, self.image(size, writes[:3]), size)
 
+    def test_incremental_cost_does_not_grow_with_the_volume(self) -> None:
+        costs = []
+        for size_gb in (1, 2):
+            vol = self.volume(size_gb)
+            self.write(vol, [(0, os.urandom(MiB))])
+            self.backups.create(vol.id, target="s3")
+            self.write(vol, [(size_gb * GiB - 3 * KiB64, os.urandom(2 * KiB64))])
+            self.sim.control.reset_calls()
+            b = self.backups.create(vol.id, target="s3", incremental=True)
+            calls = self.sim.control.calls()
+            costs.append((b.bytes_read, b.bytes_stored, b.changed_blocks, calls))
+        self.assertEqual(costs[0], costs[1])
+        bytes_read, bytes_stored, changed, calls = costs[0]
+        self.assertEqual((2 * KiB64, 2 * KiB64, 2), (bytes_read, bytes_stored, changed))
+        # One NBD connection; XAPI round trips: the volume's and the base's VDI
+        # (2), CBT on, mark, snapshot, read it, name, tag, unmark (7), changed
+        # blocks, NBD info, data_destroy (3), the older record dropped (2).
+        self.assertEqual(1, calls.pop("nbd:export"))
+        self.assertEqual(14, sum(calls.values()), calls)
+
     def test_delete_refused_while_an_incremental_depends_on_it(self) -> None:
         vol = self.volume()
         self.write(vol, [(0, os.urandom(MiB))])
