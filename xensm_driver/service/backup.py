@@ -326,6 +326,7 @@ class Engine:
             "incremental": parent is not None, "chunks": {}}
         total = sum(self._length(i, size) for i in indices)
         read = stored = nstored = 0
+        attempted: list[str] = []
         try:
             with concurrent.futures.ThreadPoolExecutor(
                     self.workers, thread_name_prefix="xensm-backup") as pool:
@@ -345,6 +346,7 @@ class Engine:
                                 manifest["chunks"][str(index)] = \
                                     hashlib.sha256(data).hexdigest()
                                 name = chunk_name(self.prefix, backup_id, index)
+                                attempted.append(name)
                                 pending.append(pool.submit(self.store.put, name, data))
                                 stored += length
                                 nstored += 1
@@ -359,9 +361,12 @@ class Engine:
                 finally:
                     for f in pending:
                         f.cancel()
-            self.store.put(manifest_name(self.prefix, backup_id),
-                           json.dumps(manifest, sort_keys=True).encode())
+            attempted.append(manifest_name(self.prefix, backup_id))
+            self.store.put(attempted[-1], json.dumps(manifest, sort_keys=True).encode())
         except BaseException:
+            # By name first: a store's listing may lag behind its PUTs.
+            for name in attempted:
+                self.store.delete(name)
             self.delete_objects(backup_id)
             raise
         return Written(manifest, read, stored, nstored, changed_blocks)
