@@ -12,7 +12,11 @@ import hashlib
 import io
 import json
 import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 import uuid
 from typing import Any
 
@@ -430,6 +434,33 @@ class BackupFailureTest(BackupTestCase):
         exc = self.assertRaises(exception.BackupCorrupt, self.backups.restore, b.id)
         self.assertIn("chunk 1 of backup %s does not match its sha256" % b.id, str(exc))
         self.assertEqual(before, self.vdis())
+
+    def test_killed_backup_is_finished_by_the_next_run(self) -> None:
+        """A real ``xensm backup create`` killed (SIGKILL) with chunks stored."""
+        self.write(self.vol, [(i * 37 * MiB, os.urandom(MiB)) for i in range(1, 27)])
+        before = self.state()
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xensm_driver.cmd.xensm", "--config-file", self.conf,
+             "backup", "create", self.vol.id, "--target", "swift"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        deadline = time.monotonic() + 60
+        while len(self.swift.list("")) < 3:
+            self.assertIsNone(proc.poll(), "the backup ended before it could be killed")
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        killed = self.backups.all()[-1]
+        self.assertEqual("creating", killed.status)
+        self.assertEqual("error", inventory.effective_status(killed))
+        self.assertIsNotNone(killed.source_vdi_uuid)
+        self.assertNotEqual(before, self.state())
+        # backup delete finishes it
+        self.backups.delete(killed.id)
+        self.assertEqual("deleted", self.mgr.inventory.get(Backup, killed.id).status)
+        self.assertEqual(before, self.state())
 
     def test_interrupted_backup_is_finished_by_the_next_run(self) -> None:
         # What a process killed after its snapshot and some chunks leaves behind.
