@@ -339,6 +339,11 @@ class BackupRestoreTest(BackupTestCase):
         self.assertEqual("%s full" % b["id"], out.splitlines()[0])
         out, _err = self.xensm("backup", "show", b["id"], "--json")
         self.assertEqual([b["id"]], json.loads(out)["chain"])
+        out, _err = self.xensm("backup", "show", b["id"])
+        self.assertIn("chain", out)
+        self.assertIn("cbt_vdi_uuid", out)
+        out, _err = self.xensm("backup", "list")
+        self.assertIn("STORED", out.splitlines()[0])
         out, _err = self.xensm("backup", "restore", b["id"], "--name", "back", "--json")
         self.assertEqual("back", json.loads(out)["name"])
         # no key in the inventory
