@@ -415,6 +415,7 @@ class Engine:
             plan.append((index, owner, digest,
                          max(0, min(chunk_size, size - index * chunk_size))))
         body = sum(12 + length for *_x, length in plan) + 12
+        planned = sum(length for *_x, length in plan)
         written = [0]
 
         def fetch(index: int, owner: str, digest: str, length: int) -> bytes:
@@ -447,7 +448,7 @@ class Engine:
                         yield transfer.chunk_header(index * chunk_size, length) + data
                         written[0] += length
                         if self.progress:
-                            self.progress(written[0], size)
+                            self.progress(written[0], planned)
                 finally:
                     for *_x, f in window:
                         f.cancel()
