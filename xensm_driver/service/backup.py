@@ -112,7 +112,7 @@ target_opts = [
     cfg.StrOpt("region", default="us-east-1", help="S3: the region"),
     cfg.StrOpt("prefix", default="xensm-backups/",
                help="Object name prefix: a backup's objects are <prefix><backup id>/..."),
-    cfg.IntOpt("chunk_size_kib", default=4096, min=64, max=1024 * 1024,
+    cfg.IntOpt("chunk_size_kib", default=4096, min=64, max=64 * 1024,
                help="Chunk (object) size in KiB, a multiple of 64 (XAPI's changed-block "
                     "size): an incremental backup moves each chunk holding a changed "
                     "64 KiB block"),

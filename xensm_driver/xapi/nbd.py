@@ -36,6 +36,9 @@ FLAG_NO_ZEROES = 2
 OPT_EXPORT_NAME = 1
 CMD_READ = 0
 CMD_DISC = 2
+#: The largest read most NBD servers accept in one request (the NBD
+#: protocol's recommended maximum payload).
+MAX_REQUEST = 32 << 20
 
 
 class NbdReader:
@@ -103,7 +106,14 @@ class NbdReader:
             self._recv(124)
 
     def read(self, offset: int, length: int) -> bytes:
-        """``length`` bytes at ``offset``. 1 NBD round trip."""
+        """``length`` bytes at ``offset``. 1 NBD round trip per
+        :data:`MAX_REQUEST` bytes (servers refuse larger requests)."""
+        if length <= MAX_REQUEST:
+            return self._read(offset, length)
+        return b"".join(self._read(offset + pos, min(MAX_REQUEST, length - pos))
+                        for pos in range(0, length, MAX_REQUEST))
+
+    def _read(self, offset: int, length: int) -> bytes:
         self._handle += 1
         self._sock.sendall(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_READ, self._handle,
                                        offset, length))

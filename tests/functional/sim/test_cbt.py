@@ -89,7 +89,7 @@ class CbtTest(base.SimTestCase):
         self.assertFailure(['OPERATION_NOT_ALLOWED'], self.x.VDI.enable_cbt, snap)
 
     def test_nbd_reads_ranges(self) -> None:
-        vdi = self.cbt_vdi()
+        vdi = self.cbt_vdi(size=64 * base.MiB)
         data = os.urandom(3 * KiB64)
         self.write_at(vdi, 5 * KiB64, data)
         infos = self.x.VDI.get_nbd_info(vdi)
@@ -98,9 +98,13 @@ class CbtTest(base.SimTestCase):
             '/%s?session_id=' % self.x.VDI.get_uuid(vdi)))
         self.ctl.reset_calls()
         with nbd.open_reader(infos, vdi) as reader:
-            self.assertEqual(16 * base.MiB, reader.size)
+            self.assertEqual(64 * base.MiB, reader.size)
             self.assertEqual(data[KiB64:2 * KiB64], reader.read(6 * KiB64, KiB64))
             self.assertEqual(bytes(KiB64), reader.read(0, KiB64))
+            # a read larger than one NBD request is split
+            big = reader.read(0, nbd.MAX_REQUEST + 8 * KiB64)
+            self.assertEqual(data, big[5 * KiB64:8 * KiB64])
+            self.assertEqual(nbd.MAX_REQUEST + 8 * KiB64, len(big))
             # xapi-nbd holds a read-only VBD in dom0 meanwhile
             self.assertEqual(['RO'], [self.x.VBD.get_mode(v) for v in self.x.VDI.get_VBDs(vdi)])
         self.assertEqual(1, self.ctl.calls().get('nbd:export'))
