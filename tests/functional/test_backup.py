@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tracemalloc
 import uuid
 from typing import Any
 
@@ -259,6 +260,23 @@ class BackupRestoreTest(BackupTestCase):
         # blocks, NBD info, data_destroy (3), the older record dropped (2).
         self.assertEqual(1, calls.pop("nbd:export"))
         self.assertEqual(14, sum(calls.values()), calls)
+
+    def test_memory_stays_within_the_chunk_window(self) -> None:
+        vol = self.volume()
+        for i in range(0, 96, 16):
+            self.write(vol, [((i + j) * 7 * MiB, os.urandom(MiB)) for j in range(16)])
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        b = self.backups.create(vol.id, target="swift")
+        _now, backup_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        self.backups.restore(b.id)
+        _now, restore_peak = tracemalloc.get_traced_memory()
+        self.assertEqual(96 * MiB, b.bytes_stored)
+        # 1 MiB chunks, 3 workers: at most 2 x 3 chunks queued, 3 being sent
+        # and one being read, whatever the volume holds (96 MiB here).
+        self.assertLess(backup_peak, 24 * MiB)
+        self.assertLess(restore_peak, 24 * MiB)
 
     def test_delete_refused_while_an_incremental_depends_on_it(self) -> None:
         vol = self.volume()
