@@ -60,7 +60,6 @@ def measure(size_gb: int, fill_mib: int, changes: int, seed: int = 1) -> dict[st
     from tests.functional import swift_aio
     from xensm_driver.service.backup import Backups
     from xensm_driver.service.manager import Manager
-    from xensm_driver.xapi import transfer
 
     why = swift_aio.missing()
     if why:
@@ -123,7 +122,6 @@ def measure(size_gb: int, fill_mib: int, changes: int, seed: int = 1) -> dict[st
                               "bytes read": b.bytes_read, "bytes stored": b.bytes_stored,
                               "seconds": time.perf_counter() - t0}
             out["incremental"] = incr
-            del transfer
             mgr.close()
             return out
     finally:

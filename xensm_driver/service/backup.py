@@ -136,14 +136,17 @@ class Target:
     workers: int
     _group: Any
 
-    def store(self) -> objectstore.ObjectStore:
+    def store(self, container: str | None = None) -> objectstore.ObjectStore:
+        """The target's store; ``container``: the one a backup was recorded in."""
         g = self._group
         try:
             if self.type == "swift":
-                return objectstore.SwiftStore(g.auth_url, g.user, g.key, g.container,
+                return objectstore.SwiftStore(g.auth_url, g.user, g.key,
+                                              container or g.container,
                                               auth_version=g.auth_version, timeout=g.timeout)
-            return objectstore.S3Store(g.endpoint, g.access_key, g.secret_key, g.bucket,
-                                       region=g.region, timeout=g.timeout)
+            return objectstore.S3Store(g.endpoint, g.access_key, g.secret_key,
+                                       container or g.bucket, region=g.region,
+                                       timeout=g.timeout)
         except ImportError as exc:
             raise exception.ConfigError(
                 option="[%s%s] type" % (SECTION_PREFIX, self.name),
@@ -469,10 +472,6 @@ class Engine:
 
 # -- the service verbs ----------------------------------------------------------
 
-def backup_dict(b: Backup) -> dict[str, Any]:
-    return b.to_dict()
-
-
 class Backups:
     """``xensm backup ...``: the engine's steps, recorded in the inventory."""
 
@@ -506,11 +505,16 @@ class Backups:
                       chunk_size=target.chunk_size, workers=target.workers,
                       progress=self.progress)
 
-    def _engine_for(self, b: Backup) -> Engine:
-        engine = self._engine(b.backend, self.target(b.target))
-        engine.prefix = b.prefix
-        engine.chunk_size = b.chunk_size or engine.chunk_size
-        return engine
+    def _engine_for(self, b: Backup, backend: str | None = None) -> Engine:
+        """An engine on the container, prefix and chunk size ``b`` was made
+        with (the target's section may have changed since), over the SR of
+        ``backend`` (default: the backup's)."""
+        tgt = self.target(b.target)
+        drv = self.mgr.driver(backend or b.backend)
+        assert drv.pool is not None
+        return Engine(drv.backend.storage, drv.pool, tgt.store(b.container), prefix=b.prefix,
+                      chunk_size=b.chunk_size or tgt.chunk_size, workers=tgt.workers,
+                      progress=self.progress)
 
     def get(self, ref: str, include_gone: bool = False) -> Backup:
         return self.inventory.resolve(Backup, ref, include_gone=include_gone)
@@ -639,6 +643,12 @@ class Backups:
                                  "incremental backup builds on it, so make it to %s, or make "
                                  "a full backup to %s" % (vol.id, latest.id, latest.target,
                                                           latest.target, tgt.name))
+        if (latest.container, latest.prefix) != (tgt.container, tgt.prefix):
+            raise Refused(reason="the latest backup of volume %s (%s) is in %s/%s, and target "
+                                 "%s now names %s/%s; a chain stays in one place, so make a "
+                                 "full backup" % (vol.id, latest.id, latest.container,
+                                                  latest.prefix, tgt.name, tgt.container,
+                                                  tgt.prefix))
         if not latest.cbt_vdi_uuid:
             raise Refused(reason="backup %s kept no changed-block record; make a full backup"
                                  % latest.id)
@@ -791,15 +801,13 @@ class Backups:
                 drv = self.mgr.driver(vol.backend)
                 self.mgr._check_detached(drv, vol, "restore over it")
                 vdi_uuid = self.mgr._vdi_uuid(vol)
-                restore_engine = self._engine(vol.backend, self.target(b.target))
-                restore_engine.prefix = b.prefix
+                restore_engine = self._engine_for(b, vol.backend)
                 self.mgr._act(Volume, vol.id, "uploading", frozenset({"available", "error"}),
                               lambda v: restore_engine.restore(manifests, vdi_uuid, whole=True))
                 return self.inventory.get(Volume, vol.id)
             vol = self.mgr.create_volume(size_gb, name=name or "restore-%s" % b.id[:8],
                                          backend=backend or b.backend)
-            restore_engine = self._engine(vol.backend, self.target(b.target))
-            restore_engine.prefix = b.prefix
+            restore_engine = self._engine_for(b, vol.backend)
             try:
                 self.mgr._act(Volume, vol.id, "uploading", frozenset({"available"}),
                               lambda v: restore_engine.restore(
