@@ -57,6 +57,7 @@ TASK_FINISHED_TTL = 65 * 60.0
 TASK_PENDING_TTL = 24 * 3600.0
 BUSY_TIMEOUT = 600.0        # how long a VDI operation queues behind another
 ARRAY_ROUND = 1024 * 1024   # netapp/equal LUN sizes are whole MiB
+DATA_DESTROY_VBD_WAIT = 4.0  # xapi_vdi.ml: data_destroy = _data_destroy ~timeout:4
 
 _SR_OPS = {'VDI_CREATE': ['vdi_create'], 'VDI_DELETE': ['vdi_destroy'],
            'VDI_RESIZE': ['vdi_resize'], 'VDI_INTRODUCE': ['vdi_introduce'],
@@ -2336,7 +2337,7 @@ class Xapi:
         (`data_destroy): only a snapshot with cbt_enabled
         (OPERATION_NOT_ALLOWED, VDI_NO_CBT_METADATA), not attached
         (VDI_IN_USE [vdi, "data_destroy"] once its VBDs did not go within
-        4 s; here at once); the type becomes cbt_metadata and stays
+        4 s); the type becomes cbt_metadata and stays
         so. sm VDI.data_destroy -> delete(data_only=True): the data goes,
         the CBT log and its links stay; the record stays. Idempotent on a
         cbt_metadata VDI."""
@@ -2351,6 +2352,12 @@ class Xapi:
                             'VDI is not a snapshot: %s' % vdi)
         if not rec['cbt_enabled']:
             raise XapiError('VDI_NO_CBT_METADATA', vdi)
+        # xapi_vdi.ml destroy_and_data_destroy_common: first wait (4 s,
+        # data_destroy's timeout) for the VDI's VBDs to be unplugged and
+        # destroyed, then refuse if one is still attached.
+        deadline = time.monotonic() + DATA_DESTROY_VBD_WAIT
+        while self._in_use(vdi) and time.monotonic() < deadline:
+            self.cond.wait(max(0.0, deadline - time.monotonic()))
         if self._in_use(vdi):
             raise XapiError('VDI_IN_USE', vdi, 'data_destroy')
         self._claim([vdi], 'data_destroy')

@@ -126,9 +126,15 @@ class NbdReader:
         return self._recv(length)
 
     def close(self) -> None:
+        """Disconnect, and wait until the server has closed its end: xapi-nbd
+        unplugs the VDI's dom0 VBD before it closes, and until then the VDI
+        is in use (a destroy right after would fail with VDI_IN_USE)."""
         with contextlib.suppress(OSError):
             self._sock.sendall(struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_DISC,
                                            self._handle + 1, 0, 0))
+            self._sock.shutdown(socket.SHUT_WR)
+            while self._sock.recv(1 << 16):
+                pass
         with contextlib.suppress(OSError):
             self._sock.close()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import os
 import struct
+import threading
+from typing import Any
 
 import requests
 
@@ -87,6 +89,25 @@ class CbtTest(base.SimTestCase):
         snap = self.x.VDI.snapshot(plain)
         self.assertFailure(['VDI_NO_CBT_METADATA'], self.x.VDI.data_destroy, snap)
         self.assertFailure(['OPERATION_NOT_ALLOWED'], self.x.VDI.enable_cbt, snap)
+
+    def test_data_destroy_waits_for_vbds_to_go(self) -> None:
+        # xapi_vdi.ml: data_destroy first waits (4 s) for the VDI's VBDs to
+        # be unplugged and destroyed (e.g. xapi-nbd's, after a backup read).
+        vdi = self.cbt_vdi()
+        snap = self.x.VDI.snapshot(vdi)
+        vbd = self.attach(snap, mode='RO')
+        result: list[Any] = []
+        session = self.login()
+        worker = threading.Thread(target=lambda: result.append(
+            session.xenapi.VDI.data_destroy(snap)))
+        # the unplug comes late, so data_destroy finds the VBD there first
+        self.ctl.inject_fault('VBD.unplug', latency=0.5)
+        worker.start()
+        self.x.VBD.unplug(vbd)
+        self.x.VBD.destroy(vbd)
+        worker.join(30)
+        self.assertEqual([''], result)
+        self.assertEqual('cbt_metadata', self.x.VDI.get_type(snap))
 
     def test_nbd_reads_ranges(self) -> None:
         vdi = self.cbt_vdi(size=64 * base.MiB)
