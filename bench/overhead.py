@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import time
 import uuid
+from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from typing import Any
@@ -28,7 +29,7 @@ from bench.common import new_volume
 from bench.floor import FloorClient
 from bench.simproc import SimProcess
 from xensm_driver import driver as driver_mod
-from xensm_driver.flows import common as flows_common
+from xensm_driver.flows import engine as flows_engine
 from xensm_driver.xapi.storage import VDI
 
 
@@ -77,11 +78,12 @@ class StubStorage:
         return [self.vdis[r] for r in self.by_name.get(name_label, ())]
 
     def find_vdis_named(self, sr_ref: str, names: list[str],
-                        uuid: str | None = None) -> list[VDI]:
+                        uuids: Iterable[str] = ()) -> list[VDI]:
         found = {v.ref: v for n in names for v in self.find_vdis(sr_ref, n)}
-        by_uuid = self.vdi_by_uuid(uuid) if uuid else None
-        if by_uuid is not None:
-            found[by_uuid.ref] = by_uuid
+        for uuid_ in uuids:
+            by_uuid = self.vdi_by_uuid(uuid_)
+            if by_uuid is not None:
+                found[by_uuid.ref] = by_uuid
         return list(found.values())
 
     def vdi_by_uuid(self, vdi_uuid: str) -> VDI | None:
@@ -121,7 +123,7 @@ class StubStorage:
 def plain_run(flow: Any, **store: Any) -> dict[str, Any]:
     """Run a linear flow's tasks in order, reverting done ones on failure.
 
-    What ``flows.common.run`` does, without the taskflow engine: used only
+    What ``flows.engine.run`` and ``Verb.run`` do, without the taskflow engine: used only
     to measure the engine's share.
     """
     values = dict(store)
@@ -142,12 +144,18 @@ def plain_run(flow: Any, **store: Any) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _plain_engine() -> Iterator[None]:
-    saved = flows_common.run
-    flows_common.run = plain_run
+    saved_run, saved_verb = flows_engine.run, flows_engine.Verb.run
+
+    def verb_run(verb: flows_engine.Verb, **store: Any) -> dict[str, Any]:
+        return plain_run(verb.flow(), **store)
+
+    flows_engine.run = plain_run                          # type: ignore[assignment]
+    flows_engine.Verb.run = verb_run                      # type: ignore[method-assign]
     try:
         yield
     finally:
-        flows_common.run = saved
+        flows_engine.run = saved_run                      # type: ignore[assignment]
+        flows_engine.Verb.run = saved_verb                # type: ignore[method-assign]
 
 
 def _time_verbs(drv: driver_mod.XenAPISMDriver, repeats: int) -> dict[str, float]:

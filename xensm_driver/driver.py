@@ -2,8 +2,11 @@
 
 A facade. It reads the back end's options once, opens the XAPI session pool,
 picks the back end for ``xensm_sr_type``, refuses what that back end cannot
-do, and hands each verb to it. Storage calls are the back ends'; the
-image verbs here only stream data through the XAPI data path.
+do, and hands each verb to it. Storage calls are the back ends'; the driver
+uses only the :class:`~xensm_driver.backends.base.Backend` interface (the
+image verbs too: the back end streams the data through XAPI's data path).
+Its only contact with ``xapi/`` is wiring: do_setup makes the SessionPool
+and the Storage over it that the back end is built on, and close ends it.
 
 In ``cinder.conf``::
 
@@ -20,11 +23,11 @@ from typing import Any
 from oslo_log import log as logging
 
 from xensm_driver import config
+from xensm_driver import coordination
 from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver import interface
 from xensm_driver.backends import base
-from xensm_driver.xapi import transfer
 from xensm_driver.xapi.session import SessionPool
 from xensm_driver.xapi.storage import Storage
 
@@ -101,18 +104,32 @@ def vdi_uuid_of(spec: base.VolumeSpec | base.SnapshotSpec) -> str | None:
 
 
 class XenAPISMDriver(interface.VolumeDriver):
-    """Volumes as VDIs on an SR, through XAPI's Storage Manager."""
+    """Volumes as VDIs on an SR, through XAPI's Storage Manager.
+
+    Active-active: several cinder-volume services may run one back end as a
+    cluster. Every lock the driver takes is Cinder's coordination lock
+    (:mod:`xensm_driver.coordination`), the claims of concurrent creates are
+    XAPI's own records, and nothing two services could disagree on is kept
+    in memory: the SR (found, or created under the back end's lock and
+    looked for again once it is held), and on SolidFire the account and
+    access group, are what the storage says at setup.
+    """
 
     VERSION = VERSION
+    SUPPORTS_ACTIVE_ACTIVE = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.options: config.Options | None = None
         self.pool: SessionPool | None = None
         self._backend: base.Backend | None = None
+        #: Set by do_setup from the options (a caller may hand a started
+        #: tooz coordinator as ``coordinator=``).
+        self._coordinator = kwargs.get("coordinator")
+        self.locks: coordination.Locks | None = None
 
     @property
-    def backend(self) -> Any:
+    def backend(self) -> base.Backend:
         """The back end (set up by do_setup)."""
         if self._backend is None:
             raise exception.XensmError(
@@ -135,7 +152,9 @@ class XenAPISMDriver(interface.VolumeDriver):
             verify_tls=options.xenapi_verify_tls, ca_bundle=options.xenapi_ca_bundle,
             retries=options.xenapi_retry_count, backoff=options.xenapi_retry_backoff,
             originator="xensm-driver/%s" % options.backend_name)
-        backend = backend_cls(options, Storage(self.pool))
+        self.locks = coordination.Locks(self._coordinator,
+                                        lock_path=options.values.get("xensm_lock_path"))
+        backend = backend_cls(options, Storage(self.pool), locks=self.locks)
         backend.setup()
         self._backend = backend
 
@@ -180,37 +199,56 @@ class XenAPISMDriver(interface.VolumeDriver):
 
     # -- volumes --------------------------------------------------------------
 
+    def _holding(self, lock: str) -> Any:
+        """The lock of one volume or snapshot, shared by every service of the
+        back end (Cinder's coordination lock; see coordination.Locks)."""
+        if self.locks is None:
+            raise exception.XensmError(
+                "The xensm back end is not set up: do_setup has not run or failed.")
+        return self.locks.object_lock(lock)
+
     def create_volume(self, volume: Any) -> dict[str, Any] | None:
-        return self.backend.create_volume(volume_spec(volume, sized=True))
+        spec = volume_spec(volume, sized=True)
+        with self._holding(coordination.volume_lock(spec.id)):
+            return self.backend.create_volume(spec)
 
     def delete_volume(self, volume: Any) -> None:
-        self.backend.delete_volume(volume_spec(volume))
+        spec = volume_spec(volume)
+        with self._holding(coordination.volume_lock(spec.id)):
+            self.backend.delete_volume(spec)
 
     def extend_volume(self, volume: Any, new_size: int) -> None:
         spec = volume_spec(volume)
         new_size_gb = size_gb(new_size, "new size of volume %s" % spec.id)
         self._require("extend_volume")
-        self.backend.extend_volume(spec, new_size_gb)
+        with self._holding(coordination.volume_lock(spec.id)):
+            self.backend.extend_volume(spec, new_size_gb)
 
     def create_cloned_volume(self, volume: Any, src_vref: Any) -> dict[str, Any] | None:
         self._require("create_cloned_volume")
-        return self.backend.create_cloned_volume(volume_spec(volume, sized=True),
-                                                 volume_spec(src_vref))
+        spec = volume_spec(volume, sized=True)
+        with self._holding(coordination.volume_lock(spec.id)):
+            return self.backend.create_cloned_volume(spec, volume_spec(src_vref))
 
     # -- snapshots ------------------------------------------------------------
 
     def create_snapshot(self, snapshot: Any) -> dict[str, Any] | None:
         self._require("create_snapshot")
-        return self.backend.create_snapshot(snapshot_spec(snapshot))
+        spec = snapshot_spec(snapshot)
+        with self._holding(coordination.snapshot_lock(spec.id)):
+            return self.backend.create_snapshot(spec)
 
     def delete_snapshot(self, snapshot: Any) -> None:
         self._require("delete_snapshot")
-        self.backend.delete_snapshot(snapshot_spec(snapshot))
+        spec = snapshot_spec(snapshot)
+        with self._holding(coordination.snapshot_lock(spec.id)):
+            self.backend.delete_snapshot(spec)
 
     def create_volume_from_snapshot(self, volume: Any, snapshot: Any) -> dict[str, Any] | None:
         self._require("create_volume_from_snapshot")
-        return self.backend.create_volume_from_snapshot(volume_spec(volume, sized=True),
-                                                        snapshot_spec(snapshot))
+        spec = volume_spec(volume, sized=True)
+        with self._holding(coordination.volume_lock(spec.id)):
+            return self.backend.create_volume_from_snapshot(spec, snapshot_spec(snapshot))
 
     def revert_to_snapshot(self, context: Any, volume: Any,
                            snapshot: Any) -> dict[str, Any] | None:
@@ -219,7 +257,21 @@ class XenAPISMDriver(interface.VolumeDriver):
         it; the recorded provider_id still finds the volume, and
         update_provider_info records the new one at the next start."""
         self._require("revert_to_snapshot")
-        return self.backend.revert_to_snapshot(volume_spec(volume), snapshot_spec(snapshot))
+        spec = volume_spec(volume)
+        with self._holding(coordination.volume_lock(spec.id)):
+            return self.backend.revert_to_snapshot(spec, snapshot_spec(snapshot))
+
+    @classmethod
+    def clean_volume_file_locks(cls, volume_id: str) -> None:
+        """Remove the lock file of a deleted volume, where locks are files
+        (the driver's own outside Cinder, Cinder's ``file://``
+        coordination); cinder-volume calls this after a delete."""
+        coordination.remove(coordination.volume_lock(volume_id))
+
+    @classmethod
+    def clean_snapshot_file_locks(cls, snapshot_id: str) -> None:
+        """As clean_volume_file_locks, for a deleted snapshot."""
+        coordination.remove(coordination.snapshot_lock(snapshot_id))
 
     # -- attach ---------------------------------------------------------------
 
@@ -249,24 +301,15 @@ class XenAPISMDriver(interface.VolumeDriver):
             raise exception.InvalidInput(
                 reason="image %s holds %d bytes, more than volume %s (%d GiB)"
                        % (image_id, size, spec.id, spec.size_gb))
-        backend = self.backend
-        transfer.upload(backend.storage.pool, self._vdi_uuid(volume),
-                        image_service.download(context, image_id), size=size,
-                        timeout=backend.options.xenapi_task_timeout)
+        self.backend.write_volume(self._vdi_uuid(volume),
+                                  image_service.download(context, image_id), size=size)
 
     def copy_volume_to_image(self, context: Any, volume: Any, image_service: Any,
                              image_meta: Any) -> Any:
         spec = volume_spec(volume)
         self._require_raw(image_meta.get("disk_format"), "copy volume %s to image %s"
                           % (spec.id, image_meta.get("id")))
-        backend = self.backend
-        vdi_uuid = self._vdi_uuid(volume)
-        vdi = backend.storage.vdi_by_uuid(vdi_uuid)
-        if vdi is None:
-            raise exception.VolumeNotFound(volume_id=spec.id, sr_uuid="(any)")
-        chunks = transfer.export_chunks(backend.storage.pool, vdi_uuid,
-                                        size=vdi.virtual_size,
-                                        timeout=backend.options.xenapi_task_timeout)
+        chunks = self.backend.read_volume(spec.id, self._vdi_uuid(volume))
         meta = {"disk_format": "raw", "container_format": image_meta.get(
             "container_format") or "bare"}
         return image_service.update(context, image_meta["id"], meta, chunks)
@@ -333,7 +376,7 @@ class XenAPISMDriver(interface.VolumeDriver):
     # these raise NotImplementedError: that is how Cinder's manager knows to
     # use its generic group code, which snapshots volume by volume.
 
-    def _group_backend(self, verb: str) -> Any:
+    def _group_backend(self, verb: str) -> base.Backend:
         if not self.backend.can(base.GROUP_SNAPSHOT):
             raise NotImplementedError(
                 "%s: back end %s (%s) has no consistent group snapshot; Cinder's "

@@ -225,6 +225,17 @@ class PoolExhausted(XapiTimeout):
                "answer.")
 
 
+class RevertOutcomeUnknown(XensmError):
+    """A revert's last step (destroying the volume's old VDI) lost its
+    answer: the revert may yet take effect. Both VDIs are kept, so the
+    volume is whole either way; retrying the revert settles it."""
+
+    message = ("Reverting volume %(volume_id)s: destroying its old VDI %(vdi_uuid)s "
+               "did not answer (%(reason)s) and may still be carried out. The volume "
+               "is whole either way: it is the old VDI until that is gone, then the "
+               "snapshot's clone %(clone_uuid)s. Retry the revert to settle it.")
+
+
 class TaskTimeout(XensmError):
     message = ("XAPI task %(task)s for %(method)s did not finish within "
                "%(timeout)ss; it was cancelled.")

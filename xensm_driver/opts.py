@@ -269,6 +269,15 @@ behaviour_opts = [
         default=32, min=1, max=32,
         help="Snapshots a SolidFire volume may have; the next one is refused "
              "before the array is asked."),
+    cfg.StrOpt(
+        "xensm_lock_path",
+        help="Directory of the driver's lock files when it runs outside "
+             "Cinder (the xensm command and service); processes on one host "
+             "that share a back end must use the same one. Defaults to "
+             "$XDG_STATE_HOME/xensm/locks (~/.local/state/xensm/locks). Under "
+             "cinder-volume the driver takes Cinder's coordination locks "
+             "([coordination] backend_url) instead, which a cluster of "
+             "services (active-active) needs."),
 ]
 
 #: Everything, in the order the sample lists it.

@@ -48,7 +48,7 @@ VHD_CHAIN = {"nfs", "lvm", "lvmoiscsi", "lvmohba"}
 REVERT_CALLS = {"VDI.add_to_other_config": 1, "VDI.clone": 1, "VDI.set_name_label": 1,
                 "VDI.set_other_config": 1, "VDI.get_record": 1,
                 "VDI.remove_from_other_config": 1, "VDI.destroy": 1}
-REVERT_LOOKUPS = (3, 2)     # the volume, the snapshot (and the chain's depth)
+REVERT_LOOKUPS = (2, 1)     # both VDIs in one (and the chain's depth)
 
 
 class TestBenchQuick(testtools.TestCase):

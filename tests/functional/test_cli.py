@@ -440,7 +440,7 @@ class ConfigurationTest(CliTestCase):
 
     def test_debug_logging_shows_no_password(self) -> None:
         result = self.xensm("volume", "create", "--size", "1", "--debug")
-        self.assertIn(" DEBUG taskflow.", result.err)  # xensm() checks the password is absent
+        self.assertIn(" DEBUG xensm_driver.", result.err)  # xensm() checks the password is absent
         self.assertEqual("", self.xensm("volume", "list").err)
 
     def test_config_from_the_environment(self) -> None:

@@ -224,23 +224,23 @@ class SolidFireReconcileSafetyTest(test_cli.CliTestCase):
         self.backend = self.drv.backend
 
     def array_volume(self, volume_id: str) -> Any:
-        return self.backend.find_array_volume(volume_id, include_retired=True)
+        return self.backend.target.find_array_volume(volume_id, include_retired=True)
 
     def assert_live_intact(self) -> None:
         for vol in self.live:
-            self.assertIsNotNone(self.backend.find_array_volume(vol["id"]), vol["name"])
-            self.assertIsNotNone(self.backend.find_lun_sr(vol["id"]), vol["name"])
+            self.assertIsNotNone(self.backend.target.find_array_volume(vol["id"]), vol["name"])
+            self.assertIsNotNone(self.backend.target.find_lun_sr(vol["id"]), vol["name"])
         self.assertEqual([self.snap["provider_id"]],
-                         [str(s["snapshotID"]) for s in self.backend.snapshots_of(
+                         [str(s["snapshotID"]) for s in self.backend.target.snapshots_of(
                              self.array_volume(self.live[0]["id"])["volumeID"])])
         self.assertEqual(xensm.EXIT_OK, self.xensm("reconcile").code)
 
     def foreign(self) -> Any:
         """An array volume of this account tagged by another manager."""
         return self.backend.client.call(
-            "CreateVolume", name=self.backend.array_name("cinders"),
-            accountID=self.backend.account_id, totalSize=base.GiB, enable512e=True,
-            attributes=self.backend.array_attributes("cinders"))["volumeID"]
+            "CreateVolume", name=self.backend.target.array_name("cinders"),
+            accountID=self.backend.target.account_id, totalSize=base.GiB, enable512e=True,
+            attributes=self.backend.target.array_attributes("cinders"))["volumeID"]
 
     def test_only_an_orphan_of_this_inventory_goes_and_only_with_yes(self) -> None:
         foreign = self.foreign()
@@ -270,7 +270,7 @@ class SolidFireReconcileSafetyTest(test_cli.CliTestCase):
                          [f["action_taken"] for f in done.json["findings"]
                           if f["action_taken"]])
         self.assertIsNone(self.array_volume(left["id"]))
-        self.assertIsNone(self.backend.find_lun_sr(left["id"]))
+        self.assertIsNone(self.backend.target.find_lun_sr(left["id"]))
         self.assertIsNotNone(self.backend.client.get_volume_by_id(foreign))
         self.assertEqual("deleted", self.j("volume", "show", left["id"])["status"])
         self.assert_live_intact()
@@ -327,7 +327,7 @@ class SolidFireReconcileSafetyTest(test_cli.CliTestCase):
         self.assertIn("not deleted", action)
         self.assertIn("attached to a VM", action)
         self.assertIsNotNone(self.array_volume(left["id"]))
-        self.assertIsNotNone(self.backend.find_lun_sr(left["id"]))
+        self.assertIsNotNone(self.backend.target.find_lun_sr(left["id"]))
         pool.call("VBD.unplug", vbd)
         pool.call("VBD.destroy", vbd)
         self.xensm("reconcile", "--delete-orphans", "--yes")

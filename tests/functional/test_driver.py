@@ -9,15 +9,22 @@ after which the SR must hold exactly what it held before.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
+
+import testtools.content
 
 from tests.functional import base
 from xensm_driver import driver as driver_mod
 from xensm_driver import exception
 from xensm_driver import identity
-from xensm_driver.backends import sm
+from xensm_driver.backends import base as backend_base
+from xensm_driver.flows import target as targets
+from xensm_driver.flows import vdi as vdis
+from xensm_driver.xapi import storage as storage_mod
 
 A = base.pattern("A", 2 * base.MiB)
 B = base.pattern("B", 2 * base.MiB)
@@ -215,12 +222,13 @@ class VerbsMixin:
         self.assertEqual(7, cost(lambda: self.driver.create_snapshot(snap)))
         clone = self.volume()
         vol_or_snap = clone
-        chain = 1 if self.driver.backend.can(sm.base.VHD_CHAIN) else 0
+        chain = 1 if self.driver.backend.can(backend_base.VHD_CHAIN) else 0
         self.assertEqual(7 + chain,     # the same, and the chain's depth
                          cost(lambda: self.driver.create_volume_from_snapshot(clone, snap)))
         vol_or_snap = vol
-        # find both, check, (chain), mark, clone, name, tag, read, unmark, swap.
-        self.assertEqual(9 + chain, cost(lambda: self.driver.revert_to_snapshot(
+        # both VDIs in one lookup, (chain), mark, clone, name, tag, read,
+        # unmark, swap.
+        self.assertEqual(8 + chain, cost(lambda: self.driver.revert_to_snapshot(
             None, vol, snap)))
         self.assertEqual(3, cost(lambda: self.driver.get_volume_stats(True)))
         self.assertEqual(1, cost(lambda: self.driver.initialize_connection(vol, {})))
@@ -478,6 +486,20 @@ class TestCallTimeout(base.DriverTestCase):
         self.control.run_gc()
         self.assertEqual(before, self.sr_state())
 
+    def test_a_create_answered_after_the_timeout_leaves_nothing(self) -> None:
+        # XAPI makes the VDI after the driver gave up: the failed create's
+        # undo watches for it and destroys it, so a delete that ran first
+        # (Cinder deletes a volume whose create failed) leaves nothing.
+        before = self.sr_state()
+        vol = self.volume()
+        self.control.inject_fault("VDI.create", hang=2)
+        self.assertRaises(exception.XapiTimeout, self.driver.create_volume, vol)
+        self.control.clear_faults()
+        self.control.run_gc()
+        self.assertEqual(before, self.sr_state())
+        self.assertEqual({}, self.driver.backend.storage.other_config(
+            "SR", self.driver.backend.sr_ref))                # the claim given back
+
     def test_a_claim_given_back_late_never_undoes_the_create(self) -> None:
         # The release reaches XAPI, its answer does not come back in time;
         # the second creator, let in by it, is handed the first's VDI.
@@ -544,3 +566,92 @@ class TestSizes(base.DriverTestCase):
             self.assertIn("new size of volume %s" % vol["id"], str(err))
             self.assertEqual(0, counter.total(), bad)
         self.assertIsNotNone(self.driver.create_volume(self.volume(size="2")))
+
+
+class TestRevertWhoseSwapIsUnsettled(base.DriverTestCase):
+    """The old VDI's destroy loses its answer and the lookup that would
+    settle it fails too: the revert keeps the clone (issue 15 review)."""
+
+    SR_TYPE = "nfs"
+
+    def test_swap_answer_lost_and_its_lookup_failing_never_loses_the_volume(self) -> None:
+        vol = self.create_volume()
+        self.write(vol, A)
+        snap = self.snapshot_of(vol)
+        self.write(vol, B)
+        # SwapOutTask: VDI.destroy of the old VDI runs, its answer is lost
+        # (a master restart); the lookup that should settle it
+        # (vdi_by_uuid) cannot reach XAPI either.
+        self.control.inject_fault("VDI.destroy", drop="after")
+        lost = exception.XapiConnectionError(url="x", method="VDI.get_all_records_where",
+                                             reason="master restarting", sent=False)
+        with mock.patch.object(storage_mod.Storage, "vdi_by_uuid", side_effect=lost):
+            self.assertRaises(exception.XensmError, self.driver.revert_to_snapshot,
+                              None, vol, snap)
+        self.control.clear_faults()
+        # Whatever the outcome, the volume must still have a VDI: the old one
+        # (if the destroy had not landed) or the snapshot's clone.
+        spec = driver_mod.volume_spec(vol)
+        try:
+            self.driver.backend.locate(spec)
+        except exception.VolumeNotFound:
+            self.fail("revert lost the volume: its old VDI was destroyed and the "
+                      "snapshot's clone undone")
+
+
+class TestLateCreateWatchStaysWithinTheClaim(base.DriverTestCase):
+    """CreateVdiTask's watch for a late VDI ends while the create's claim is
+    surely held: a retry let in once the lease ran out never has its VDI
+    destroyed by that watch (issue 15 review)."""
+
+    SR_TYPE = "nfs"
+
+    def test_a_retry_let_in_by_the_lease_never_gets_a_vdi_the_watch_destroys(self) -> None:
+        lease = 4.0
+        for p_ in (mock.patch.object(targets, "lease", lambda *a: lease),
+                   mock.patch.object(vdis.CreateVdiTask, "WATCH_INTERVAL", 4.5)):
+            p_.start()
+            self.addCleanup(p_.stop)
+        real_create = storage_mod.Storage.create_vdi
+        t0 = time.monotonic()
+        timeline: list[str] = []
+
+        def create_vdi(self_: Any, *args: Any) -> Any:
+            if threading.current_thread().name != "first":
+                out = real_create(self_, *args)
+                timeline.append("%.2f B made its VDI" % (time.monotonic() - t0))
+                return out
+            # A's VDI.create: XAPI takes it, the driver times out after 1 s,
+            # and XAPI carries it out 3.5 s after it was sent.
+            def land() -> None:
+                real_create(self_, *args)
+                timeline.append("%.2f A's VDI landed" % (time.monotonic() - t0))
+            threading.Timer(3.5, land).start()
+            time.sleep(1.0)
+            raise exception.XapiTimeout(url="sim", method="VDI.create", sent=True, timeout=1)
+
+        p_ = mock.patch.object(storage_mod.Storage, "create_vdi", create_vdi)
+        p_.start()
+        self.addCleanup(p_.stop)
+
+        vol = self.volume()
+        other = self.make_driver()
+        errors: list[BaseException] = []
+
+        def first() -> None:
+            try:
+                self.driver.create_volume(dict(vol))
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        a = threading.Thread(target=first, name="first")
+        a.start()
+        time.sleep(0.2)
+        got = other.create_volume(dict(vol))          # a retry, let in by the lease
+        timeline.append("%.2f B returned %s" % (time.monotonic() - t0, got["provider_id"]))
+        a.join(30)
+        timeline.append("%.2f A ended: %s" % (time.monotonic() - t0, errors))
+        self.addDetail("timeline", testtools.content.text_content("\n".join(timeline)))
+        # B's caller records got["provider_id"]: that VDI must exist.
+        self.assertIsNotNone(self.driver.backend.storage.vdi_by_uuid(got["provider_id"]),
+                             "the retry was handed a VDI the first attempt's watch destroyed")

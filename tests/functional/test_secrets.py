@@ -95,7 +95,7 @@ class TestSolidFire(SecretsMixin, base.DriverTestCase):
 
     def secrets(self) -> list[str]:
         account = self.driver.backend.client.call(
-            "GetAccountByID", accountID=self.driver.backend.account_id)["account"]
+            "GetAccountByID", accountID=self.driver.backend.target.account_id)["account"]
         return [base.PASSWORD, self.sim.topology["solidfire"]["password"],
                 account["initiatorSecret"], account["targetSecret"]]
 

@@ -13,6 +13,7 @@ from typing import Any
 from tests.functional import base
 from xensm_driver import driver as driver_mod
 from xensm_driver import exception
+from xensm_driver.flows import vdi as vdis
 from xensm_driver.xapi.storage import Storage
 
 
@@ -137,7 +138,7 @@ class TestChainGuard(base.DriverTestCase):
         for _ in range(5):
             self.snapshot_of(vol)
         vdi = self.driver.backend.storage.vdi_by_uuid(vol["provider_id"])
-        self.assertEqual(2, self.driver.backend.chain_depth(vdi))
+        self.assertEqual(2, vdis.chain_depth(self.driver.backend.target, vdi))
 
     def test_chain_shrinks_back_when_snapshots_go(self) -> None:
         vol = self.create_volume()

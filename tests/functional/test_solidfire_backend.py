@@ -7,6 +7,7 @@ and rollbacks; content checked byte for byte through the data path.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections.abc import Callable
@@ -15,7 +16,6 @@ from typing import Any
 from tests.functional import base
 from xensm_driver import exception
 from xensm_driver import identity
-from xensm_driver.flows import common
 
 A = base.pattern("A", base.MiB)
 B = base.pattern("B", base.MiB)
@@ -58,7 +58,7 @@ class SolidFireTestCase(base.DriverTestCase):
 
 
     def claims(self) -> list[str]:
-        """Create claims held on the pool (flows.common.ClaimTask)."""
+        """Create claims held on the pool (flows.claims.ClaimTask)."""
         pool = self.driver.backend.storage.pool
         (pool_ref,) = pool.call("pool.get_all")
         return sorted(k for k in pool.call("pool.get_other_config", pool_ref)
@@ -231,7 +231,7 @@ class TestSolidFireSafety(SolidFireTestCase):
         # (xapi_sr.ml create): the volume must not come out 'available'.
         slave_iqn = self.sim.topology["hosts"][1]["iscsi_iqn"]
         self.client.call("RemoveInitiatorsFromVolumeAccessGroup",
-                         volumeAccessGroupID=self.driver.backend.vag_id,
+                         volumeAccessGroupID=self.driver.backend.target.vag_id,
                          initiators=[slave_iqn])
         pool = self.driver.pool
         before = self.world(), len(pool.call("PBD.get_all"))
@@ -409,10 +409,10 @@ class TestSolidFireHalfDone(SolidFireTestCase):
         # volume of that name and tag; deleting the volume removes both.
         vol = self.create_volume()
         backend = self.driver.backend
-        self.client.call("CreateVolume", name=backend.array_name(vol["id"]),
-                         accountID=backend.account_id, totalSize=backend.lun_size(
+        self.client.call("CreateVolume", name=backend.target.array_name(vol["id"]),
+                         accountID=backend.target.account_id, totalSize=backend.target.lun_size(
                              base.GiB), enable512e=True,
-                         attributes=backend.array_attributes(vol["id"]))
+                         attributes=backend.target.array_attributes(vol["id"]))
         self.driver.delete_volume(vol)
         self.assertEqual([], self.array_volumes())
 
@@ -427,7 +427,8 @@ class TestSolidFireLateAnswers(SolidFireTestCase):
     def setUp(self) -> None:
         super().setUp()
         # The claim's lease: a short one, so the delete's wait is short.
-        self.patch(common, "lease", lambda backend: 3.0)
+        self.patch(self.driver.backend, "_target",
+                   dataclasses.replace(self.driver.backend.target, lease=3.0))
 
     def test_a_snapshot_landing_after_the_timeout_is_found_by_its_delete(self) -> None:
         vol = self.create_volume()
@@ -623,9 +624,9 @@ class TestSolidFireUnderPurge(SolidFireTestCase):
         vol = self.create_volume()
         self.write(vol, A)
         snap = self.snapshot_of(vol)
-        sf_volume = self.driver.backend.find_array_volume(vol["id"])
+        sf_volume = self.driver.backend.target.find_array_volume(vol["id"])
         assert sf_volume is not None
-        self.driver.backend.forget_lun_sr(self.driver.backend.find_lun_sr(vol["id"]))
+        self.driver.backend.target.forget_lun_sr(self.driver.backend.target.find_lun_sr(vol["id"]))
         self.client.call("DeleteVolume", volumeID=sf_volume["volumeID"])
         self.array.configure(purge_seconds=0)
         self.driver = self.make_driver()

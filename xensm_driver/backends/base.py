@@ -16,18 +16,29 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
+from collections.abc import Iterator
 from collections.abc import Mapping
+from typing import IO
 from typing import Any
 from typing import ClassVar
 
 from stevedore import driver as stevedore_driver
 
 from xensm_driver import config
+from xensm_driver import coordination
 from xensm_driver import exception
 from xensm_driver import identity
+from xensm_driver.xapi import transfer
+from xensm_driver.xapi.storage import VDI
 from xensm_driver.xapi.storage import Storage
 
 ENTRY_POINT_GROUP = "xensm_driver.backends"
+
+#: ``progress(bytes_done, bytes_total)`` of :meth:`Backend.write_volume` and
+#: :meth:`Backend.read_volume`; and the chunk size their callers read in.
+Progress = transfer.Progress
+CHUNK = transfer.CHUNK
 
 # Capabilities, as sm's CAPABILITIES strings are: names a back end declares.
 THIN = "thin"
@@ -53,6 +64,9 @@ VERB_CAPABILITY: Mapping[str, str] = {
     "manage_existing_get_size": MANAGE,
     "unmanage": MANAGE,
     "get_manageable_volumes": MANAGE,
+    "create_group": GROUP_SNAPSHOT,
+    "delete_group": GROUP_SNAPSHOT,
+    "update_group": GROUP_SNAPSHOT,
     "create_group_snapshot": GROUP_SNAPSHOT,
     "delete_group_snapshot": GROUP_SNAPSHOT,
 }
@@ -120,11 +134,15 @@ class SnapshotSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Holding:
-    """One tagged object a back end holds where no one SR lists them all:
-    what ``reconcile`` compares with the inventory.
+    """One object a back end holds: what ``reconcile`` compares with the
+    inventory (:meth:`Backend.holdings`).
+
+    On an SM back end, each VDI of its SR (tagged or not: reconcile counts
+    what it checked). On SolidFire, where no one SR lists them all, each
+    tagged array volume and array snapshot.
 
     ``uuid`` is its exact identity, as a record's provider_id names it (a
-    volume's VDI; an array snapshot's ID) or, for a volume that has no VDI,
+    VDI; an array snapshot's ID) or, for an array volume that has no VDI,
     ``array-volume-<ID>``. ``tags`` are the xensm tags it carries.
     """
 
@@ -132,9 +150,9 @@ class Holding:
     uuid: str
     name_label: str
     tags: Mapping[str, str]
-    array_id: int                          # the array volume (of a snapshot: its own ID)
-    volume_array_id: int                   # the array volume it is, or is on
-    sr_uuid: str | None = None
+    array_id: int = 0                      # the array volume (of a snapshot: its own
+    volume_array_id: int = 0               # ID); the array volume it is, or is on;
+    sr_uuid: str | None = None             # 0 for a VDI of an SM SR
     retired: bool = False
     #: A volume's array snapshots, by ID.
     snapshots: tuple[str, ...] = ()
@@ -143,6 +161,23 @@ class Holding:
     @property
     def other_config(self) -> Mapping[str, str]:
         return self.tags
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageDescription:
+    """What ``xensm check`` shows of a back end's storage; never a secret."""
+
+    #: The name labels of the pool's hosts.
+    hosts: tuple[str, ...]
+    #: The back end's one SR, if it has one (SolidFire has an SR per volume).
+    sr_uuid: str | None = None
+    sr_name_label: str = ""
+    sr_type: str = ""
+    sr_shared: bool = False
+    #: The device_config the SR's PBDs were made with (one PBD's: a shared
+    #: SR's are alike), keys that hold or name a secret left out; None
+    #: when it has no PBD.
+    device_config: Mapping[str, str] | None = None
 
 
 def field(obj: Any, name: str, default: Any = None) -> Any:
@@ -167,9 +202,14 @@ class Backend:
     #: Whether the SR is shared by the pool unless xensm_sr_shared says.
     SHARED: ClassVar[bool] = True
 
-    def __init__(self, options: config.Options, storage: Storage) -> None:
+    def __init__(self, options: config.Options, storage: Storage,
+                 locks: coordination.Locks | None = None) -> None:
         self.options = options
         self.storage = storage
+        #: Inter-process locks (Cinder's coordination under cinder-volume):
+        #: setup finds or creates shared storage under one.
+        self.locks = locks or coordination.Locks(
+            lock_path=options.values.get("xensm_lock_path"))
 
     @property
     def name(self) -> str:
@@ -196,29 +236,83 @@ class Backend:
             backend="%s (%s)" % (self.name, self.SR_TYPE), operation=operation,
             reason=reason)
 
-    def claim_holder(self) -> tuple[str, str]:
-        """``(XAPI class, ref)`` of the object whose other_config holds the
-        claims of concurrent creates (flows.common.ClaimTask): one that
-        exists before any object is made and that every driver instance of
-        this back end sees."""
+    def attached(self, vdi: VDI) -> bool:
+        """Whether any VBD of the VDI is attached to a VM. 1 call per VBD."""
+        return self.storage.any_attached(vdi.vbds)
+
+    @property
+    def sr_uuid(self) -> str | None:
+        """The uuid of the back end's one SR; None when it has none (an SR
+        per volume). No call."""
+        return None
+
+    def describe(self) -> StorageDescription:
+        """The pool's hosts and the back end's SR, for ``xensm check``."""
         raise NotImplementedError
 
-    # -- reconcile, for back ends with no one SR ------------------------------
+    def is_attached(self, vdi_uuid: str) -> bool:
+        """Whether the VDI with this uuid is attached to a VM; False when
+        there is no such VDI. 1 call, +1 per VBD."""
+        vdi = self.storage.vdi_by_uuid(vdi_uuid)
+        return vdi is not None and self.attached(vdi)
+
+    # -- the data path --------------------------------------------------------
+    # The same for every family (a volume's VDI is on some SR of the pool),
+    # so it is implemented once, here: XAPI's raw HTTP data path
+    # (xapi/transfer.py), streamed, never staged on disk.
+
+    def write_volume(self, vdi_uuid: str, chunks: IO[bytes] | Iterable[bytes], *, size: int,
+                     progress: Progress | None = None) -> int:
+        """Write ``size`` bytes of ``chunks`` (byte chunks, or a binary file)
+        into the VDI from offset 0
+        (``PUT /import_raw_vdi``); returns the byte count. 1 call for the
+        task, the transfer, then 1 call per poll of the task until it ends
+        and 1 to destroy it. The caller has found the VDI (:meth:`locate`,
+        or its record's provider_id) and refused an attached one."""
+        return transfer.upload(self.storage.pool, vdi_uuid, chunks, size=size,
+                               progress=progress,
+                               timeout=self.options.xenapi_task_timeout)
+
+    def read_volume(self, volume_id: str, vdi_uuid: str, *, length: int | None = None,
+                    progress: Progress | None = None) -> Iterator[bytes]:
+        """Volume ``volume_id``'s VDI content (``GET /export_raw_vdi``): its
+        whole virtual size, or its first ``length`` bytes, as chunks the
+        caller pulls. 1 call now (the VDI's size; VolumeNotFound when it is
+        gone); then, as the caller pulls, 1 for the task, the transfer, and
+        the task's polls and destroy (or cancel, when stopped early)."""
+        vdi = self.storage.vdi_by_uuid(vdi_uuid)
+        if vdi is None:
+            raise exception.VolumeNotFound(
+                volume_id=volume_id, sr_uuid=self.sr_uuid or "(any: %s has an SR per "
+                                                            "volume)" % self.name)
+        return transfer.export_chunks(self.storage.pool, vdi_uuid, size=vdi.virtual_size,
+                                      length=length, progress=progress,
+                                      timeout=self.options.xenapi_task_timeout)
+
+    # -- reconcile --------------------------------------------------------------
+    # ``xensm reconcile`` compares holdings() with the inventory, and removes
+    # what the inventory proves is its own orphan through the two methods
+    # below, under the claim of the record whose tag it carries. Each checks
+    # again, just before it destroys anything, by exact identity; nothing is
+    # looked up by name.
 
     def holdings(self) -> list[Holding]:
-        """Every object carrying this back end's tags, for ``reconcile``."""
-        raise self.refuse("reconcile", "its volumes are not on one SR")
+        """Every object of this back end, for ``reconcile``."""
+        raise NotImplementedError
 
     def remove_orphan_volume(self, held: Holding, keep: frozenset[str]) -> str:
-        """Remove the volume ``held`` names if it still is that, carrying
-        that tag, attached to nothing, and holding no array snapshot whose ID
-        or tag is in ``keep`` (what the inventory still records). Returns
-        what was done; :class:`~xensm_driver.exception.InUse` says why not."""
-        raise self.refuse("reconcile", "its volumes are not on one SR")
+        """Remove the volume ``held`` names if it still is that: still
+        there, still carrying the volume tag in ``held.tags``, attached to
+        nothing, and nothing of it in ``keep`` (the ids and provider_ids of
+        every live volume and snapshot the inventory records, but the one
+        the tag names). Returns what was done;
+        :class:`~xensm_driver.exception.InUse` says why not."""
+        raise NotImplementedError
 
-    def remove_orphan_snapshot(self, held: Holding) -> str:
-        """Remove the array snapshot ``held`` names if it still carries its tag."""
-        raise self.refuse("reconcile", "its volumes are not on one SR")
+    def remove_orphan_snapshot(self, held: Holding, keep: frozenset[str]) -> str:
+        """Remove the snapshot ``held`` names if it still is that (as
+        :meth:`remove_orphan_volume`, with the snapshot tag)."""
+        raise NotImplementedError
 
     # -- what every back end implements ---------------------------------------
 
@@ -253,6 +347,67 @@ class Backend:
     def connection_data(self, vdi_uuid: str) -> dict[str, object]:
         """Connection info ``data`` for the VDI; never a secret."""
         raise NotImplementedError
+
+    # -- optional verbs (VERB_CAPABILITY) -------------------------------------
+    # Declared here so that callers hold a Backend, not a family; a back end
+    # lacking the capability is refused by require() (the one refusal point),
+    # and one that declares it implements the verb (a unit test checks both).
+
+    def _lacks(self, verb: str) -> NotImplementedError:
+        self.require(verb)
+        return NotImplementedError("%s declares %s but does not implement it"
+                                   % (type(self).__name__, verb))
+
+    def extend_volume(self, volume: VolumeSpec, new_size_gb: int) -> None:
+        raise self._lacks("extend_volume")
+
+    def create_snapshot(self, snapshot: SnapshotSpec) -> dict[str, str]:
+        raise self._lacks("create_snapshot")
+
+    def delete_snapshot(self, snapshot: SnapshotSpec) -> None:
+        raise self._lacks("delete_snapshot")
+
+    def create_volume_from_snapshot(self, volume: VolumeSpec,
+                                    snapshot: SnapshotSpec) -> dict[str, str]:
+        raise self._lacks("create_volume_from_snapshot")
+
+    def create_cloned_volume(self, volume: VolumeSpec, src: VolumeSpec) -> dict[str, str]:
+        raise self._lacks("create_cloned_volume")
+
+    def revert_to_snapshot(self, volume: VolumeSpec,
+                           snapshot: SnapshotSpec) -> dict[str, str] | None:
+        raise self._lacks("revert_to_snapshot")
+
+    def manage_existing(self, volume: VolumeSpec, existing_ref: dict[str, Any]) -> dict[str, str]:
+        raise self._lacks("manage_existing")
+
+    def manage_existing_get_size(self, volume: VolumeSpec, existing_ref: dict[str, Any]) -> int:
+        raise self._lacks("manage_existing_get_size")
+
+    def unmanage(self, volume: VolumeSpec) -> None:
+        raise self._lacks("unmanage")
+
+    def get_manageable_volumes(self, known_ids: set[str], marker: Any, limit: int,
+                               offset: int, sort_keys: list[str],
+                               sort_dirs: list[str]) -> list[dict[str, Any]]:
+        raise self._lacks("get_manageable_volumes")
+
+    def create_group(self, group: Any) -> dict[str, str]:
+        raise self._lacks("create_group")
+
+    def delete_group(self, group: Any, volumes: list[VolumeSpec]) -> tuple[Any, Any]:
+        raise self._lacks("delete_group")
+
+    def update_group(self, group: Any, add_volumes: Any, remove_volumes: Any) -> tuple[Any, ...]:
+        raise self._lacks("update_group")
+
+    def create_group_snapshot(self, group_snapshot: Any,
+                              snapshots: list[SnapshotSpec]) -> tuple[Any, Any]:
+        raise self._lacks("create_group_snapshot")
+
+    def delete_group_snapshot(self, group_snapshot: Any,
+                              snapshots: list[SnapshotSpec]) -> tuple[Any, Any]:
+        raise self._lacks("delete_group_snapshot")
 
     def device_config(self, secrets: Mapping[str, str] | None = None) -> dict[str, str]:
         """device_config from options; secret keys only as ``<key>_secret``.

@@ -62,7 +62,6 @@ from xensm_driver.service.models import Record
 from xensm_driver.service.models import Snapshot
 from xensm_driver.service.models import Volume
 from xensm_driver.service.models import utcnow
-from xensm_driver.xapi import transfer
 
 LOG = logging.getLogger(__name__)
 
@@ -251,8 +250,7 @@ class Manager:
         records the back end and its SR first (what reconcile later proves
         against)."""
         drv = self.driver(name)
-        self.inventory.record_backend(name, drv.backend.SR_TYPE,
-                                      getattr(drv.backend, "sr_uuid", None))
+        self.inventory.record_backend(name, drv.backend.SR_TYPE, drv.backend.sr_uuid)
         return drv
 
     def check(self, name: str | None = None) -> dict[str, Any]:
@@ -267,21 +265,20 @@ class Manager:
             base.THIN, base.SNAPSHOT, base.CLONE, base.REVERT, base.EXTEND,
             base.ONLINE_EXTEND, base.MANAGE, base.GROUP_SNAPSHOT,
             base.SNAPSHOT_OF_SNAPSHOT)}
-        storage = backend.storage
-        sr = getattr(backend, "sr", None)
+        described = backend.describe()
         warnings = service_config.unknown_options(self.config_files, options.section)
-        if sr is not None:
-            warnings += self._device_config_drift(backend, sr)
+        if described.sr_uuid is not None:
+            warnings += self._device_config_drift(backend, described)
         return {
             "backend": backend.name,
             "section": options.section,
             "sr_type": backend.SR_TYPE,
             "xapi_url": _without_userinfo(options.xenapi_connection_url),
             "xapi_username": options.xenapi_connection_username,
-            "hosts": [h.name_label for h in storage.hosts()],
-            "sr": None if sr is None else {
-                "uuid": sr.uuid, "name_label": sr.name_label, "type": sr.type,
-                "shared": sr.shared},
+            "hosts": list(described.hosts),
+            "sr": None if described.sr_uuid is None else {
+                "uuid": described.sr_uuid, "name_label": described.sr_name_label,
+                "type": described.sr_type, "shared": described.sr_shared},
             "storage_protocol": backend.STORAGE_PROTOCOL,
             "capabilities": capabilities,
             "total_capacity_gb": stats.get("total_capacity_gb"),
@@ -300,8 +297,9 @@ class Manager:
                 inventory_mod.display_url(self.db_url or inventory_mod.default_url()))
 
     @staticmethod
-    def _device_config_drift(backend: Any, sr: Any) -> list[str]:
-        """Where the found SR's device_config differs from the options. 1 call.
+    def _device_config_drift(backend: base.Backend,
+                             described: base.StorageDescription) -> list[str]:
+        """Where the found SR's device_config differs from the options.
 
         The SR is found by uuid or name label, so after an option changes
         (a new NFS server) the back end keeps using the old SR: say so.
@@ -312,19 +310,17 @@ class Manager:
             return []           # a required option unset: check said so already
         option_of = {k.key: k.option for k in backend.CONFIG_KEYS}
         warnings = []
-        for pbd in backend.storage.pbds(sr.ref):
-            for key, value in sorted(configured.items()):
-                actual = pbd.device_config.get(key)
-                if actual is None or actual == value:
-                    continue
-                warnings.append(
-                    "SR %s (%s) was made with %s=%s, but %s in [%s] says %r: the back end "
-                    "uses the SR it finds by %s, not one made from the options now" % (
-                        sr.uuid, sr.name_label, key, actual, option_of.get(key, key),
-                        backend.options.section, value,
-                        "uuid (xensm_sr_uuid)" if backend.options.xensm_sr_uuid
-                        else "name label (xensm_sr_name_label)"))
-            break               # every PBD of a shared SR has the same device_config
+        for key, value in sorted(configured.items()):
+            actual = (described.device_config or {}).get(key)
+            if actual is None or actual == value:
+                continue
+            warnings.append(
+                "SR %s (%s) was made with %s=%s, but %s in [%s] says %r: the back end "
+                "uses the SR it finds by %s, not one made from the options now" % (
+                    described.sr_uuid, described.sr_name_label, key, actual,
+                    option_of.get(key, key), backend.options.section, value,
+                    "uuid (xensm_sr_uuid)" if backend.options.xensm_sr_uuid
+                    else "name label (xensm_sr_name_label)"))
         return warnings
 
     def stats(self, name: str | None = None) -> dict[str, Any]:
@@ -522,14 +518,10 @@ class Manager:
     def _check_detached(drv: driver_mod.XenAPISMDriver, vol: Volume,
                         doing: str = "delete it") -> None:
         """Refuse (InUse) if the volume's VDI is attached to a VM. 1-2 calls."""
-        backend = drv.backend
-        if not (vol.provider_id and hasattr(backend, "attached")):
-            return
-        vdi = backend.storage.vdi_by_uuid(vol.provider_id)
-        if vdi is not None and backend.attached(vdi):
+        if vol.provider_id and drv.backend.is_attached(vol.provider_id):
             raise exception.InUse(kind="Volume", name=vol.id,
                                   reason="its VDI %s is attached to a VM; detach it to %s"
-                                         % (vdi.uuid, doing))
+                                         % (vol.provider_id, doing))
 
     def extend_volume(self, ref: str, new_size_gb: int) -> Volume:
         vol = self.volume(ref)
@@ -641,7 +633,7 @@ class Manager:
         return vdi_uuid
 
     def upload(self, ref: str, source: IO[bytes], size: int,
-               progress: transfer.Progress | None = None) -> int:
+               progress: base.Progress | None = None) -> int:
         """Write ``size`` bytes of raw ``source`` at the start of the volume.
 
         Refused before anything is claimed or sent: a size that does not fit
@@ -667,17 +659,16 @@ class Manager:
         vdi_uuid = self._vdi_uuid(vol)
         drv = self.driver(vol.backend)
         self._check_detached(drv, vol, "upload into it")
-        assert drv.pool is not None
-        pool = drv.pool
-        chunks = itertools.chain([head], iter(lambda: source.read(transfer.CHUNK), b""))
+        backend = drv.backend
+        chunks = itertools.chain([head], iter(lambda: source.read(base.CHUNK), b""))
         result: int = self._act(
             Volume, vol.id, "uploading", UPLOADABLE,
-            lambda v: transfer.upload(pool, vdi_uuid, chunks, size=size, progress=progress))
+            lambda v: backend.write_volume(vdi_uuid, chunks, size=size, progress=progress))
         return result
 
     def download(self, ref: str, sink: IO[bytes] | Callable[[bytes], Any],
                  length: int | None = None,
-                 progress: transfer.Progress | None = None) -> int:
+                 progress: base.Progress | None = None) -> int:
         """Read the volume's content (or its first ``length`` bytes) into ``sink``.
 
         Reading changes nothing, so the volume is not claimed; it must not be
@@ -689,13 +680,13 @@ class Manager:
                                  % (vol.id, vol.status, vol.owner))
         vdi_uuid = self._vdi_uuid(vol)
         drv = self.driver(vol.backend)
-        assert drv.pool is not None
-        vdi = drv.backend.storage.vdi_by_uuid(vdi_uuid)
-        if vdi is None:
-            raise exception.VolumeNotFound(volume_id=vol.id,
-                                           sr_uuid=getattr(drv.backend, "sr_uuid", "?"))
-        return transfer.download(drv.pool, vdi_uuid, sink, size=vdi.virtual_size,
-                                 length=length, progress=progress)
+        write = sink.write if hasattr(sink, "write") else sink
+        done = 0
+        for chunk in drv.backend.read_volume(vol.id, vdi_uuid, length=length,
+                                             progress=progress):
+            write(chunk)
+            done += len(chunk)
+        return done
 
     # -- snapshots ------------------------------------------------------------
 
@@ -894,13 +885,15 @@ class Manager:
 
     def reconcile(self, backend: str | None = None, delete_orphans: bool = False,
                   yes: bool = False) -> reconcile_mod.Report:
-        """Compare inventory and SR; with ``delete_orphans`` and ``yes``, destroy
-        the VDIs this inventory proves are its own leftovers (without ``yes``,
-        only say which would go).
+        """Compare inventory and storage; with ``delete_orphans`` and ``yes``,
+        remove what this inventory proves is its own leftover (without
+        ``yes``, only say which would go).
 
         Refused when this inventory never made anything on the back end's
-        SR (an empty or another inventory: a mistyped ``--db-url``). A back
-        end with no one SR is compared through what it says it holds.
+        SR (an empty or another inventory: a mistyped ``--db-url``), or
+        recorded it on another SR. What the back end holds is read through
+        :meth:`~xensm_driver.backends.base.Backend.holdings` (the VDIs of
+        its SR; on SolidFire its tagged array volumes and snapshots).
         """
         name = self.backend_name(backend)
         records: list[Record] = [*self.inventory.volumes(backend=name, include_gone=True),
@@ -911,57 +904,38 @@ class Manager:
                                  "%s, so it cannot tell what on its SR is whose (is "
                                  "--db-url right?)" % (self.inventory.display_url, name))
         drv = self.driver(name)
-        sr_ref = getattr(drv.backend, "sr_ref", None)
-        if sr_ref is None:
-            return self._reconcile_holdings(name, drv, records, delete_orphans, yes)
-        sr_uuid = drv.backend.sr_uuid
-        if recorded.sr_uuid != sr_uuid:
+        back_end = drv.backend
+        sr_uuid = back_end.sr_uuid
+        if sr_uuid is not None and recorded.sr_uuid != sr_uuid:
             raise Refused(reason="inventory %s recorded back end %s on SR %s, but the back "
                                  "end now finds SR %s; its records do not describe this SR"
                                  % (self.inventory.display_url, name, recorded.sr_uuid,
                                     sr_uuid))
-        vdis = drv.backend.storage.sr_vdis(sr_ref)
-        report = reconcile_mod.compare(name, sr_uuid, records, vdis)
-        if delete_orphans:
-            for finding in report.findings:
-                if finding.kind != reconcile_mod.ORPHAN_VDI:
-                    continue
-                if yes:
-                    self._delete_orphan(drv, finding)
-                else:
-                    finding.action_taken = ("would delete VDI %s (a dry run: add --yes to "
-                                            "delete)" % finding.vdi_uuid)
-        return report
-
-    def _reconcile_holdings(self, name: str, drv: driver_mod.XenAPISMDriver,
-                            records: list[Record], delete_orphans: bool,
-                            yes: bool) -> reconcile_mod.Report:
-        """Reconcile a back end with no one SR (SolidFire: an SR per volume)
-        against what it says it holds, by tag; orphans go through the back
-        end's own removal, which checks them again by exact identity."""
-        backend = drv.backend
-        keep = frozenset(i for r in records if isinstance(r, Snapshot)
-                         and r.status not in GONE for i in (r.id, r.provider_id) if i)
-        held = reconcile_mod.holdings_for(backend.holdings(), records, keep)
-        report = reconcile_mod.compare(name, "(an SR per volume)", records, held)
+        live_snapshots = frozenset(i for r in records if isinstance(r, Snapshot)
+                                   and r.status not in GONE for i in (r.id, r.provider_id) if i)
+        held = reconcile_mod.holdings_for(back_end.holdings(), records, live_snapshots)
+        report = reconcile_mod.compare(name, sr_uuid or "(an SR per volume)", records, held)
         if delete_orphans:
             by_uuid = {h.uuid: h for h in held}
             for finding in report.findings:
                 if finding.kind != reconcile_mod.ORPHAN_VDI:
                     continue
-                what = by_uuid[finding.vdi_uuid or ""]
                 if not yes:
-                    finding.action_taken = ("would delete %s %s (a dry run: add --yes to "
-                                            "delete)" % (finding.object, finding.vdi_uuid))
+                    finding.action_taken = (
+                        "would delete %s %s (a dry run: add --yes to delete)"
+                        % ("VDI" if sr_uuid else finding.object, finding.vdi_uuid))
                     continue
-                self._remove_orphan(backend, what, finding)
+                self._remove_orphan(back_end, by_uuid[finding.vdi_uuid or ""], finding)
         return report
 
     def _remove_orphan(self, backend: base.Backend, held: base.Holding,
                        finding: reconcile_mod.Finding) -> None:
         """Remove what a finding names through its back end, under the claim
         of the record whose tag it carries (so another reconcile or a verb on
-        that object cannot act at the same time)."""
+        that object cannot act at the same time). The back end checks it
+        again just before it destroys anything: still there, still carrying
+        that tag, attached to nothing, and held by no live record of the
+        inventory (read again here, under the claim)."""
         cls: type[Volume] | type[Snapshot] = Volume if finding.object == "volume" else Snapshot
         try:
             before = self.inventory.claim(cls, finding.id, "deleting", DELETED)
@@ -969,69 +943,21 @@ class Manager:
             finding.action_taken = "not deleted: %s" % reason(exc)
             return
         try:
-            # Read again under the claim: what the inventory still records.
-            keep = frozenset(i for r in self.inventory.snapshots(backend=backend.name)
+            live: list[Volume | Snapshot] = [*self.inventory.volumes(),
+                                             *self.inventory.snapshots()]
+            keep = frozenset(i for r in live if r.id != finding.id
                              for i in (r.id, r.provider_id) if i)
-            if held.kind == "volume":
+            # The finding names one object: the back end checks that tag.
+            tag = identity.VOLUME_TAG if finding.object == "volume" else identity.SNAPSHOT_TAG
+            held = dataclasses.replace(held, kind=finding.object, tags={tag: finding.id})
+            if finding.object == "volume":
                 finding.action_taken = backend.remove_orphan_volume(held, keep)
             else:
-                finding.action_taken = backend.remove_orphan_snapshot(held)
+                finding.action_taken = backend.remove_orphan_snapshot(held, keep)
         except exception.XensmError as exc:
             finding.action_taken = "not deleted: %s" % reason(exc)
         finally:
             self.inventory.release(cls, finding.id, "deleting", before.status)
-
-    def _delete_orphan(self, drv: driver_mod.XenAPISMDriver,
-                       finding: reconcile_mod.Finding) -> None:
-        """Destroy the one VDI a finding names, by its uuid, if it still is an orphan.
-
-        The record whose tag it carries is claimed (``deleting``) first, so
-        another reconcile or a verb on that object cannot act at the same
-        time; then, just before the destroy, the VDI is read again: still on
-        this SR, still carrying that tag, attached to nothing, and no live
-        record holds it. Nothing is looked up by name.
-        """
-        cls: type[Volume] | type[Snapshot] = Volume if finding.object == "volume" else Snapshot
-        assert finding.vdi_uuid is not None
-        try:
-            before = self.inventory.claim(cls, finding.id, "deleting", DELETED)
-        except (Refused, NotInInventory) as exc:
-            finding.action_taken = "not deleted: %s" % reason(exc)
-            return
-        try:
-            why_not = self._not_an_orphan(drv, cls, finding)
-            if why_not:
-                finding.action_taken = "not deleted: %s" % why_not
-                return
-            vdi = drv.backend.storage.vdi_by_uuid(finding.vdi_uuid)
-            try:
-                drv.backend.storage.destroy_vdi(vdi.ref)
-            except exception.XensmError as exc:
-                finding.action_taken = "not deleted: %s" % reason(exc)
-                return
-            finding.action_taken = "deleted VDI %s" % finding.vdi_uuid
-        finally:
-            self.inventory.release(cls, finding.id, "deleting", before.status)
-
-    def _not_an_orphan(self, drv: driver_mod.XenAPISMDriver, cls: type[Record],
-                       finding: reconcile_mod.Finding) -> str | None:
-        """Why the finding's VDI must not be destroyed now, or None. 1-2 calls."""
-        backend = drv.backend
-        vdi = backend.storage.vdi_by_uuid(finding.vdi_uuid)
-        if vdi is None:
-            return "VDI %s is already gone" % finding.vdi_uuid
-        key = identity.volume(finding.id) if cls is Volume else identity.snapshot(finding.id)
-        if vdi.sr != backend.sr_ref:
-            return "VDI %s is no longer on SR %s" % (vdi.uuid, backend.sr_uuid)
-        if not (vdi.managed and key.matches(vdi.other_config)):
-            return "VDI %s no longer carries the tag of %s %s" % (vdi.uuid, finding.object,
-                                                                   finding.id)
-        holder = self.inventory.holder_of(vdi.uuid, but=finding.id)
-        if holder is not None:
-            return "VDI %s is now recorded as %s" % (vdi.uuid, holder)
-        if hasattr(backend, "attached") and backend.attached(vdi):
-            return "VDI %s is attached to a VM" % vdi.uuid
-        return None
 
 
 def _no_snapshots(sess: orm.Session, vol: Volume) -> None:

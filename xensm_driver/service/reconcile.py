@@ -3,18 +3,18 @@
 The SR's VDIs carry their identity in ``other_config`` (``xensm-volume-id``,
 ``xensm-snapshot-id``; see :mod:`xensm_driver.identity`). :func:`compare`
 matches them with the inventory's records of one back end and reports
-what follows. A back end with no one SR (SolidFire: an SR per volume) lists
-what it holds instead (:meth:`~xensm_driver.backends.base.Backend.holdings`:
-its tagged array volumes, with their VDIs, and their array snapshots), read
-here as VDIs are; "VDI" below then means such a holding.
+what follows. Each back end lists what it holds
+(:meth:`~xensm_driver.backends.base.Backend.holdings`): the VDIs of its SR,
+or, with no one SR (SolidFire: an SR per volume), its tagged array volumes,
+with their VDIs, and their array snapshots, read here as VDIs are; "VDI"
+below then means such a holding.
 
 ``orphan_vdi``
     A VDI carrying the tag of an object this inventory recorded as deleted
     (a delete whose answer was lost, or that missed a copy). The only kind
-    ``reconcile --delete-orphans --yes`` destroys: by the VDI's uuid, after
-    checking again that it still is one (see ``Manager._delete_orphan``;
-    for holdings the back end's ``remove_orphan_volume`` or
-    ``remove_orphan_snapshot``, by array ID and tag).
+    ``reconcile --delete-orphans --yes`` destroys, through the back end's
+    ``remove_orphan_volume`` or ``remove_orphan_snapshot``: by the VDI's
+    uuid (or array ID), after checking again that it still is one.
 ``stray_vdi``
     A VDI carrying the tag of a recorded object that is not that object's
     VDI: a copy (an XAPI VM snapshot, an ``xe vdi-copy``, a snapshot or
@@ -47,13 +47,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
+from typing import Protocol
 
 from xensm_driver import identity
 from xensm_driver.backends.base import Holding
 from xensm_driver.service import inventory
-from xensm_driver.xapi.storage import VDI
 
 ORPHAN_VDI = "orphan_vdi"
 MISSING_VDI = "missing_vdi"
@@ -69,6 +70,19 @@ IN_PROGRESS = "in_progress"
 INFORMATIONAL = frozenset({IN_PROGRESS, FOREIGN_VDI})
 
 _TAGS = (("volume", identity.VOLUME_TAG), ("snapshot", identity.SNAPSHOT_TAG))
+
+
+class Tagged(Protocol):
+    """What compare reads of a holding (or of a VDI record: they read alike)."""
+
+    @property
+    def uuid(self) -> str: ...
+    @property
+    def name_label(self) -> str: ...
+    @property
+    def managed(self) -> bool: ...
+    @property
+    def other_config(self) -> Mapping[str, str]: ...
 
 
 @dataclasses.dataclass
@@ -108,10 +122,10 @@ class Report:
                 "clean": self.clean, "findings": [f.to_dict() for f in self.findings]}
 
 
-def tagged(vdis: Iterable[VDI | Holding]) -> dict[tuple[str, str], list[VDI | Holding]]:
+def tagged(vdis: Iterable[Tagged]) -> dict[tuple[str, str], list[Tagged]]:
     """The SR's user-visible VDIs (or a back end's holdings) by ``(kind, id)``
     of the tag they carry."""
-    out: dict[tuple[str, str], list[VDI | Holding]] = {}
+    out: dict[tuple[str, str], list[Tagged]] = {}
     for vdi in vdis:
         if not vdi.managed:
             continue              # hidden VHD base copies keep their parent's tags
@@ -124,7 +138,8 @@ def tagged(vdis: Iterable[VDI | Holding]) -> dict[tuple[str, str], list[VDI | Ho
 
 def holdings_for(held: Sequence[Holding], records: Sequence[Any],
                  keep: frozenset[str]) -> list[Holding]:
-    """What a back end with no one SR holds, as :func:`compare` reads it.
+    """What a back end holds, as :func:`compare` reads it (VDIs of an SR as
+    they are).
 
     An array snapshot without a snapshot tag (a group snapshot's member)
     takes the tag of the snapshot recorded with its ID; a retired volume
@@ -144,7 +159,7 @@ def holdings_for(held: Sequence[Holding], records: Sequence[Any],
 
 
 def compare(backend: str, sr_uuid: str, records: Sequence[Any],
-            vdis: Sequence[VDI | Holding]) -> Report:
+            vdis: Sequence[Tagged]) -> Report:
     """Match ``records`` (volumes and snapshots of ``backend``) with the SR's VDIs."""
     on_sr = tagged(vdis)
     findings: list[Finding] = []
@@ -169,7 +184,7 @@ def compare(backend: str, sr_uuid: str, records: Sequence[Any],
     return Report(backend, sr_uuid, len(records), len(vdis), findings)
 
 
-def _judge(kind: str, record: Any, found: list[VDI | Holding]) -> list[Finding]:
+def _judge(kind: str, record: Any, found: list[Tagged]) -> list[Finding]:
     status = record.status
     uuids = ", ".join(v.uuid for v in found)
     where = "VDI %s is on the SR" % uuids if found else "no VDI on the SR"

@@ -287,7 +287,10 @@ class SessionPool:
         delay = 0.02
         try:
             while True:
-                status = self.call("task.get_status", task, obj=task)
+                # The record holds status, result and error_info: one call a
+                # poll, and none more once the task has ended.
+                record = self.call("task.get_record", task, obj=task)
+                status = record.get("status")
                 if status not in RUNNING:
                     break
                 if time.monotonic() >= deadline:
@@ -298,8 +301,8 @@ class SessionPool:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
             if status == "success":
-                return decode_task_result(self.call("task.get_result", task, obj=task))
-            info = self.call("task.get_error_info", task, obj=task)
+                return decode_task_result(record.get("result", ""))
+            info = record.get("error_info")
             raise errors.translate(info or [str(status).upper()], method, obj,
                                    secrets=[self._password])
         finally:

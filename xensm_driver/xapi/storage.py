@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Any
 
@@ -351,16 +352,16 @@ class Storage:
         return [VDI.from_xapi(r, rec) for r, rec in records.items()]
 
     def find_vdis_named(self, sr_ref: str, names: list[str],
-                        uuid: str | None = None) -> list[VDI]:
-        """The SR's VDIs with any of these name labels, and the VDI with this
-        uuid wherever it is. 1 call: one lookup finds an object by its
-        recorded uuid and, beside it, whatever else carries its name."""
+                        uuids: Iterable[str] = ()) -> list[VDI]:
+        """The SR's VDIs with any of these name labels, and the VDIs with
+        these uuids wherever they are. 1 call: one lookup finds objects by
+        their recorded uuids and, beside them, whatever else carries their
+        names."""
         terms = ['(field "name__label"=%s and field "SR"=%s)' % (_quote(n), _quote(sr_ref))
                  for n in names]
-        if uuid:
-            terms.append('field "uuid"=%s' % _quote(uuid))
+        terms += ['field "uuid"=%s' % _quote(u) for u in uuids]
         records = self.pool.call("VDI.get_all_records_where", " or ".join(terms),
-                                 obj=names[0] if names else uuid or "")
+                                 obj=names[0] if names else ",".join(uuids))
         return [VDI.from_xapi(r, rec) for r, rec in records.items()]
 
     def vdi_by_uuid(self, vdi_uuid: str) -> VDI | None:

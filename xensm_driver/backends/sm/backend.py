@@ -3,7 +3,8 @@
 nfs, lvm, lvmoiscsi, lvmohba, netapp and equal differ only in data -- their
 device_config keys, capabilities, provisioning and storage protocol -- so
 they share :class:`SRBackend` and each is a table row below. Every verb is a
-taskflow flow from ``xensm_driver.flows``.
+taskflow flow from :mod:`.flows`, run on the back end's
+:class:`~xensm_driver.flows.target.SRTarget`.
 """
 
 from __future__ import annotations
@@ -13,24 +14,22 @@ from typing import ClassVar
 
 from oslo_log import log as logging
 
+from xensm_driver import coordination
 from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver.backends import base
 from xensm_driver.backends.base import ConfigKey
 from xensm_driver.backends.base import SnapshotSpec
 from xensm_driver.backends.base import VolumeSpec
-from xensm_driver.flows import common
-from xensm_driver.flows import manage as manage_flows
-from xensm_driver.flows import setup_sr
-from xensm_driver.flows import snapshot as snapshot_flows
-from xensm_driver.flows import volume as volume_flows
+from xensm_driver.backends.sm import flows
+from xensm_driver.flows import engine
+from xensm_driver.flows import target as targets
+from xensm_driver.flows import vdi as vdis
+from xensm_driver.flows.target import SRTarget
 from xensm_driver.xapi.storage import SR
 from xensm_driver.xapi.storage import VDI
 
 LOG = logging.getLogger(__name__)
-
-#: XAPI's VHD chain limit (sm's vhdutil.MAX_CHAIN_SIZE).
-XAPI_MAX_CHAIN = 30
 
 #: The SM feature each capability needs from the SR's plugin.
 SM_FEATURE = {
@@ -79,8 +78,21 @@ class SRBackend(base.Backend):
     def sr_uuid(self) -> str:
         return self.sr.uuid
 
-    def claim_holder(self) -> tuple[str, str]:
-        return "SR", self.sr_ref
+    @property
+    def target(self) -> SRTarget:
+        """What the flows act on: the SR and what its SM type allows. Made
+        afresh each time (a few microseconds), so it never outlives the SR
+        record or the storage it names."""
+        sr = self.sr
+        return SRTarget(
+            storage=self.storage, backend=self.name, sr_type=self.SR_TYPE,
+            claim_holder=("SR", sr.ref), lease=targets.lease(
+                self.options.xenapi_call_timeout),
+            sr_ref=sr.ref, sr_uuid=sr.uuid,
+            online_resize=self.can(base.ONLINE_EXTEND),
+            snapshot_of_snapshot=self.can(base.SNAPSHOT_OF_SNAPSHOT),
+            chain_limit=(self.options.xensm_snapshot_chain_limit
+                         if self.can(base.VHD_CHAIN) else None))
 
     @property
     def sr_name_label(self) -> str:
@@ -92,7 +104,23 @@ class SRBackend(base.Backend):
         return self.SHARED if shared is None else bool(shared)
 
     def setup(self) -> None:
-        """Find the configured SR, or create it. 1 call to find."""
+        """Find the configured SR, or create it. 1 call to find.
+
+        Several services of one back end (a Cinder cluster) may start at
+        once: the SR is created under a lock named after it, shared by all
+        of them, and looked for again once the lock is held, so only one of
+        them creates it and the others find it. 1 more call to look again.
+        """
+        if self._find_sr():
+            return
+        with self.locks.lock(coordination.lock_name("xensm", "sr", self.sr_name_label)):
+            if self._find_sr():
+                return
+            self._create_sr()
+
+    def _find_sr(self) -> bool:
+        """Set the configured SR if it exists; fail if it is ambiguous or
+        must exist and does not. 1 call."""
         uuid = self.options.xensm_sr_uuid
         found = self.storage.find_sr(uuid=uuid, name_label=None if uuid else self.sr_name_label)
         if len(found) > 1:
@@ -102,7 +130,7 @@ class SRBackend(base.Backend):
                        % (len(found), self.sr_name_label, ", ".join(s.uuid for s in found)))
         if found:
             self._sr = found[0]
-            return
+            return True
         if uuid:
             raise exception.SRNotFound(
                 sr=uuid, reason="no SR has this uuid (xensm_sr_uuid in [%s])"
@@ -112,13 +140,19 @@ class SRBackend(base.Backend):
                 sr=self.sr_name_label,
                 reason="no SR has this name and xensm_sr_create is false in [%s]"
                        % self.options.section)
+        return False
+
+    def _create_sr(self) -> None:
         self.device_config()    # fail on a missing required option before any call
         self._require_sm_type()
         LOG.info("Creating %s SR %r for back end %s", self.SR_TYPE, self.sr_name_label,
                  self.name)
-        result = common.run(setup_sr.create_sr(sorted(self.secret_values())),
-                            backend=self, name_label=self.sr_name_label,
-                            shared=self.shared)
+        pool = targets.Target(storage=self.storage, backend=self.name,
+                              sr_type=self.SR_TYPE, claim_holder=("", ""), lease=0.0)
+        secrets = flows.Secrets(self.secret_values())
+        result = engine.run(flows.create_sr(sorted(secrets)), target=pool, secrets=secrets,
+                            device_config=self.device_config(),
+                            name_label=self.sr_name_label, shared=self.shared)
         self._sr = self.storage.get_sr(result["sr_ref"])
 
     def check(self) -> None:
@@ -185,43 +219,18 @@ class SRBackend(base.Backend):
             "location_info": "xensm:%s:%s" % (self.SR_TYPE, self.sr.uuid),
         }
 
-    # -- facts the flows ask for ----------------------------------------------
-
-    def attached(self, vdi: VDI) -> bool:
-        """Whether any VBD of the VDI is attached. 1 call per VBD."""
-        return self.storage.any_attached(vdi.vbds)
-
-    def resize_online(self, vdi: VDI) -> bool:
-        return self.can(base.ONLINE_EXTEND) and self.attached(vdi)
-
-    def check_copy_allowed(self, vdi: VDI, operation: str) -> None:
-        """Refuse what the SR would refuse: snapshot of a snapshot, deep chains."""
-        if vdi.is_a_snapshot and operation == "snapshot" and not self.can(
-                base.SNAPSHOT_OF_SNAPSHOT):
-            raise self.refuse(
-                "snapshot VDI %s" % vdi.uuid,
-                "it is itself a snapshot, and %s SRs cannot snapshot a snapshot; "
-                "clone it to a volume first" % self.SR_TYPE)
-        if not self.can(base.VHD_CHAIN) or not vdi.vhd_parent:
-            return
-        depth = self.chain_depth(vdi)
-        limit = self.options.xensm_snapshot_chain_limit
-        if depth >= limit:
-            raise self.refuse(
-                "%s VDI %s" % (operation, vdi.uuid),
-                "its VHD chain is %d deep and the limit is %d (xensm_snapshot_chain_limit; "
-                "XAPI itself refuses at %d). Delete older snapshots of this volume and "
-                "let the SR coalesce the chain, then retry" % (depth, limit, XAPI_MAX_CHAIN))
-
-    def chain_depth(self, vdi: VDI) -> int:
-        """VHDs in the VDI's chain, itself included. 1 call (the base copies)."""
-        parents = {b.uuid: b.vhd_parent for b in self.storage.base_copies(self.sr.ref)}
-        depth, parent, seen = 1, vdi.vhd_parent, set()
-        while parent and parent not in seen:
-            seen.add(parent)
-            depth += 1
-            parent = parents.get(parent)
-        return depth
+    def describe(self) -> base.StorageDescription:
+        """The pool's hosts, the SR as setup or check read it, and its PBDs'
+        device_config (secret keys left out). 2 calls."""
+        sr = self.sr
+        hosts = tuple(h.name_label for h in self.storage.hosts())
+        pbds = self.storage.pbds(sr.ref)
+        return base.StorageDescription(
+            hosts=hosts, sr_uuid=sr.uuid, sr_name_label=sr.name_label, sr_type=sr.type,
+            sr_shared=sr.shared,
+            device_config=None if not pbds else {
+                k: v for k, v in pbds[0].device_config.items()
+                if "secret" not in k and "password" not in k})
 
     def connection_data(self, vdi_uuid: str) -> dict[str, Any]:
         """What a consumer needs to introduce the SR and find the VDI.
@@ -237,7 +246,7 @@ class SRBackend(base.Backend):
     def locate(self, volume: VolumeSpec) -> str:
         """The uuid of the volume's VDI, tag checked: by provider_id, else by
         name. 1 call (2 if the provider_id is stale)."""
-        vdi = common.find_vdi(self, volume.ident, volume.provider_id)
+        vdi = vdis.find_vdi(self.target, volume.ident, volume.provider_id)
         if vdi is None:
             raise exception.VolumeNotFound(volume_id=volume.id, sr_uuid=self.sr.uuid)
         return vdi.uuid
@@ -249,46 +258,97 @@ class SRBackend(base.Backend):
         recorded = {v.provider_id: v for v in volumes if v.provider_id}
         if not recorded:
             return []
-        vdis = self.storage.sr_vdis(self.sr.ref)
-        present = {v.uuid for v in vdis}
+        on_sr = self.storage.sr_vdis(self.sr.ref)
+        present = {v.uuid for v in on_sr}
         updates = []
         for uuid, spec in sorted(recorded.items()):
             if uuid in present:
                 continue
-            current = common.pick([v for v in vdis
-                                   if uuid in identity.replaced(v.other_config)], spec.ident)
+            current = vdis.pick([v for v in on_sr
+                                 if uuid in identity.replaced(v.other_config)], spec.ident)
             if current is not None:
                 updates.append({"id": spec.id,
                                 **identity.model_update(self.sr.uuid, current.uuid)})
         return updates
 
+    # -- reconcile ------------------------------------------------------------
+
+    def holdings(self) -> list[base.Holding]:
+        """Every VDI on the SR, hidden base copies and untagged ones included
+        (reconcile reads their tags and counts what it checked), with its
+        xensm tags. 1 call."""
+        held = []
+        for vdi in self.storage.sr_vdis(self.sr.ref):
+            tags = {k: vdi.other_config[k] for k in (identity.VOLUME_TAG, identity.SNAPSHOT_TAG)
+                    if k in vdi.other_config}
+            held.append(base.Holding(
+                "snapshot" if identity.SNAPSHOT_TAG in tags else "volume", vdi.uuid,
+                vdi.name_label, tags, sr_uuid=self.sr.uuid, managed=vdi.managed))
+        return held
+
+    def remove_orphan_volume(self, held: base.Holding, keep: frozenset[str]) -> str:
+        """Destroy the VDI ``held`` names after checking it again (see
+        :meth:`_remove_orphan_vdi`). 3 calls, +1 per VBD."""
+        return self._remove_orphan_vdi(
+            held, identity.volume(held.tags[identity.VOLUME_TAG]), keep)
+
+    def remove_orphan_snapshot(self, held: base.Holding, keep: frozenset[str]) -> str:
+        """As :meth:`remove_orphan_volume`, for a snapshot's VDI."""
+        return self._remove_orphan_vdi(
+            held, identity.snapshot(held.tags[identity.SNAPSHOT_TAG]), keep)
+
+    def _remove_orphan_vdi(self, held: base.Holding, ident: identity.Identity,
+                           keep: frozenset[str]) -> str:
+        """Destroy VDI ``held.uuid`` if, read again now, it is still on this
+        back end's SR, visible and carrying ``ident``'s tag, recorded by
+        no live object of the inventory (not in ``keep``) and attached to
+        nothing. Read by its uuid; nothing is looked up by name. 3 calls,
+        +1 per VBD."""
+        def not_now(why: str) -> exception.InUse:
+            return exception.InUse(kind="VDI", name=held.uuid, reason=why)
+
+        vdi = self.storage.vdi_by_uuid(held.uuid)
+        if vdi is None:
+            raise not_now("it is already gone")
+        if vdi.sr != self.sr.ref:
+            raise not_now("it is no longer on SR %s" % self.sr.uuid)
+        if not (vdi.managed and ident.matches(vdi.other_config)):
+            raise not_now("it no longer carries the tag of %s %s" % (ident.kind, ident.id))
+        if vdi.uuid in keep:
+            raise not_now("the inventory now records it as a live volume's or "
+                          "snapshot's VDI")
+        if vdis.attached(self.target, vdi):
+            raise not_now("it is attached to a VM")
+        self.storage.destroy_vdi(vdi.ref)
+        return "deleted VDI %s" % vdi.uuid
+
     # -- verbs ----------------------------------------------------------------
 
-    def _run(self, flow: Any, **store: Any) -> dict[str, Any]:
-        return common.run(flow, backend=self, **store)
+    def _run(self, verb: engine.Verb, **store: Any) -> dict[str, Any]:
+        return verb.run(target=self.target, **store)
 
     def create_volume(self, volume: VolumeSpec) -> dict[str, str]:
-        result = self._run(volume_flows.create_volume(), ident=volume.ident,
+        result = self._run(flows.create_volume, ident=volume.ident,
                            size_bytes=volume.size_bytes)
         return identity.model_update(self.sr.uuid, result["vdi"].uuid)
 
     def delete_volume(self, volume: VolumeSpec) -> None:
-        self._run(volume_flows.delete_volume(), ident=volume.ident,
+        self._run(flows.delete, ident=volume.ident,
                   provider_id=volume.provider_id, source_ident=volume.source)
 
     def extend_volume(self, volume: VolumeSpec, new_size_gb: int) -> None:
-        self._run(volume_flows.extend_volume(), ident=volume.ident,
+        self._run(flows.extend_volume, ident=volume.ident,
                   provider_id=volume.provider_id,
                   new_size_bytes=new_size_gb * identity.GiB)
 
     def create_snapshot(self, snapshot: SnapshotSpec) -> dict[str, str]:
-        result = self._run(snapshot_flows.create_snapshot(), ident=snapshot.ident,
+        result = self._run(flows.create_snapshot, ident=snapshot.ident,
                            source_ident=snapshot.volume.ident,
                            source_provider_id=snapshot.volume.provider_id)
         return identity.model_update(self.sr.uuid, result["vdi"].uuid)
 
     def delete_snapshot(self, snapshot: SnapshotSpec) -> None:
-        self._run(snapshot_flows.delete_snapshot(), ident=snapshot.ident,
+        self._run(flows.delete, ident=snapshot.ident,
                   provider_id=snapshot.provider_id, source_ident=snapshot.volume.ident)
 
     def create_volume_from_snapshot(self, volume: VolumeSpec,
@@ -300,18 +360,18 @@ class SRBackend(base.Backend):
 
     def _clone(self, volume: VolumeSpec, source: identity.Identity,
                source_provider_id: str | None) -> dict[str, str]:
-        result = self._run(snapshot_flows.clone_to_volume(), ident=volume.ident,
+        result = self._run(flows.clone_to_volume, ident=volume.ident,
                            source_ident=source, source_provider_id=source_provider_id,
                            new_size_bytes=volume.size_bytes)
         return identity.model_update(self.sr.uuid, result["vdi"].uuid)
 
     def revert_to_snapshot(self, volume: VolumeSpec,
                            snapshot: SnapshotSpec) -> dict[str, str]:
-        """Swap a clone of the snapshot in (see flows.volume): the volume's
+        """Swap a clone of the snapshot in (see flows.revert_to_snapshot): the volume's
         VDI gets a new uuid, returned as a model update. Cinder ignores it;
         the old provider_id still finds the volume (identity.REPLACES_TAG)
         and update_provider_info records the new one."""
-        result = self._run(volume_flows.revert_to_snapshot(), ident=volume.ident,
+        result = self._run(flows.revert_to_snapshot, ident=volume.ident,
                            provider_id=volume.provider_id, snapshot_ident=snapshot.ident,
                            snapshot_provider_id=snapshot.provider_id)
         return identity.model_update(self.sr.uuid, result["new_vdi"].uuid)
@@ -361,7 +421,7 @@ class SRBackend(base.Backend):
 
     def manage_existing(self, volume: VolumeSpec, existing_ref: dict[str, Any]) -> dict[str, str]:
         vdi = self.find_unmanaged(volume, existing_ref)
-        self._run(manage_flows.manage_existing(), ident=volume.ident, vdi=vdi,
+        self._run(flows.manage_existing, ident=volume.ident, vdi=vdi,
                   new_size_bytes=base.size_gb(vdi.virtual_size) * identity.GiB)
         return identity.model_update(self.sr.uuid, vdi.uuid)
 
@@ -370,7 +430,7 @@ class SRBackend(base.Backend):
 
     def unmanage(self, volume: VolumeSpec) -> None:
         """Drop the volume's tag; the VDI and its data stay on the SR."""
-        vdi = common.find_vdi(self, volume.ident, volume.provider_id)
+        vdi = vdis.find_vdi(self.target, volume.ident, volume.provider_id)
         if vdi is None:
             LOG.warning("Unmanage: volume %s has no VDI on SR %s", volume.id, self.sr.uuid)
             return

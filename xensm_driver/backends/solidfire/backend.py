@@ -22,34 +22,27 @@ where a snapshot outlives its volume.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime
-import re
 from typing import Any
 from typing import ClassVar
 
 from oslo_log import log as logging
 
+from xensm_driver import coordination
 from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver.arrays.solidfire import ElementClient
 from xensm_driver.backends import base
 from xensm_driver.backends.base import SnapshotSpec
 from xensm_driver.backends.base import VolumeSpec
-from xensm_driver.flows import common
-from xensm_driver.flows import setup_sr
-from xensm_driver.flows import solidfire as flows
+from xensm_driver.backends.solidfire import flows
+from xensm_driver.backends.solidfire.array import LunTarget
+from xensm_driver.flows import claims
+from xensm_driver.flows import target as targets
+from xensm_driver.flows import vdi as vdis
+from xensm_driver.flows.engine import answer_or_lookup
 from xensm_driver.xapi.storage import VDI
 
 LOG = logging.getLogger(__name__)
-
-#: Room the LVHD SR needs on the LUN besides the VDI: its management volume,
-#: journals and the VHD's metadata (bitmaps are 1/512 of the disk).
-SR_OVERHEAD = 64 << 20
-MiB = 1 << 20
-#: Array volume attribute of a retired volume: the time it was retired.
-RETIRED = "xensm-retired"
-
 
 class SolidFireBackend(base.Backend):
     SR_TYPE: ClassVar[str] = "solidfire"
@@ -57,17 +50,20 @@ class SolidFireBackend(base.Backend):
         base.THIN, base.SNAPSHOT, base.CLONE, base.REVERT, base.EXTEND,
         base.GROUP_SNAPSHOT, base.SNAPSHOT_OF_SNAPSHOT})
     STORAGE_PROTOCOL: ClassVar[str] = "iSCSI"
-    RESIGNED_TEXT: ClassVar[str] = "successfully resigned"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.client: ElementClient = None  # type: ignore[assignment]
-        self.account_id = 0
-        self.vag_id = 0
-        self.svip = ""
-        self.master_ref = ""
-        self.pool_ref = ""
+        self._target: LunTarget | None = None
         self.clone_strategy = "copy"
+
+    @property
+    def target(self) -> LunTarget:
+        """What the flows act on; made by :meth:`setup`."""
+        if self._target is None:
+            raise exception.XensmError(
+                "Back end %s is not set up: do_setup has not run or failed." % self.name)
+        return self._target
 
     # -- setup ----------------------------------------------------------------
 
@@ -81,13 +77,30 @@ class SolidFireBackend(base.Backend):
             verify=opts.xensm_sf_verify_tls, timeout=opts.xensm_sf_api_timeout,
             retries=opts.xensm_sf_retry_count)
         cluster = self.client.call("GetClusterInfo")["clusterInfo"]
-        self.svip = opts.xensm_sf_svip or cluster["svip"]
-        self.account_id = int(self.client.ensure_account(
-            "%s-%s" % (opts.xensm_sf_account_prefix, self.name))["accountID"])
-        self.master_ref = self.storage.master().ref
-        self.pool_ref, pool_uuid = self.storage.the_pool()
-        self.vag_id = self._ensure_access_group(pool_uuid)
-        self._retire_deleted_with_snapshots()
+        pool_ref, pool_uuid = self.storage.the_pool()
+        # Active-active: the services of a cluster (and the pool's other
+        # SolidFire back ends, which share its access group) find or create
+        # the account and access group, and settle half-done deletes, one
+        # at a time, under a lock named after the pool.
+        with self.locks.lock(coordination.lock_name("xensm", "sf-setup", pool_uuid)):
+            account_id = int(self.client.ensure_account(
+                "%s-%s" % (opts.xensm_sf_account_prefix, self.name))["accountID"])
+            self._target = LunTarget(
+                storage=self.storage, backend=self.name, sr_type=self.SR_TYPE,
+                # The pool holds the claims: a volume has no SR before it is
+                # made, and Element has no compare-and-set (ModifyVolume and
+                # ModifyAccount replace the whole attributes map, last writer
+                # wins), while XAPI's pool.add_to_other_config refuses a key
+                # already there (MAP_DUPLICATE_KEY) for every host and process.
+                claim_holder=("pool", pool_ref),
+                lease=targets.lease(opts.xenapi_call_timeout, opts.xensm_sf_api_timeout),
+                client=self.client, account_id=account_id,
+                vag_id=self._ensure_access_group(pool_uuid),
+                svip=opts.xensm_sf_svip or cluster["svip"],
+                master_ref=self.storage.master().ref,
+                clone_timeout=opts.xensm_sf_clone_timeout,
+                task_timeout=opts.xenapi_task_timeout)
+            self._retire_deleted_with_snapshots()
         self.clone_strategy = "resign" if self._has_sm("relvmoiscsi") else "copy"
 
     def _retire_deleted_with_snapshots(self) -> None:
@@ -98,31 +111,14 @@ class SolidFireBackend(base.Backend):
         Restored and retired, its snapshots live on. 1 call, +6 per volume.
         """
         deleted = self.client.call("ListVolumes", volumeStatus="deleted",
-                                   accounts=[self.account_id])["volumes"]
+                                   accounts=[self.target.account_id])["volumes"]
         for volume in deleted:
             attributes = volume.get("attributes") or {}
             if (attributes.get("xensm-backend") != self.name
                     or identity.VOLUME_TAG not in attributes
-                    or not self.snapshots_of(volume["volumeID"])):
+                    or not self.target.snapshots_of(volume["volumeID"])):
                 continue
-            self.finish_deleted(volume)
-
-    def finish_deleted(self, sf_volume: dict[str, Any]) -> None:
-        """Settle an array volume left deleted but not purged (a delete cut
-        off between DeleteVolume and PurgeDeletedVolume, an earlier version,
-        an operator): purged, or restored and retired while it has snapshots,
-        which the array would purge with it. 2 calls, 6 with snapshots."""
-        volume_id = int(sf_volume["volumeID"])
-        if not self.snapshots_of(volume_id):
-            with contextlib.suppress(exception.ArrayNotFound):
-                self.client.call("PurgeDeletedVolume", volumeID=volume_id)
-            return
-        LOG.warning("Array volume %s (%s) was deleted with snapshots, which the "
-                    "array would purge with it: restoring it, retired.",
-                    volume_id, sf_volume["name"])
-        self.client.call("RestoreDeletedVolume", volumeID=volume_id)
-        self.revoke(volume_id)
-        self.retire_array_volume(dict(sf_volume, status="active"))
+            self.target.finish_deleted(volume)
 
     def _has_sm(self, sr_type: str) -> bool:
         return self.storage.sm_features(sr_type) is not None
@@ -153,20 +149,16 @@ class SolidFireBackend(base.Backend):
             raise
         return int(group["volumeAccessGroupID"])
 
-    def claim_holder(self) -> tuple[str, str]:
-        """The pool: a volume has no SR before it is made, and Element has
-        no compare-and-set (ModifyVolume and ModifyAccount replace the whole
-        attributes map, last writer wins), while XAPI's
-        ``pool.add_to_other_config`` refuses a key already there
-        (MAP_DUPLICATE_KEY) for every host and process of the pool."""
-        return "pool", self.pool_ref
-
     def check(self) -> None:
         if not self._has_sm("lvmoiscsi"):
             raise exception.XensmError(
                 "The pool has no lvmoiscsi SM plugin, which back end %s needs to "
                 "attach SolidFire LUNs." % self.name)
         self.client.call("GetClusterCapacity")
+
+    def describe(self) -> base.StorageDescription:
+        """The pool's hosts; a volume's SR is its own (see holdings). 1 call."""
+        return base.StorageDescription(hosts=tuple(h.name_label for h in self.storage.hosts()))
 
     def stats(self) -> dict[str, Any]:
         cap = self.client.call("GetClusterCapacity")["clusterCapacity"]
@@ -190,87 +182,6 @@ class SolidFireBackend(base.Backend):
 
     # -- naming and lookups ---------------------------------------------------
 
-    @staticmethod
-    def array_name(volume_id: str) -> str:
-        return "xensm-%s" % volume_id
-
-    @staticmethod
-    def sr_name(volume_id: str) -> str:
-        return "xensm-sf-volume-%s" % volume_id
-
-    def array_attributes(self, volume_id: str) -> dict[str, str]:
-        return {identity.VOLUME_TAG: volume_id, "xensm-backend": self.name}
-
-    @staticmethod
-    def lun_size(size_bytes: int) -> int:
-        """LUN bytes for a volume: the VDI, its VHD bitmaps and the SR's own."""
-        raw = size_bytes + size_bytes // 512 + SR_OVERHEAD
-        return -(-raw // MiB) * MiB
-
-    def find_array_volume(self, volume_id: str, *, include_retired: bool = False
-                          ) -> dict[str, Any] | None:
-        """The array volume of a Cinder volume, by name and tag, or None.
-
-        Never by ID alone: after an out-of-band delete a lookup by ID can
-        answer with the next volume (LP#1782373), and that one is not ours.
-        A retired volume (deleted, kept for its snapshots) is found only
-        with ``include_retired``, as are deleted ones not yet purged.
-        """
-        found = self.array_volumes_of(volume_id, include_retired=include_retired)
-        return found[0] if found else None
-
-    def array_volumes_of(self, volume_id: str, *, include_retired: bool = False
-                         ) -> list[dict[str, Any]]:
-        """Every array volume named and tagged as the Cinder volume, oldest
-        first. More than one is a duplicate a call answered after its client
-        gave up made (CreateVolume or CloneVolume past the API timeout). 1 call."""
-        found = [v for v in self.client.find_volumes_by_name(
-                     self.array_name(volume_id), include_deleted=include_retired,
-                     account_id=self.account_id)
-                 if (v.get("attributes") or {}).get(identity.VOLUME_TAG) == volume_id
-                 and (include_retired or not self.retired(v))]
-        return sorted(found, key=lambda v: int(v["volumeID"]))
-
-    @staticmethod
-    def retired(sf_volume: dict[str, Any]) -> bool:
-        """Deleted by its user: retired and kept for snapshots, or deleted on
-        the array (by an earlier version or out of band) awaiting its purge."""
-        return (RETIRED in (sf_volume.get("attributes") or {})
-                or sf_volume.get("status") == "deleted")
-
-    def find_lun_sr(self, volume_id: str,
-                    sf_volume: dict[str, Any] | None = None) -> str | None:
-        """The ref of the volume's SR, or None. 1 call (2 with ``sf_volume``).
-
-        With ``sf_volume``, an SR of that name must sit on that volume's LUN;
-        one that does not is somebody else's, and is refused, not reused.
-        """
-        found = self.storage.find_sr(name_label=self.sr_name(volume_id))
-        if not found:
-            return None
-        if len(found) > 1:
-            raise exception.XensmError(
-                "%d SRs are named %s; expected one. Forget the stray ones "
-                "(xe sr-forget) after checking which sits on the volume's LUN."
-                % (len(found), self.sr_name(volume_id)))
-        sr = found[0]
-        if sf_volume is not None:
-            want = self.lun_device_config(sf_volume)["SCSIid"]
-            on = {p.device_config.get("SCSIid", "") for p in self.storage.pbds(sr.ref)}
-            if on and want not in on:
-                raise exception.IdentityMismatch(
-                    operation="reuse SR of", vdi_uuid=sr.uuid, found="LUN %s" % sorted(on),
-                    expected="LUN %s of array volume %s" % (want, sf_volume["volumeID"]))
-        return sr.ref
-
-    def lun_device_config(self, sf_volume: dict[str, Any]) -> dict[str, str]:
-        """lvmoiscsi device_config for the LUN (LUN 0 of the volume's target)."""
-        return {"target": self.svip, "port": "3260", "targetIQN": sf_volume["iqn"],
-                "SCSIid": "3" + str(sf_volume["scsiNAADeviceID"])}
-
-    def snapshots_of(self, volume_id: int) -> list[dict[str, Any]]:
-        return self.client.list_snapshots(volume_id)
-
     # -- reconcile ------------------------------------------------------------
 
     def holdings(self) -> list[base.Holding]:
@@ -278,7 +189,7 @@ class SolidFireBackend(base.Backend):
         tag, with its SR and VDI if it has them, and each of its array
         snapshots (a group snapshot's member carries the group's tag, not a
         snapshot's). Retired volumes are marked. 2 calls, +2 per SR."""
-        volumes = self.client.call("ListVolumes", accounts=[self.account_id])["volumes"]
+        volumes = self.client.call("ListVolumes", accounts=[self.target.account_id])["volumes"]
         snapshots: dict[int, list[dict[str, Any]]] = {}
         for snap in self.client.list_snapshots():
             snapshots.setdefault(int(snap["volumeID"]), []).append(snap)
@@ -287,11 +198,11 @@ class SolidFireBackend(base.Backend):
             attributes = volume.get("attributes") or {}
             volume_id = attributes.get(identity.VOLUME_TAG)
             if (not volume_id or attributes.get("xensm-backend") != self.name
-                    or volume.get("name") != self.array_name(volume_id)):
+                    or volume.get("name") != self.target.array_name(volume_id)):
                 continue
             array_id = int(volume["volumeID"])
             sr_uuid = vdi_uuid = None
-            found = self.storage.find_sr(name_label=self.sr_name(volume_id))
+            found = self.storage.find_sr(name_label=self.target.sr_name(volume_id))
             if len(found) == 1:
                 sr_uuid = found[0].uuid
                 vdis = [v for v in self.storage.sr_vdis(found[0].ref)
@@ -302,7 +213,7 @@ class SolidFireBackend(base.Backend):
             held.append(base.Holding(
                 "volume", vdi_uuid or "array-volume-%d" % array_id, volume["name"],
                 {identity.VOLUME_TAG: volume_id}, array_id, array_id, sr_uuid,
-                self.retired(volume), tuple(str(s["snapshotID"]) for s in mine)))
+                self.target.retired(volume), tuple(str(s["snapshotID"]) for s in mine)))
             for snap in mine:
                 tag = (snap.get("attributes") or {}).get(identity.SNAPSHOT_TAG)
                 held.append(base.Holding(
@@ -328,39 +239,40 @@ class SolidFireBackend(base.Backend):
         if sf_volume is None:
             raise not_now("it is already gone")
         attributes = sf_volume.get("attributes") or {}
-        if (int(sf_volume.get("accountID", self.account_id)) != self.account_id
-                or sf_volume.get("name") != self.array_name(volume_id)
+        if (int(sf_volume.get("accountID", self.target.account_id)) != self.target.account_id
+                or sf_volume.get("name") != self.target.array_name(volume_id)
                 or attributes.get(identity.VOLUME_TAG) != volume_id
                 or attributes.get("xensm-backend") != self.name):
             raise not_now("it no longer carries the name and tag of volume %s" % volume_id)
-        snaps = self.snapshots_of(held.volume_array_id)
+        snaps = self.target.snapshots_of(held.volume_array_id)
         kept = [str(s["snapshotID"]) for s in snaps
                 if str(s["snapshotID"]) in keep
                 or (s.get("attributes") or {}).get(identity.SNAPSHOT_TAG) in keep]
         if kept:
             raise not_now("its snapshot(s) %s are still recorded" % ", ".join(kept))
-        sr_ref = (self.find_lun_sr(volume_id, sf_volume)
+        sr_ref = (self.target.find_lun_sr(volume_id, sf_volume)
                   if sf_volume.get("status") != "deleted" else None)
         if sr_ref is not None:
             for vdi in self.storage.sr_vdis(sr_ref):
-                if self.storage.any_attached(vdi.vbds):
+                if vdis.attached(self.target, vdi):
                     raise not_now("its VDI %s is attached to a VM" % vdi.uuid)
-            self.forget_lun_sr(sr_ref)
+            self.target.forget_lun_sr(sr_ref)
         if sf_volume.get("status") == "deleted":
-            self.finish_deleted(sf_volume)
+            self.target.finish_deleted(sf_volume)
         else:
-            self.revoke(held.volume_array_id)
-            self.retire_array_volume(sf_volume)
+            self.target.revoke(held.volume_array_id)
+            self.target.retire_array_volume(sf_volume)
         if self.client.get_volume_by_id(held.volume_array_id, include_deleted=True):
             return "retired array volume %d (it has snapshots)" % held.volume_array_id
         return "deleted array volume %d" % held.volume_array_id
 
-    def remove_orphan_snapshot(self, held: base.Holding) -> str:
+    def remove_orphan_snapshot(self, held: base.Holding, keep: frozenset[str]) -> str:
         """Checked again first: array snapshot ``held.array_id`` is still on
         its volume carrying its tag. Then deleted, and a retired volume
-        with no snapshot left goes too. 2-5 calls."""
+        with no snapshot left goes too. 2-5 calls. (``keep`` is not read:
+        an array snapshot's ID is recorded by no object but its own.)"""
         snapshot_id = held.tags.get(identity.SNAPSHOT_TAG)
-        found = [s for s in self.snapshots_of(held.volume_array_id)
+        found = [s for s in self.target.snapshots_of(held.volume_array_id)
                  if int(s["snapshotID"]) == held.array_id]
         if not found or snapshot_id is None or (
                 found[0].get("attributes") or {}).get(identity.SNAPSHOT_TAG) != snapshot_id:
@@ -369,161 +281,12 @@ class SolidFireBackend(base.Backend):
                                          "snapshot %s" % snapshot_id)
         with contextlib.suppress(exception.ArrayNotFound):
             self.client.call("DeleteSnapshot", snapshotID=held.array_id)
-        self.purge_if_unwanted(held.volume_array_id)
+        self.target.purge_if_unwanted(held.volume_array_id)
         return "deleted array snapshot %d" % held.array_id
 
     # -- array side effects ---------------------------------------------------
 
-    def grant(self, array_volume_id: int) -> bool:
-        """Give the pool access to the volume; False if it already had it."""
-        try:
-            self.client.call("AddVolumesToVolumeAccessGroup",
-                             volumeAccessGroupID=self.vag_id, volumes=[array_volume_id])
-        except exception.ArrayError as exc:
-            if exc.name != "xAlreadyInVolumeAccessGroup":
-                raise
-            return False
-        return True
-
-    def revoke(self, array_volume_id: int) -> None:
-        try:
-            self.client.call("RemoveVolumesFromVolumeAccessGroup",
-                             volumeAccessGroupID=self.vag_id, volumes=[array_volume_id])
-        except exception.ArrayError as exc:
-            if exc.name not in ("xNotInVolumeAccessGroup", "xVolumeIDDoesNotExist"):
-                raise
-
-    def delete_array_volume(self, array_volume_id: int) -> None:
-        """DeleteVolume and PurgeDeletedVolume; "already gone" is done."""
-        with contextlib.suppress(exception.ArrayNotFound):
-            self.client.call("DeleteVolume", volumeID=array_volume_id)
-        with contextlib.suppress(exception.ArrayNotFound):
-            self.client.call("PurgeDeletedVolume", volumeID=array_volume_id)
-
-    def retire_array_volume(self, sf_volume: dict[str, Any]) -> None:
-        """Delete the array volume, or retire it while it has snapshots.
-
-        DeleteVolume would have Element purge the snapshots with the volume
-        after the cleanup interval, so a volume with snapshots stays active,
-        tagged :data:`RETIRED` (access already revoked by the caller), until
-        :meth:`purge_if_unwanted` sees its last snapshot go. 1 call, +1 to
-        retire and look again, +2 to delete.
-        """
-        volume_id = int(sf_volume["volumeID"])
-        if self.snapshots_of(volume_id):
-            attributes = dict(sf_volume.get("attributes") or {})
-            attributes[RETIRED] = datetime.datetime.now(datetime.UTC).strftime(
-                "%Y-%m-%dT%H:%M:%SZ")
-            self.client.call("ModifyVolume", volumeID=volume_id, attributes=attributes)
-            # A snapshot deleted meanwhile saw the volume live and kept it.
-            if self.snapshots_of(volume_id):
-                LOG.info("Array volume %s (%s) has snapshots: retired, not deleted, "
-                         "until its last snapshot goes.", volume_id, sf_volume["name"])
-                return
-        self.delete_array_volume(volume_id)
-
-    def remove_strays(self, volume_id: str, keep: dict[str, Any] | None) -> None:
-        """Remove the array volumes named and tagged as ``volume_id`` other
-        than ``keep`` and the retired ones (kept for their snapshots): a
-        duplicate a create made after its client gave up, or one a delete
-        left deleted but not purged. 1 call, +2-6 per stray."""
-        for other in self.array_volumes_of(volume_id, include_retired=True):
-            if ((keep is not None and other["volumeID"] == keep["volumeID"])
-                    or RETIRED in (other.get("attributes") or {})):
-                continue
-            LOG.warning("Array volume %s (%s) also carries volume %s: removing it.",
-                        other["volumeID"], other["name"], volume_id)
-            if other.get("status") == "deleted":
-                self.finish_deleted(other)
-            else:
-                self.revoke(other["volumeID"])
-                self.retire_array_volume(other)
-
-    def purge_if_unwanted(self, array_volume_id: int) -> None:
-        """Delete a retired volume once its last snapshot is gone. 1-4 calls."""
-        volume = self.client.get_volume_by_id(array_volume_id, include_deleted=True)
-        if volume is None or not self.retired(volume):
-            return
-        if not self.snapshots_of(array_volume_id):
-            self.delete_array_volume(array_volume_id)
-
-    def destroy_array_volume(self, array_volume_id: int) -> None:
-        """Undo a volume this flow made: revoke, delete, purge, quietly."""
-        try:
-            self.revoke(array_volume_id)
-            self.delete_array_volume(array_volume_id)
-        except exception.XensmError as exc:
-            LOG.error("Could not remove array volume %s while undoing: %s. It is "
-                      "tagged, so 'xensm reconcile' will report it.", array_volume_id, exc)
-
     # -- XAPI side effects ----------------------------------------------------
-
-    def forget_lun_sr(self, sr_ref: str) -> None:
-        """Unplug the SR everywhere and drop its records; the LUN keeps its data."""
-        with contextlib.suppress(*common.GONE):
-            self.storage.forget_sr(sr_ref)
-
-    def introduce_lun_sr(self, volume_id: str, sf_volume: dict[str, Any]) -> str:
-        """Introduce the SR the LUN holds, plug it on every host, scan it."""
-        dc = self.lun_device_config(sf_volume)
-        xml = self.storage.probe_sr(self.master_ref, dc, "lvmoiscsi")
-        uuids = re.findall(r"<UUID>\s*([0-9a-f-]+)\s*</UUID>", xml)
-        if len(uuids) != 1:
-            raise exception.XensmError(
-                "LUN %s of array volume %s holds %d SRs, expected one."
-                % (dc["SCSIid"], sf_volume["volumeID"], len(uuids)))
-        sr_ref = self.storage.introduce_sr(
-            uuids[0], self.sr_name(volume_id), "lvmoiscsi", shared=True,
-            device_config=dc, hosts=self.storage.hosts())
-        try:
-            self.storage.scan_sr(sr_ref)
-        except exception.XensmError:
-            self.forget_lun_sr(sr_ref)
-            raise
-        return sr_ref
-
-    def reattach_lun_sr(self, ident: identity.Identity, sf_volume: dict[str, Any]) -> str:
-        """Put the volume's SR back as a failed revert or teardown left it.
-
-        Gone (forgotten, perhaps by a call whose answer was lost): probed,
-        introduced, plugged and scanned again. Still there: its unplugged
-        PBDs are plugged again and it is scanned; an SR record with no PBD
-        at all (an introduce whose answer was lost) is forgotten and
-        introduced anew. Then its VDI gets its identity back. Returns the
-        SR ref.
-        """
-        sr_ref = self.find_lun_sr(ident.id, sf_volume)
-        if sr_ref is not None and not self.storage.pbds(sr_ref):
-            self.forget_lun_sr(sr_ref)
-            sr_ref = None
-        if sr_ref is None:
-            LOG.warning("Volume %s has its array volume %s but no SR: introducing "
-                        "it again.", ident.id, sf_volume["volumeID"])
-            sr_ref = self.introduce_lun_sr(ident.id, sf_volume)
-        else:
-            setup_sr.plug_everywhere(self, sr_ref)
-            self.storage.scan_sr(sr_ref)
-        self.tag_lun_vdi(ident, sr_ref)
-        return sr_ref
-
-    def tag_lun_vdi(self, ident: identity.Identity, sr_ref: str | None = None) -> VDI:
-        """Name and tag the one user VDI on the volume's SR (after an introduce).
-
-        2 calls when it already carries its identity, 4 when it must be given
-        it (tags live in XAPI's database, not on the LUN); 1 more without
-        ``sr_ref``.
-        """
-        sr_ref = sr_ref or self.find_lun_sr(ident.id)
-        vdis = [v for v in self.storage.sr_vdis(sr_ref) if v.managed
-                and not v.is_a_snapshot] if sr_ref else []
-        if len(vdis) != 1:
-            raise exception.LunSrContent(volume_id=ident.id, count=len(vdis))
-        vdi = vdis[0]
-        if vdi.name_label != ident.name_label or not ident.matches(vdi.other_config):
-            tags = ident.tags(vdi.other_config)
-            self.storage.set_vdi_identity(vdi.ref, ident.name_label, tags)
-            vdi = dataclasses.replace(vdi, name_label=ident.name_label, other_config=tags)
-        return vdi
 
     # -- verbs ----------------------------------------------------------------
 
@@ -532,10 +295,10 @@ class SolidFireBackend(base.Backend):
         """The volume's array volume and SR. ``required``: both must exist,
         and an array volume found without its SR (a failed revert) gets it
         back. 3 calls when both are there."""
-        sf_volume = self.find_array_volume(volume.id)
-        sr_ref = self.find_lun_sr(volume.id, sf_volume)
+        sf_volume = self.target.find_array_volume(volume.id)
+        sr_ref = self.target.find_lun_sr(volume.id, sf_volume)
         if required and sf_volume is not None and sr_ref is None:
-            sr_ref = self.reattach_lun_sr(volume.ident, sf_volume)
+            sr_ref = self.target.reattach_lun_sr(volume.ident, sf_volume)
         if required and (sf_volume is None or sr_ref is None):
             raise exception.VolumeNotFound(volume_id=volume.id,
                                            sr_uuid="(its own SolidFire LUN)")
@@ -551,26 +314,26 @@ class SolidFireBackend(base.Backend):
         sf_volume, sr_ref = self._volume_parts(volume)
         assert sf_volume is not None and sr_ref is not None
         try:
-            return sf_volume, sr_ref, self.tag_lun_vdi(volume.ident, sr_ref)
+            return sf_volume, sr_ref, self.target.tag_lun_vdi(volume.ident, sr_ref)
         except exception.LunSrContent as exc:
             if exc.kwargs["count"]:
                 raise
-        sr_ref = self.reattach_lun_sr(volume.ident, sf_volume)
-        return sf_volume, sr_ref, self.tag_lun_vdi(volume.ident, sr_ref)
+        sr_ref = self.target.reattach_lun_sr(volume.ident, sf_volume)
+        return sf_volume, sr_ref, self.target.tag_lun_vdi(volume.ident, sr_ref)
 
     def create_volume(self, volume: VolumeSpec) -> dict[str, str]:
-        result = common.run(flows.create_volume(), backend=self, ident=volume.ident,
+        result = flows.create_volume.run(target=self.target, ident=volume.ident,
                             size_bytes=volume.size_bytes)
         return result["model_update"]
 
     def delete_volume(self, volume: VolumeSpec) -> None:
         """Under the volume's claim: a create that failed with its outcome
         unknown kept it, and its array call may still land."""
-        with common.holding_claim(self, volume.ident):
+        with claims.holding_claim(self.target, volume.ident):
             sf_volume, sr_ref = self._volume_parts(volume, required=False)
             if sr_ref is not None:
                 self._refuse_attached(volume, sr_ref)
-            common.run(flows.delete_volume(), backend=self, ident=volume.ident,
+            flows.delete_volume.run(target=self.target, ident=volume.ident,
                        sr_ref=sr_ref, sf_volume=sf_volume)
 
     def extend_volume(self, volume: VolumeSpec, new_size_gb: int) -> None:
@@ -579,23 +342,23 @@ class SolidFireBackend(base.Backend):
         if new_size < vdi.virtual_size:
             raise exception.InvalidInput(
                 reason="volume %s cannot shrink to %d GiB" % (volume.id, new_size_gb))
-        common.run(flows.extend_volume(), backend=self, sf_volume=sf_volume,
+        flows.extend_volume.run(target=self.target, sf_volume=sf_volume,
                    sr_ref=sr_ref, vdi=vdi, size_bytes=new_size)
 
     def create_snapshot(self, snapshot: SnapshotSpec) -> dict[str, str]:
         """CreateSnapshot under the snapshot's claim, kept when the outcome
         is unknown (the call may land after its client gave up), so that the
         snapshot's delete waits for it and finds it."""
-        with common.holding_claim(self, snapshot.ident, keep_when_unknown=True):
+        with claims.holding_claim(self.target, snapshot.ident, keep_when_unknown=True):
             return self._create_snapshot(snapshot)
 
     def _create_snapshot(self, snapshot: SnapshotSpec) -> dict[str, str]:
-        sf_volume = self.find_array_volume(snapshot.volume.id)
+        sf_volume = self.target.find_array_volume(snapshot.volume.id)
         if sf_volume is None:
             raise exception.VolumeNotFound(volume_id=snapshot.volume.id,
                                            sr_uuid="(its own SolidFire LUN)")
-        name = self.array_name(snapshot.id)
-        existing = self.snapshots_of(sf_volume["volumeID"])
+        name = self.target.array_name(snapshot.id)
+        existing = self.target.snapshots_of(sf_volume["volumeID"])
         mine = [s for s in existing if s.get("name") == name]
         if not mine:
             limit = self.options.xensm_solidfire_snapshot_limit
@@ -605,22 +368,20 @@ class SolidFireBackend(base.Backend):
                     "it already has %d snapshots and a SolidFire volume holds at most "
                     "%d (xensm_solidfire_snapshot_limit); delete an older snapshot "
                     "first" % (len(existing), limit))
-            lost: exception.ArrayConnectionError | None = None
-            try:
+
+            def mine_now() -> list[dict[str, Any]] | None:
+                return [s for s in self.target.snapshots_of(sf_volume["volumeID"])
+                        if s.get("name") == name] or None
+
+            def create() -> list[dict[str, Any]]:
                 self.client.call("CreateSnapshot", volumeID=sf_volume["volumeID"],
-                                 name=name,
-                                 attributes={identity.SNAPSHOT_TAG: snapshot.id})
-            except exception.ArrayConnectionError as exc:
-                if not exc.kwargs.get("sent"):
-                    raise
-                lost = exc
-            mine = [s for s in self.snapshots_of(sf_volume["volumeID"])
-                    if s.get("name") == name]
+                                 name=name, attributes={identity.SNAPSHOT_TAG: snapshot.id})
+                return mine_now() or []
+
+            # Not found after a lost answer: the call may still land, the
+            # outcome is unknown, and the claim stays for it.
+            mine = answer_or_lookup(create, mine_now)
             if not mine:
-                if lost is not None:
-                    # Not there yet, and the call may still land: the
-                    # outcome is unknown, and the claim stays for it.
-                    raise lost
                 raise exception.ArrayError(
                     array=self.client.array, method="CreateSnapshot", name="xNotCreated",
                     detail="snapshot %s is not on the array" % name)
@@ -631,11 +392,11 @@ class SolidFireBackend(base.Backend):
     def find_array_snapshot(self, snapshot: SnapshotSpec
                             ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """``(array volume, array snapshot)`` of a snapshot; either may be None."""
-        sf_volume = self.find_array_volume(snapshot.volume.id, include_retired=True)
+        sf_volume = self.target.find_array_volume(snapshot.volume.id, include_retired=True)
         if sf_volume is None:
             return None, None
-        name = self.array_name(snapshot.id)
-        for snap in self.snapshots_of(sf_volume["volumeID"]):
+        name = self.target.array_name(snapshot.id)
+        for snap in self.target.snapshots_of(sf_volume["volumeID"]):
             ours = snap.get("name") == name and (snap.get("attributes") or {}).get(
                 identity.SNAPSHOT_TAG) == snapshot.id
             # A member of a group snapshot carries the group's name; it is
@@ -647,7 +408,7 @@ class SolidFireBackend(base.Backend):
         return sf_volume, None
 
     def delete_snapshot(self, snapshot: SnapshotSpec) -> None:
-        with common.holding_claim(self, snapshot.ident):
+        with claims.holding_claim(self.target, snapshot.ident):
             self._delete_snapshot(snapshot)
 
     def _delete_snapshot(self, snapshot: SnapshotSpec) -> None:
@@ -659,7 +420,7 @@ class SolidFireBackend(base.Backend):
         assert sf_volume is not None
         with contextlib.suppress(exception.ArrayNotFound):
             self.client.call("DeleteSnapshot", snapshotID=sf_snapshot["snapshotID"])
-        self.purge_if_unwanted(int(sf_volume["volumeID"]))
+        self.target.purge_if_unwanted(int(sf_volume["volumeID"]))
 
     def create_volume_from_snapshot(self, volume: VolumeSpec,
                                     snapshot: SnapshotSpec) -> dict[str, str]:
@@ -681,48 +442,45 @@ class SolidFireBackend(base.Backend):
             assert sf_volume is not None
             return self._clone(volume, sf_volume, None)
         _, _, source_vdi = self._attached_parts(src)
-        result = common.run(flows.clone_by_copy(), backend=self, ident=volume.ident,
+        result = flows.clone_by_copy.run(target=self.target, ident=volume.ident,
                             size_bytes=volume.size_bytes, source_vdi=source_vdi)
         return result["model_update"]
 
     def _clone(self, volume: VolumeSpec, source: dict[str, Any],
                snapshot_id: int | None) -> dict[str, str]:
-        result = common.run(flows.clone_by_resign(), backend=self, ident=volume.ident,
+        result = flows.clone_by_resign.run(target=self.target, ident=volume.ident,
                             source_volume=source, source_snapshot_id=snapshot_id,
                             size_bytes=volume.size_bytes)
         return result["model_update"]
 
     def revert_to_snapshot(self, volume: VolumeSpec, snapshot: SnapshotSpec) -> None:
         sf_volume, sf_snapshot = self.find_array_snapshot(snapshot)
-        if sf_volume is not None and self.retired(sf_volume):
+        if sf_volume is not None and self.target.retired(sf_volume):
             raise exception.VolumeNotFound(volume_id=volume.id,
                                            sr_uuid="(its own SolidFire LUN)")
         if sf_volume is None or sf_snapshot is None:
             raise exception.SnapshotNotFound(snapshot_id=snapshot.id,
                                              sr_uuid="(SolidFire array)")
         # A revert that failed may have left the array volume without its SR.
-        sr_ref = (self.find_lun_sr(volume.id)
-                  or self.reattach_lun_sr(volume.ident, sf_volume))
+        sr_ref = (self.target.find_lun_sr(volume.id)
+                  or self.target.reattach_lun_sr(volume.ident, sf_volume))
         self._refuse_attached(volume, sr_ref)
-        common.run(flows.revert_to_snapshot(), backend=self, ident=volume.ident,
+        flows.revert_to_snapshot.run(target=self.target, ident=volume.ident,
                    sr_ref=sr_ref, sf_volume=sf_volume, sf_snapshot=sf_snapshot)
 
     def _refuse_attached(self, volume: VolumeSpec, sr_ref: str) -> None:
         for vdi in self.storage.sr_vdis(sr_ref):
-            if self.storage.any_attached(vdi.vbds):
-                raise exception.InUse(
-                    kind="Volume", name=volume.id,
-                    reason="its VDI %s is attached to a VM; detach it first" % vdi.uuid)
+            vdis.refuse_attached(self.target, volume.ident, vdi)
 
     # -- attach ---------------------------------------------------------------
 
     def locate(self, volume: VolumeSpec) -> str:
         """The VDI's uuid. 2 calls; a volume found without its SR (a failed
         revert) gets it back first."""
-        sr_ref = self.find_lun_sr(volume.id)
+        sr_ref = self.target.find_lun_sr(volume.id)
         if sr_ref is not None:
             try:
-                return self.tag_lun_vdi(volume.ident, sr_ref).uuid
+                return self.target.tag_lun_vdi(volume.ident, sr_ref).uuid
             except exception.LunSrContent as exc:
                 if exc.kwargs["count"]:
                     raise
@@ -760,7 +518,7 @@ class SolidFireBackend(base.Backend):
         """One write-order-consistent array group snapshot of every member."""
         members: dict[int, SnapshotSpec] = {}
         for snap in snapshots:
-            sf_volume = self.find_array_volume(snap.volume.id)
+            sf_volume = self.target.find_array_volume(snap.volume.id)
             if sf_volume is None:
                 raise exception.VolumeNotFound(volume_id=snap.volume.id,
                                                sr_uuid="(its own SolidFire LUN)")
@@ -768,7 +526,7 @@ class SolidFireBackend(base.Backend):
         group_id = str(base.field(group_snapshot, "id"))
         result = self.client.call(
             "CreateGroupSnapshot", volumes=sorted(members),
-            name=self.array_name(group_id),
+            name=self.target.array_name(group_id),
             attributes={identity.GROUP_SNAPSHOT_TAG: group_id})
         updates = []
         for member in result["members"]:
@@ -787,7 +545,7 @@ class SolidFireBackend(base.Backend):
         """
         group_id = str(base.field(group_snapshot, "id"))
         for found in self.client.call("ListGroupSnapshots")["groupSnapshots"]:
-            ours = found.get("name") == self.array_name(group_id) and (
+            ours = found.get("name") == self.target.array_name(group_id) and (
                 found.get("attributes") or {}).get(identity.GROUP_SNAPSHOT_TAG) == group_id
             if not ours:
                 continue
@@ -795,7 +553,7 @@ class SolidFireBackend(base.Backend):
                 self.client.call("DeleteGroupSnapshot",
                                  groupSnapshotID=found["groupSnapshotID"], saveMembers=False)
             for volume_id in {int(m["volumeID"]) for m in found.get("members", [])}:
-                self.purge_if_unwanted(volume_id)
+                self.target.purge_if_unwanted(volume_id)
         return ({"status": "deleted"},
                 [{"id": s.id, "status": "deleted"} for s in snapshots])
 

@@ -5,13 +5,18 @@ group, an ``lvmoiscsi`` SR on that LUN, and one VDI filling the SR. Each
 task makes one of those and undoes it in ``revert``; snapshots, clones and
 reverts happen on the array.
 
-Store keys: ``backend`` (a SolidFireBackend), ``ident``, and per flow the
-names below.
+A task that makes a part provides it with whether this attempt made it
+(``(sf_volume, volume_made)``, ``(sr_ref, sr_made)``, ``(vdi_ref,
+vdi_made)``): a retry reuses what an earlier attempt made, and its revert
+removes only what it made itself.
+
+Store keys: ``target`` (a :class:`~.array.LunTarget`), ``ident``, and per
+flow the names below. Each verb's flow is built once and its engines reused
+(:class:`~xensm_driver.flows.engine.Verb`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from typing import Any
 
 from oslo_log import log as logging
@@ -19,22 +24,26 @@ from taskflow.patterns import linear_flow
 
 from xensm_driver import exception
 from xensm_driver import identity
-from xensm_driver.flows import common
-from xensm_driver.flows.setup_sr import PlugEverywhereTask
+from xensm_driver.backends.solidfire.array import RESIGNED_TEXT
+from xensm_driver.backends.solidfire.array import LunTarget
+from xensm_driver.flows import claims
+from xensm_driver.flows import vdi as vdis
+from xensm_driver.flows.engine import Verb
+from xensm_driver.flows.engine import XensmTask
+from xensm_driver.flows.engine import answer_or_lookup
+from xensm_driver.flows.engine import failed
+from xensm_driver.flows.engine import undo
+from xensm_driver.flows.sr import PlugEverywhereTask
 from xensm_driver.xapi.storage import VDI
 
-if TYPE_CHECKING:
-    from xensm_driver.backends.solidfire import SolidFireBackend
-
 LOG = logging.getLogger(__name__)
-
-_failed = common._failed
 
 
 # -- the array volume ---------------------------------------------------------
 
-class _ArrayVolumeMaker(common.XensmTask):
-    """Base of the tasks that make an array volume.
+class _ArrayVolumeMaker(XensmTask):
+    """Base of the tasks that make an array volume; provides ``(sf_volume,
+    volume_made)``.
 
     Such a task looks its volume up by name first and reuses one a previous
     attempt made. Past that lookup, anything found by the name was made by
@@ -42,23 +51,32 @@ class _ArrayVolumeMaker(common.XensmTask):
     (a lost answer, a failed wait), revert finds it by name and removes it.
     """
 
-    default_provides = "sf_volume"
+    default_provides = ("sf_volume", "volume_made")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.asked = False
 
-    def revert(self, backend: SolidFireBackend, ident: identity.Identity, result: Any,
+    def reuse(self, target: LunTarget, ident: identity.Identity
+              ) -> tuple[dict[str, Any], bool] | None:
+        """What an earlier attempt made, if anything; every run starts here."""
+        self.asked = False
+        existing = target.find_array_volume(ident.id)
+        if existing is None:
+            return None
+        LOG.info("Array volume %s for %s already exists (a retried create); "
+                 "reusing it.", existing["volumeID"], ident.name_label)
+        return existing, False
+
+    def revert(self, target: LunTarget, ident: identity.Identity, result: Any,
                **kwargs: Any) -> None:
-        if _failed(result):
-            if not self.asked:
-                return
-            made = backend.find_array_volume(ident.id)
-            if made is None:
-                return
-            result = dict(made, _made_here=True)
-        if result.get("_made_here"):
-            backend.destroy_array_volume(result["volumeID"])
+        if failed(result):
+            made = target.find_array_volume(ident.id) if self.asked else None
+        else:
+            made = result[0] if result[1] else None
+        if made is not None:
+            undo("array volume %s" % made["volumeID"], target.destroy_array_volume,
+                 made["volumeID"])
 
 
 class CreateArrayVolumeTask(_ArrayVolumeMaker):
@@ -67,98 +85,82 @@ class CreateArrayVolumeTask(_ArrayVolumeMaker):
     A lost answer is not re-sent: the volume is looked up by name instead.
     """
 
-    def execute(self, backend: SolidFireBackend, ident: identity.Identity,
-                size_bytes: int) -> dict[str, Any]:
-        existing = backend.find_array_volume(ident.id)
-        if existing is not None:
-            LOG.info("Array volume %s for %s already exists (a retried create); "
-                     "reusing it.", existing["volumeID"], ident.name_label)
-            return dict(existing, _made_here=False)
+    def execute(self, target: LunTarget, ident: identity.Identity,
+                size_bytes: int) -> tuple[dict[str, Any], bool]:
+        reused = self.reuse(target, ident)
+        if reused is not None:
+            return reused
         self.asked = True
-        try:
-            result = backend.client.call(
-                "CreateVolume", name=backend.array_name(ident.id),
-                accountID=backend.account_id, totalSize=backend.lun_size(size_bytes),
-                enable512e=True, attributes=backend.array_attributes(ident.id))
-            return dict(result["volume"], _made_here=True)
-        except exception.ArrayConnectionError as exc:
-            if not exc.kwargs.get("sent"):
-                raise
-            LOG.warning("CreateVolume for %s lost its answer; looking it up by name.",
-                        ident.name_label)
-            volume = backend.find_array_volume(ident.id)
-            if volume is None:
-                # Not there yet, and the call may still land: the outcome
-                # is unknown (the flow's claim stays for it).
-                raise
-        return dict(volume, _made_here=True)
+        # Not found after a lost answer: the call may still land, the
+        # outcome is unknown (the flow's claim stays for it).
+        volume = answer_or_lookup(
+            lambda: target.client.call(
+                "CreateVolume", name=target.array_name(ident.id),
+                accountID=target.account_id, totalSize=target.lun_size(size_bytes),
+                enable512e=True, attributes=target.array_attributes(ident.id))["volume"],
+            lambda: target.find_array_volume(ident.id))
+        return volume, True
 
 
 class CloneArrayVolumeTask(_ArrayVolumeMaker):
     """CloneVolume (of a volume, or of one of its snapshots), waited for."""
 
-    def execute(self, backend: SolidFireBackend, ident: identity.Identity,
+    def execute(self, target: LunTarget, ident: identity.Identity,
                 source_volume: dict[str, Any], source_snapshot_id: int | None,
-                size_bytes: int) -> dict[str, Any]:
-        existing = backend.find_array_volume(ident.id)
-        if existing is not None:
-            return dict(existing, _made_here=False)
+                size_bytes: int) -> tuple[dict[str, Any], bool]:
+        reused = self.reuse(target, ident)
+        if reused is not None:
+            return reused
         # newSize always, as Cinder's _do_clone_volume sends it: a clone is
         # its snapshot's size otherwise, which may be below the source's
         # size now and below the volume's.
         params: dict[str, Any] = {
-            "volumeID": source_volume["volumeID"], "name": backend.array_name(ident.id),
-            "newAccountID": backend.account_id, "attributes": backend.array_attributes(ident.id),
-            "newSize": backend.lun_size(size_bytes)}
+            "volumeID": source_volume["volumeID"], "name": target.array_name(ident.id),
+            "newAccountID": target.account_id, "attributes": target.array_attributes(ident.id),
+            "newSize": target.lun_size(size_bytes)}
         if source_snapshot_id is not None:
             params["snapshotID"] = source_snapshot_id
         self.asked = True
-        result = backend.client.call("CloneVolume", **params)
-        backend.client.wait_async(result["asyncHandle"],
-                                  timeout=backend.options.xensm_sf_clone_timeout)
-        volume = backend.client.get_volume_by_id(int(result["volumeID"]))
+        result = target.client.call("CloneVolume", **params)
+        target.client.wait_async(result["asyncHandle"], timeout=target.clone_timeout)
+        volume = target.client.get_volume_by_id(int(result["volumeID"]))
         if volume is None:
             raise exception.ArrayNotFound(
-                array=backend.client.array, method="CloneVolume",
+                array=target.client.array, method="CloneVolume",
                 name="xVolumeIDDoesNotExist",
                 detail="clone %s vanished after it finished" % result["volumeID"])
-        return dict(volume, _made_here=True)
+        return volume, True
 
 
-class GrantAccessTask(common.XensmTask):
+class GrantAccessTask(XensmTask):
     """Add the volume to the pool's access group; revert removes it, if this
     attempt added it."""
 
-    def execute(self, backend: SolidFireBackend, sf_volume: dict[str, Any]) -> bool:
-        return backend.grant(sf_volume["volumeID"])
+    def execute(self, target: LunTarget, sf_volume: dict[str, Any]) -> bool:
+        return target.grant(sf_volume["volumeID"])
 
-    def revert(self, backend: SolidFireBackend, sf_volume: dict[str, Any], result: Any,
+    def revert(self, target: LunTarget, sf_volume: dict[str, Any], result: Any,
                **kwargs: Any) -> None:
-        if _failed(result) or not result:
+        if failed(result) or not result:
             return
-        common.undo("access of array volume %s" % sf_volume["volumeID"], backend.revoke,
+        undo("access of array volume %s" % sf_volume["volumeID"], target.revoke,
                     sf_volume["volumeID"])
 
 
 # -- the SR on the LUN --------------------------------------------------------
 
-class _LunSrMaker(common.XensmTask):
-    """Base of the tasks that put the volume's SR on its LUN.
+class _LunSrMaker(XensmTask):
+    """Base of the tasks that put the volume's SR on its LUN; provides
+    ``(sr_ref, sr_made)``. A retry finds the SR an earlier attempt made (on
+    this very LUN) and reuses it; revert forgets only an SR this attempt
+    made."""
 
-    A retry finds the SR an earlier attempt made (on this very LUN) and
-    reuses it; revert forgets only an SR this attempt made.
-    """
+    default_provides = ("sr_ref", "sr_made")
 
-    default_provides = "sr_ref"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.made = False
-
-    def revert(self, backend: SolidFireBackend, result: Any, **kwargs: Any) -> None:
-        if _failed(result) or not self.made:
+    def revert(self, target: LunTarget, result: Any, **kwargs: Any) -> None:
+        if failed(result) or not result[1]:
             return
-        common.undo("SR %s" % result, backend.forget_lun_sr, result)
+        undo("SR %s" % result[0], target.forget_lun_sr, result[0])
 
 
 class CreateLunSrTask(_LunSrMaker):
@@ -167,28 +169,22 @@ class CreateLunSrTask(_LunSrMaker):
     A lost answer is not re-sent: the SR is looked up by name instead.
     """
 
-    def execute(self, backend: SolidFireBackend, ident: identity.Identity,
-                sf_volume: dict[str, Any]) -> str:
-        existing = backend.find_lun_sr(ident.id, sf_volume)
+    def execute(self, target: LunTarget, ident: identity.Identity,
+                sf_volume: dict[str, Any]) -> tuple[str, bool]:
+        existing = target.find_lun_sr(ident.id, sf_volume)
         if existing is not None:
-            return existing
-        self.made = True
-        try:
-            return backend.storage.create_sr(
-                backend.master_ref, backend.lun_device_config(sf_volume), "lvmoiscsi",
-                backend.sr_name(ident.id), shared=True,
+            return existing, False
+        sr_ref = answer_or_lookup(
+            lambda: target.storage.create_sr(
+                target.master_ref, target.lun_device_config(sf_volume), "lvmoiscsi",
+                target.sr_name(ident.id), shared=True,
                 name_description="SolidFire volume %s of back end %s" % (
-                    sf_volume["volumeID"], backend.name))
-        except exception.XapiConnectionError as exc:
-            if not exc.sent:
-                raise
-            made = backend.find_lun_sr(ident.id, sf_volume)
-            if made is None:
-                raise
-            return made
+                    sf_volume["volumeID"], target.backend)),
+            lambda: target.find_lun_sr(ident.id, sf_volume))
+        return sr_ref, True
 
 
-class FindLunSrTask(common.XensmTask):
+class FindLunSrTask(XensmTask):
     """The SR a previous attempt already put on this LUN, or None.
 
     Provides ``existing_sr``: a retried clone skips the resign and the
@@ -197,12 +193,12 @@ class FindLunSrTask(common.XensmTask):
 
     default_provides = "existing_sr"
 
-    def execute(self, backend: SolidFireBackend, ident: identity.Identity,
+    def execute(self, target: LunTarget, ident: identity.Identity,
                 sf_volume: dict[str, Any]) -> str | None:
-        return backend.find_lun_sr(ident.id, sf_volume)
+        return target.find_lun_sr(ident.id, sf_volume)
 
 
-class ResignLunTask(common.XensmTask):
+class ResignLunTask(XensmTask):
     """Give a cloned LUN its own SR identity (the relvmoiscsi pack).
 
     The pack always answers with a failure that says it resigned; any other
@@ -210,16 +206,16 @@ class ResignLunTask(common.XensmTask):
     Nothing to revert: the LUN goes with its volume.
     """
 
-    def execute(self, backend: SolidFireBackend, sf_volume: dict[str, Any],
+    def execute(self, target: LunTarget, sf_volume: dict[str, Any],
                 existing_sr: str | None) -> None:
         if existing_sr is not None:
             return
-        dc = dict(backend.lun_device_config(sf_volume), resign="true")
+        dc = dict(target.lun_device_config(sf_volume), resign="true")
         try:
-            backend.storage.create_sr(backend.master_ref, dc, "relvmoiscsi", "resign",
+            target.storage.create_sr(target.master_ref, dc, "relvmoiscsi", "resign",
                                       shared=True)
         except exception.SRBackendFailure as exc:
-            if backend.RESIGNED_TEXT in exc.sm_text:
+            if RESIGNED_TEXT in exc.sm_text:
                 return
             raise
         raise exception.XensmError(
@@ -230,15 +226,14 @@ class ResignLunTask(common.XensmTask):
 class IntroduceLunSrTask(_LunSrMaker):
     """Probe the LUN for its SR and introduce it on every host."""
 
-    def execute(self, backend: SolidFireBackend, ident: identity.Identity,
-                sf_volume: dict[str, Any], existing_sr: str | None) -> str:
+    def execute(self, target: LunTarget, ident: identity.Identity,
+                sf_volume: dict[str, Any], existing_sr: str | None) -> tuple[str, bool]:
         if existing_sr is not None:
-            return existing_sr
-        self.made = True
-        return backend.introduce_lun_sr(ident.id, sf_volume)
+            return existing_sr, False
+        return target.introduce_lun_sr(ident.id, sf_volume), True
 
 
-class ForgetLunSrTask(common.XensmTask):
+class ForgetLunSrTask(XensmTask):
     """Detach the volume's SR and drop its records (the LUN keeps them).
 
     Revert puts the SR back, so a failed teardown or rollback leaves the
@@ -248,54 +243,55 @@ class ForgetLunSrTask(common.XensmTask):
     next verb that finds the array volume without its SR puts it back.
     """
 
-    def execute(self, backend: SolidFireBackend, sr_ref: str | None) -> bool:
+    def execute(self, target: LunTarget, sr_ref: str | None) -> bool:
         if sr_ref is None:
             return False
-        backend.forget_lun_sr(sr_ref)
+        target.forget_lun_sr(sr_ref)
         return True
 
-    def revert(self, backend: SolidFireBackend, ident: identity.Identity,
+    def revert(self, target: LunTarget, ident: identity.Identity,
                sf_volume: dict[str, Any] | None, result: Any, **kwargs: Any) -> None:
         if sf_volume is None or result is False:
             return
-        common.undo("the detach of volume %s's SR" % ident.id, backend.reattach_lun_sr,
+        undo("the detach of volume %s's SR" % ident.id, target.reattach_lun_sr,
                     ident, sf_volume)
 
 
 # -- the VDI ------------------------------------------------------------------
 
-class FillLunTask(common.XensmTask):
-    """The volume's VDI, named and tagged, filling the new SR; revert destroys it.
+class FillLunTask(XensmTask):
+    """The volume's VDI, named and tagged, filling the new SR; provides
+    ``(vdi_ref, vdi_made)``; revert destroys it if this attempt made it.
 
     A retried create finds the VDI it made before and reuses it.
     """
 
-    default_provides = "vdi_ref"
+    default_provides = ("vdi_ref", "vdi_made")
 
-    def execute(self, backend: SolidFireBackend, ident: identity.Identity, sr_ref: str,
-                size_bytes: int) -> str:
-        found = common.pick(backend.storage.find_vdis(sr_ref, ident.name_label), ident)
+    def execute(self, target: LunTarget, ident: identity.Identity, sr_ref: str,
+                size_bytes: int) -> tuple[str, bool]:
+        found = vdis.pick(target.storage.find_vdis(sr_ref, ident.name_label), ident)
         if found is not None:
-            return "reused:" + found.ref
-        return backend.storage.create_vdi(sr_ref, size_bytes, ident.name_label,
-                                          ident.tags())
+            return found.ref, False
+        return target.storage.create_vdi(sr_ref, size_bytes, ident.name_label,
+                                         ident.tags()), True
 
-    def revert(self, backend: SolidFireBackend, result: Any, **kwargs: Any) -> None:
-        if _failed(result) or result.startswith("reused:"):
+    def revert(self, target: LunTarget, result: Any, **kwargs: Any) -> None:
+        if failed(result) or not result[1]:
             return
-        common.undo("VDI %s" % result, backend.storage.destroy_vdi, result)
+        undo("VDI %s" % result[0], target.storage.destroy_vdi, result[0])
 
 
-class ReadVdiTask(common.XensmTask):
+class ReadVdiTask(XensmTask):
     """The record of the VDI just made or found. Provides ``vdi``."""
 
     default_provides = "vdi"
 
-    def execute(self, backend: SolidFireBackend, vdi_ref: str) -> VDI:
-        return backend.storage.get_vdi(vdi_ref.removeprefix("reused:"))
+    def execute(self, target: LunTarget, vdi_ref: str) -> VDI:
+        return target.storage.get_vdi(vdi_ref)
 
 
-class ModelUpdateTask(common.XensmTask):
+class ModelUpdateTask(XensmTask):
     """Where the new volume lives, for Cinder. Provides ``model_update``.
 
     Inside the flow, so a failure reading it still undoes the volume.
@@ -303,12 +299,12 @@ class ModelUpdateTask(common.XensmTask):
 
     default_provides = "model_update"
 
-    def execute(self, backend: SolidFireBackend, vdi: VDI) -> dict[str, str]:
-        sr_uuid = backend.storage.sr_uuid(vdi.sr)
+    def execute(self, target: LunTarget, vdi: VDI) -> dict[str, str]:
+        sr_uuid = target.storage.sr_uuid(vdi.sr)
         return identity.model_update(sr_uuid, vdi.uuid)
 
 
-class AdoptLunVdiTask(common.XensmTask):
+class AdoptLunVdiTask(XensmTask):
     """Name and tag the one VDI found on an introduced SR. Provides ``vdi``.
 
     Tags live in XAPI's database, not on the LUN, so every introduce needs
@@ -317,30 +313,30 @@ class AdoptLunVdiTask(common.XensmTask):
 
     default_provides = "vdi"
 
-    def execute(self, backend: SolidFireBackend, ident: identity.Identity,
+    def execute(self, target: LunTarget, ident: identity.Identity,
                 sr_ref: str) -> VDI:
-        return backend.tag_lun_vdi(ident, sr_ref)
+        return target.tag_lun_vdi(ident, sr_ref)
 
 
-class GrowVdiTask(common.XensmTask):
+class GrowVdiTask(XensmTask):
     """Grow the VDI to the volume's size (after a larger clone or an extend)."""
 
-    def execute(self, backend: SolidFireBackend, vdi: VDI, size_bytes: int) -> None:
+    def execute(self, target: LunTarget, vdi: VDI, size_bytes: int) -> None:
         if size_bytes > vdi.virtual_size:
-            backend.storage.resize_vdi(vdi.ref, size_bytes)
+            target.storage.resize_vdi(vdi.ref, size_bytes)
 
 
-class CopyVdiTask(common.XensmTask):
+class CopyVdiTask(XensmTask):
     """Copy the source VDI's content into the new one, inside XAPI."""
 
-    def execute(self, backend: SolidFireBackend, source_vdi: VDI, vdi: VDI) -> None:
-        backend.storage.copy_vdi_into(source_vdi.ref, vdi.ref,
-                                      timeout=backend.options.xenapi_task_timeout)
+    def execute(self, target: LunTarget, source_vdi: VDI, vdi: VDI) -> None:
+        target.storage.copy_vdi_into(source_vdi.ref, vdi.ref,
+                                      timeout=target.task_timeout)
 
 
 # -- teardown and rollback ----------------------------------------------------
 
-class DeleteArrayVolumeTask(common.XensmTask):
+class DeleteArrayVolumeTask(XensmTask):
     """Revoke access and delete the array volume, or retire it while it has
     snapshots (Element would purge them with it). Nothing to revert.
 
@@ -350,38 +346,38 @@ class DeleteArrayVolumeTask(common.XensmTask):
     PurgeDeletedVolume). A retired volume stays for its snapshots.
     """
 
-    def execute(self, backend: SolidFireBackend, ident: identity.Identity,
+    def execute(self, target: LunTarget, ident: identity.Identity,
                 sf_volume: dict[str, Any] | None) -> None:
         if sf_volume is None:
             LOG.warning("%s has no volume on the array; treating the delete as done.",
                         ident.name_label)
         else:
-            backend.revoke(sf_volume["volumeID"])
-            backend.retire_array_volume(sf_volume)
-        backend.remove_strays(ident.id, keep=sf_volume)
+            target.revoke(sf_volume["volumeID"])
+            target.retire_array_volume(sf_volume)
+        target.remove_strays(ident.id, keep=sf_volume)
 
 
-class RollbackTask(common.XensmTask):
+class RollbackTask(XensmTask):
     """RollbackToSnapshot on the array. Runs with the SR forgotten."""
 
-    def execute(self, backend: SolidFireBackend, sf_volume: dict[str, Any],
+    def execute(self, target: LunTarget, sf_volume: dict[str, Any],
                 sf_snapshot: dict[str, Any]) -> None:
-        backend.client.call("RollbackToSnapshot", volumeID=sf_volume["volumeID"],
+        target.client.call("RollbackToSnapshot", volumeID=sf_volume["volumeID"],
                             snapshotID=sf_snapshot["snapshotID"], saveCurrentState=False)
 
 
-class ResizeLunTask(common.XensmTask):
+class ResizeLunTask(XensmTask):
     """Grow the array volume (ModifyVolume); the LUN cannot shrink back."""
 
-    def execute(self, backend: SolidFireBackend, sf_volume: dict[str, Any],
+    def execute(self, target: LunTarget, sf_volume: dict[str, Any],
                 size_bytes: int) -> None:
-        lun_size = backend.lun_size(size_bytes)
+        lun_size = target.lun_size(size_bytes)
         if lun_size > int(sf_volume["totalSize"]):
-            backend.client.call("ModifyVolume", volumeID=sf_volume["volumeID"],
+            target.client.call("ModifyVolume", volumeID=sf_volume["volumeID"],
                                 totalSize=lun_size)
 
 
-class GrowLunSrTask(common.XensmTask):
+class GrowLunSrTask(XensmTask):
     """Grow the SR into the grown LUN: SR.scan.
 
     Only a scan grows an LVHD SR (sm ``LVHDSR.scan`` -> ``_expand_size``,
@@ -391,14 +387,14 @@ class GrowLunSrTask(common.XensmTask):
     whose LUN is already grown still grows the SR.
     """
 
-    def execute(self, backend: SolidFireBackend, sr_ref: str) -> None:
-        backend.storage.scan_sr(sr_ref)
+    def execute(self, target: LunTarget, sr_ref: str) -> None:
+        target.storage.scan_sr(sr_ref)
 
 
 # -- flows --------------------------------------------------------------------
 
 # Every flow that makes a volume holds the volume's claim on the pool from
-# before its first lookup until its model update (common.ClaimTask): two
+# before its first lookup until its model update (claims.ClaimTask): two
 # driver instances creating one id take turns, the second finds and reuses
 # every part the first made (none of them "made here", so its undo never
 # removes them), and a part found by name after asking for it was made by
@@ -407,44 +403,44 @@ class GrowLunSrTask(common.XensmTask):
 # land) keeps the claim for its lease; the volume's delete takes its turn
 # and so finds what landed late.
 
-def create_volume() -> linear_flow.Flow:
+def _create_volume() -> linear_flow.Flow:
     """ClaimTask -> CreateArrayVolumeTask -> GrantAccessTask ->
     CreateLunSrTask -> PlugEverywhereTask -> FillLunTask -> ReadVdiTask ->
     ModelUpdateTask -> ReleaseClaimTask. Store: ident, size_bytes."""
     return linear_flow.Flow("sf_create_volume").add(
-        common.ClaimTask(keep_when_unknown=True), CreateArrayVolumeTask(), GrantAccessTask(),
+        claims.ClaimTask(keep_when_unknown=True), CreateArrayVolumeTask(), GrantAccessTask(),
         CreateLunSrTask(), PlugEverywhereTask(), FillLunTask(), ReadVdiTask(),
-        ModelUpdateTask(), common.ReleaseClaimTask())
+        ModelUpdateTask(), claims.ReleaseClaimTask())
 
 
-def clone_by_resign() -> linear_flow.Flow:
+def _clone_by_resign() -> linear_flow.Flow:
     """ClaimTask -> CloneArrayVolumeTask -> GrantAccessTask -> FindLunSrTask
     -> ResignLunTask -> IntroduceLunSrTask -> AdoptLunVdiTask -> GrowVdiTask
     -> ModelUpdateTask -> ReleaseClaimTask. Store: ident, source_volume,
     source_snapshot_id, size_bytes."""
     return linear_flow.Flow("sf_clone_by_resign").add(
-        common.ClaimTask(keep_when_unknown=True), CloneArrayVolumeTask(),
+        claims.ClaimTask(keep_when_unknown=True), CloneArrayVolumeTask(),
         GrantAccessTask(), FindLunSrTask(), ResignLunTask(), IntroduceLunSrTask(),
-        AdoptLunVdiTask(), GrowVdiTask(), ModelUpdateTask(), common.ReleaseClaimTask())
+        AdoptLunVdiTask(), GrowVdiTask(), ModelUpdateTask(), claims.ReleaseClaimTask())
 
 
-def clone_by_copy() -> linear_flow.Flow:
+def _clone_by_copy() -> linear_flow.Flow:
     """A fresh volume (as create_volume), then CopyVdiTask from the source's
     attached VDI, under the claim. Store: ident, size_bytes, source_vdi."""
     return linear_flow.Flow("sf_clone_by_copy").add(
-        common.ClaimTask(keep_when_unknown=True), CreateArrayVolumeTask(), GrantAccessTask(),
+        claims.ClaimTask(keep_when_unknown=True), CreateArrayVolumeTask(), GrantAccessTask(),
         CreateLunSrTask(), PlugEverywhereTask(), FillLunTask(), ReadVdiTask(),
-        CopyVdiTask(), ModelUpdateTask(), common.ReleaseClaimTask())
+        CopyVdiTask(), ModelUpdateTask(), claims.ReleaseClaimTask())
 
 
-def delete_volume() -> linear_flow.Flow:
+def _delete_volume() -> linear_flow.Flow:
     """ForgetLunSrTask (revert introduces it again) -> DeleteArrayVolumeTask.
     Store: ident, sr_ref (or None), sf_volume (or None)."""
     return linear_flow.Flow("sf_delete_volume").add(
         ForgetLunSrTask(), DeleteArrayVolumeTask())
 
 
-def revert_to_snapshot() -> linear_flow.Flow:
+def _revert_to_snapshot() -> linear_flow.Flow:
     """ForgetLunSrTask -> RollbackTask -> IntroduceLunSrTask -> AdoptLunVdiTask.
 
     The SR is forgotten around the rollback (XAPI must not hold a view of
@@ -454,12 +450,21 @@ def revert_to_snapshot() -> linear_flow.Flow:
     return linear_flow.Flow("sf_revert_to_snapshot").add(
         ForgetLunSrTask(), RollbackTask(),
         # The SR was forgotten just before: nothing on the LUN to reuse.
-        IntroduceLunSrTask(provides="new_sr_ref", inject={"existing_sr": None}),
+        IntroduceLunSrTask(provides=("new_sr_ref", "new_sr_made"),
+                           inject={"existing_sr": None}),
         AdoptLunVdiTask(rebind={"sr_ref": "new_sr_ref"}))
 
 
-def extend_volume() -> linear_flow.Flow:
+def _extend_volume() -> linear_flow.Flow:
     """ResizeLunTask -> GrowLunSrTask -> GrowVdiTask.
     Store: sf_volume, sr_ref, vdi, size_bytes."""
     return linear_flow.Flow("sf_extend_volume").add(
         ResizeLunTask(), GrowLunSrTask(), GrowVdiTask())
+
+
+create_volume = Verb(_create_volume)
+clone_by_resign = Verb(_clone_by_resign)
+clone_by_copy = Verb(_clone_by_copy)
+delete_volume = Verb(_delete_volume)
+revert_to_snapshot = Verb(_revert_to_snapshot)
+extend_volume = Verb(_extend_volume)
