@@ -494,8 +494,6 @@ class BackupFailureTest(BackupTestCase):
         self.mgr.inventory.add(b)
         before = self.state()
         drv = self.mgr.driver("xs")
-        engine = backup_mod.Engine(drv.backend.storage, drv.pool, self.swift,
-                                   prefix="xensm-backups/", chunk_size=MiB, workers=2)
         vol_vdi = drv.backend.storage.vdi_by_uuid(self.vol.provider_id)
         assert vol_vdi is not None
         making = "xensm-making-backup-%s" % b.id
@@ -505,7 +503,6 @@ class BackupFailureTest(BackupTestCase):
         self.assertNotEqual(before, self.state())
         self.assertEqual("error", inventory.effective_status(
             self.mgr.inventory.get(Backup, b.id)))
-        del engine
         self.backups.create(self.vol.id, target="swift")
         self.assertEqual("deleted", self.mgr.inventory.get(Backup, b.id).status)
         vdis, objects, marks = self.state()

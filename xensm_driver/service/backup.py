@@ -75,11 +75,6 @@ from xensm_driver.service.models import Backup
 from xensm_driver.service.models import Snapshot
 from xensm_driver.service.models import Volume
 from xensm_driver.service.models import utcnow
-from xensm_driver.xapi import nbd
-from xensm_driver.xapi import transfer
-from xensm_driver.xapi.session import SessionPool
-from xensm_driver.xapi.storage import VDI
-from xensm_driver.xapi.storage import Storage
 
 if TYPE_CHECKING:
     from xensm_driver.service.manager import Manager
@@ -90,8 +85,6 @@ LOG = logging.getLogger(__name__)
 CBT_BLOCK = 64 * 1024
 MANIFEST = "manifest.json"
 FORMAT = 1
-#: other_config key on a backup's own snapshot (and its cbt_metadata VDI).
-BACKUP_TAG = "xensm-backup-id"
 #: Section name prefix of a backup target in the ini file.
 SECTION_PREFIX = "backup:"
 
@@ -241,83 +234,29 @@ class Written:
 class Engine:
     """Backups over one back end's XAPI calls and one object store."""
 
-    def __init__(self, storage: Storage, pool: SessionPool, store: objectstore.ObjectStore, *,
+    def __init__(self, access: Any, store: objectstore.ObjectStore, *,
                  prefix: str, chunk_size: int, workers: int,
                  progress: Progress | None = None) -> None:
-        self.storage = storage
-        self.pool = pool
+        #: The back end's ``backup_access()``: the XAPI calls (xapi/backup.py).
+        self.access = access
         self.store = store
         self.prefix = prefix
         self.chunk_size = chunk_size
         self.workers = workers
         self.progress = progress
 
-    # -- the backup's snapshot ------------------------------------------------
-
-    def take_snapshot(self, volume_vdi: VDI, backup_id: str,
-                      record: Callable[[str], object]) -> VDI:
-        """CBT on for the volume, then a snapshot of it named ``backup-<id>``
-        and tagged with the backup's id only. 7 calls.
-
-        The volume carries ``xensm-making-backup-<id>`` while XAPI copies it,
-        so a snapshot whose answer was lost still carries the marker and
-        :meth:`drop_snapshot` finds it. ``record(uuid)`` is called as soon as
-        the snapshot's uuid is known.
-        """
-        making = identity.Identity("backup", backup_id).making_key
-        self.storage.enable_cbt(volume_vdi.ref)
-        self.storage.add_other_config_key("VDI", volume_vdi.ref, making,
-                                          identity.marker(volume_vdi.uuid))
-        snap_ref = self.storage.snapshot_vdi(volume_vdi.ref)
-        snap = self.storage.get_vdi(snap_ref)
-        record(snap.uuid)
-        self.storage.set_vdi_identity(snap_ref, "backup-%s" % backup_id,
-                                      {BACKUP_TAG: backup_id})
-        self.storage.remove_other_config_key("VDI", volume_vdi.ref, making)
-        return snap
-
-    def drop_snapshot(self, sr_ref: str, volume_vdi_ref: str | None, backup_id: str,
-                      snap_uuid: str | None) -> None:
-        """Destroy the backup's snapshot and unmark the volume; absent is done.
-
-        By the uuid recorded when there is one (1-2 calls), else by the making
-        marker it inherited (1 call reading the SR's VDIs, 1 per VDI found).
-        """
-        making = identity.Identity("backup", backup_id).making_key
-        if snap_uuid:
-            vdi = self.storage.vdi_by_uuid(snap_uuid)
-            if vdi is not None and vdi.other_config.get(BACKUP_TAG, backup_id) == backup_id \
-                    and vdi.is_a_snapshot:
-                self._destroy(vdi.ref)
-        else:
-            for vdi in self.storage.sr_vdis(sr_ref):
-                marker = vdi.other_config.get(making)
-                if marker and identity.marker_source(marker) != vdi.uuid and vdi.is_a_snapshot:
-                    self._destroy(vdi.ref)
-        if volume_vdi_ref:
-            with contextlib.suppress(exception.HandleInvalid):
-                self.storage.remove_other_config_key("VDI", volume_vdi_ref, making)
-
-    def _destroy(self, vdi_ref: str) -> None:
-        with contextlib.suppress(exception.HandleInvalid):
-            self.storage.destroy_vdi(vdi_ref)
-
-    def keep_cbt_only(self, snap: VDI) -> None:
-        """Free the snapshot's data, keep its CBT log. 1 call."""
-        self.storage.data_destroy(snap.ref)
-
     # -- writing a backup -----------------------------------------------------
 
-    def write(self, backup_id: str, volume_id: str, source: VDI, *,
-              parent: dict[str, Any] | None, base_ref: str | None) -> Written:
+    def write(self, backup_id: str, volume_id: str, source: Any, *,
+              parent: dict[str, Any] | None, base: Any) -> Written:
         """Read ``source`` (all of it, or the chunks changed since the VDI
-        ``base_ref``) and store its chunks and manifest. On failure, every
+        ``base``) and store its chunks and manifest. On failure, every
         object this call stored is deleted before the error is raised."""
         size = source.virtual_size
         nchunks = max(1, math.ceil(size / self.chunk_size))
         changed_blocks: int | None = None
-        if base_ref is not None:
-            bitmap = self.storage.list_changed_blocks(base_ref, source.ref)
+        if base is not None:
+            bitmap = self.access.changed_blocks(base, source)
             indices, changed_blocks = changed_chunks(bitmap, size, self.chunk_size)
         else:
             indices = list(range(nchunks))
@@ -336,8 +275,7 @@ class Engine:
                 pending: collections.deque[concurrent.futures.Future[None]] = \
                     collections.deque()
                 try:
-                    with nbd.open_reader(self.storage.nbd_info(source.ref),
-                                         source.uuid) as reader:
+                    with self.access.reader(source) as reader:
                         for index in indices:
                             length = self._length(index, size)
                             data = reader.read(index * self.chunk_size, length)
@@ -417,7 +355,6 @@ class Engine:
                 continue
             plan.append((index, owner, digest,
                          max(0, min(chunk_size, size - index * chunk_size))))
-        body = sum(12 + length for *_x, length in plan) + 12
         planned = sum(length for *_x, length in plan)
         written = [0]
 
@@ -431,7 +368,7 @@ class Engine:
                                               holder=owner, expected=digest, actual=actual)
             return data
 
-        def blocks() -> Iterator[bytes]:
+        def blocks() -> Iterator[tuple[int, bytes]]:
             with concurrent.futures.ThreadPoolExecutor(
                     self.workers, thread_name_prefix="xensm-restore") as pool:
                 window: collections.deque[tuple[int, int, concurrent.futures.Future[bytes]]] \
@@ -448,16 +385,15 @@ class Engine:
                             break
                         index, length, future = window.popleft()
                         data = future.result()
-                        yield transfer.chunk_header(index * chunk_size, length) + data
+                        yield index * chunk_size, data
                         written[0] += length
                         if self.progress:
                             self.progress(written[0], planned)
                 finally:
                     for *_x, f in window:
                         f.cancel()
-            yield transfer.chunk_header(0, 0)
 
-        transfer.upload(self.pool, vdi_uuid, blocks(), size=body, chunked=True)
+        self.access.write_blocks(vdi_uuid, blocks(), count=len(plan), payload=planned)
         return written[0]
 
     def delete_objects(self, backup_id: str) -> int:
@@ -498,10 +434,12 @@ class Backups:
                     SECTION_PREFIX, name, ", ".join(sorted(targets)) or "none"))
         return targets[name]
 
+    def _access(self, backend: str) -> Any:
+        """The back end's XAPI calls for backups (refused without an SR of its own)."""
+        return self.mgr.driver(backend).backend.backup_access()
+
     def _engine(self, backend: str, target: Target) -> Engine:
-        drv = self.mgr.driver(backend)
-        assert drv.pool is not None
-        return Engine(drv.backend.storage, drv.pool, target.store(), prefix=target.prefix,
+        return Engine(self._access(backend), target.store(), prefix=target.prefix,
                       chunk_size=target.chunk_size, workers=target.workers,
                       progress=self.progress)
 
@@ -510,9 +448,8 @@ class Backups:
         with (the target's section may have changed since), over the SR of
         ``backend`` (default: the backup's)."""
         tgt = self.target(b.target)
-        drv = self.mgr.driver(backend or b.backend)
-        assert drv.pool is not None
-        return Engine(drv.backend.storage, drv.pool, tgt.store(b.container), prefix=b.prefix,
+        return Engine(self._access(backend or b.backend), tgt.store(b.container),
+                      prefix=b.prefix,
                       chunk_size=b.chunk_size or tgt.chunk_size, workers=tgt.workers,
                       progress=self.progress)
 
@@ -556,24 +493,16 @@ class Backups:
         else:
             assert volume is not None
             vol = self.mgr.volume(volume)
-        drv = self.mgr.driver(vol.backend)
-        if not hasattr(drv.backend, "sr_ref"):
-            raise exception.UnsupportedOperation(
-                backend=vol.backend, operation="back up volumes",
-                reason="its volumes have no SR of the back end's own (SolidFire: one SR "
-                       "per volume); not supported yet")
-        sr_ref: str = drv.backend.sr_ref
-        self._finish_interrupted(vol.id)
         engine = self._engine(vol.backend, tgt)
-        parent = base_ref = None
+        self._finish_interrupted(vol.id)
+        parent = base = None
         if incremental:
             parent = self._base(vol, tgt)
-            base = engine.storage.vdi_by_uuid(parent.cbt_vdi_uuid or "")
+            base = engine.access.vdi(parent.cbt_vdi_uuid)
             if base is None:
                 raise Refused(reason="the changed-block record of backup %s (VDI %s) is "
                                      "gone; make a full backup (leave out --incremental)"
                                      % (parent.id, parent.cbt_vdi_uuid))
-            base_ref = base.ref
             engine.chunk_size = parent.chunk_size
         engine.store.ensure()
         b = Backup(id=new_id(), backend=vol.backend, volume_id=vol.id, name=name,
@@ -583,26 +512,25 @@ class Backups:
                    chunk_size=engine.chunk_size, status="creating", owner=this_owner(),
                    cbt_vdi_owned=snap is None)
         self.inventory.add(b)
-        made: VDI | None = None
-        vol_vdi: VDI | None = None
+        access = engine.access
         try:
             if snap is not None:
                 with self.mgr._reading(Snapshot, snap.id, "backing-up") as snap:
-                    source = self._vdi(snap.provider_id, "snapshot", snap.id, vol.backend)
-                    written = self._write(engine, b, vol, source, parent, base_ref)
+                    source = self._vdi(engine, snap.provider_id, "snapshot", snap.id)
+                    written = self._write(engine, b, vol, source, parent, base)
                 anchor = source.uuid if source.cbt_enabled else None
             else:
                 with self.mgr._reading(Volume, vol.id, "backing-up") as vol:
-                    vol_vdi = self._vdi(vol.provider_id, "volume", vol.id, vol.backend)
-                    made = engine.take_snapshot(
+                    vol_vdi = self._vdi(engine, vol.provider_id, "volume", vol.id)
+                    made = access.take_snapshot(
                         vol_vdi, b.id,
                         lambda uuid: self.inventory.update(Backup, b.id, source_vdi_uuid=uuid))
                 source = made
-                written = self._write(engine, b, vol, source, parent, base_ref)
-                engine.keep_cbt_only(made)
+                written = self._write(engine, b, vol, source, parent, base)
+                access.keep_cbt_only(made)
                 anchor = made.uuid
         except BaseException as exc:
-            self._undo(engine, b, sr_ref, vol_vdi, exc)
+            self._undo(engine, b, vol.provider_id, exc)
             raise
         done = self.inventory.update(
             Backup, b.id, status="available", owner=None, status_reason=None,
@@ -612,8 +540,8 @@ class Backups:
         self._drop_older_anchors(engine, done)
         return done
 
-    def _write(self, engine: Engine, b: Backup, vol: Volume, source: VDI,
-               parent: Backup | None, base_ref: str | None) -> Written:
+    def _write(self, engine: Engine, b: Backup, vol: Volume, source: Any,
+               parent: Backup | None, base: Any) -> Written:
         parent_manifest = None
         if parent is not None:
             if not source.cbt_enabled:
@@ -622,8 +550,7 @@ class Backups:
                                      % source.uuid)
             parent_manifest = engine.manifest(parent.id)
         try:
-            return engine.write(b.id, vol.id, source, parent=parent_manifest,
-                                base_ref=base_ref)
+            return engine.write(b.id, vol.id, source, parent=parent_manifest, base=base)
         except exception.XapiError as exc:
             if parent is not None and exc.code == "SR_BACKEND_FAILURE_460":
                 raise Refused(reason="XAPI cannot tell what changed since backup %s (its "
@@ -654,14 +581,14 @@ class Backups:
                                  % latest.id)
         return latest
 
-    def _vdi(self, vdi_uuid: str | None, kind: str, obj_id: str, backend: str) -> VDI:
-        drv = self.mgr.driver(backend)
-        vdi = drv.backend.storage.vdi_by_uuid(vdi_uuid) if vdi_uuid else None
+    @staticmethod
+    def _vdi(engine: Engine, vdi_uuid: str | None, kind: str, obj_id: str) -> Any:
+        vdi = engine.access.vdi(vdi_uuid)
         if vdi is None:
             raise exception.NotFound(kind="The VDI of %s" % kind, name=obj_id)
         return vdi
 
-    def _undo(self, engine: Engine, b: Backup, sr_ref: str, vol_vdi: VDI | None,
+    def _undo(self, engine: Engine, b: Backup, volume_vdi_uuid: str | None,
               exc: BaseException) -> None:
         """Remove what a failed backup made; the record says error and why."""
         left = []
@@ -672,8 +599,7 @@ class Backups:
         if b.cbt_vdi_owned:
             fresh = self.inventory.get(Backup, b.id)
             try:
-                engine.drop_snapshot(sr_ref, vol_vdi.ref if vol_vdi else None, b.id,
-                                     fresh.source_vdi_uuid)
+                engine.access.drop_snapshot(b.id, volume_vdi_uuid, fresh.source_vdi_uuid)
             except exception.XensmError as e:
                 left.append("its snapshot (%s)" % e)
         from xensm_driver.service.manager import REFUSALS
@@ -694,25 +620,20 @@ class Backups:
             if old.id == done.id or not old.cbt_vdi_uuid:
                 continue
             if old.cbt_vdi_owned:
-                vdi = engine.storage.vdi_by_uuid(old.cbt_vdi_uuid)
-                if vdi is not None and vdi.other_config.get(BACKUP_TAG) == old.id:
-                    engine._destroy(vdi.ref)
+                engine.access.destroy_tagged(old.cbt_vdi_uuid, old.id)
             self.inventory.update(Backup, old.id, cbt_vdi_uuid=None)
 
     def volume_deleted(self, volume_id: str) -> None:
         """A deleted volume's backups stay restorable; the changed-block
         records they kept on its SR go (no incremental can follow). 1-2
         calls per backup that kept one."""
-        drv = self.mgr.driver(self.inventory.get(Volume, volume_id).backend)
-        storage = drv.backend.storage
-        for b in self.all(volume_id):
-            if not b.cbt_vdi_uuid:
-                continue
-            if b.cbt_vdi_owned:
-                vdi = storage.vdi_by_uuid(b.cbt_vdi_uuid)
-                if vdi is not None and vdi.other_config.get(BACKUP_TAG) == b.id:
-                    with contextlib.suppress(exception.HandleInvalid):
-                        storage.destroy_vdi(vdi.ref)
+        kept = [b for b in self.all(volume_id) if b.cbt_vdi_uuid]
+        if not kept:
+            return
+        access = self._access(self.inventory.get(Volume, volume_id).backend)
+        for b in kept:
+            if b.cbt_vdi_owned and b.cbt_vdi_uuid:
+                access.destroy_tagged(b.cbt_vdi_uuid, b.id)
             self.inventory.update(Backup, b.id, cbt_vdi_uuid=None)
 
     def _finish_interrupted(self, volume_id: str) -> None:
@@ -755,12 +676,10 @@ class Backups:
         try:
             engine.delete_objects(b.id)
             if b.cbt_vdi_owned:
-                drv = self.mgr.driver(b.backend)
                 vol = self.inventory.get(Volume, b.volume_id)
-                vol_vdi = drv.backend.storage.vdi_by_uuid(vol.provider_id) \
-                    if vol.provider_id and vol.status not in inventory_mod.GONE else None
-                engine.drop_snapshot(drv.backend.sr_ref, vol_vdi.ref if vol_vdi else None,
-                                     b.id, b.source_vdi_uuid)
+                engine.access.drop_snapshot(
+                    b.id, vol.provider_id if vol.status not in inventory_mod.GONE else None,
+                    b.source_vdi_uuid)
         except BaseException as exc:
             from xensm_driver.service.manager import reason
             self.inventory.update(Backup, b.id, status="error_deleting", owner=None,
