@@ -299,3 +299,36 @@ class ArrayLimitExceeded(ArrayError):
 
 class ArrayConnectionError(ArrayError):
     message = "Cannot reach %(array)s at %(url)s for %(method)s: %(detail)s"
+
+
+# --- object stores (backups) ---------------------------------------------------
+
+class ObjectStoreError(XensmError):
+    """An object store (Swift, S3) refused or failed a request.
+
+    ``store`` names the target (``swift container backups at http://...``),
+    ``op`` the request (put, get, delete, list), ``name`` the object.
+    """
+
+    message = "%(store)s: %(op)s %(name)s failed: %(reason)s"
+
+
+class ObjectNotFound(ObjectStoreError):
+    message = "%(store)s: object %(name)s does not exist (%(op)s)"
+
+
+class ObjectStoreUnreachable(ObjectStoreError):
+    message = "%(store)s: cannot reach the object store for %(op)s %(name)s: %(reason)s"
+
+
+class BackupError(XensmError):
+    """A backup, restore or backup delete cannot go on; says why and what to do."""
+
+    message = "Backup %(backup)s: %(reason)s"
+
+
+class BackupCorrupt(BackupError):
+    message = ("Backup %(backup)s: chunk %(chunk)s of backup %(holder)s does not match its "
+               "sha256 (expected %(expected)s, read %(actual)s); nothing was written past "
+               "the chunks before it")
+

@@ -40,6 +40,9 @@ REPLACES_KEPT = 16
 #: concurrent creates of one id (two services, a retry racing a slow first
 #: attempt) take turns and the second finds the first's VDI.
 CLAIM_PREFIX = "xensm-claim-"
+#: On a backup's own snapshot of a volume (and the cbt_metadata VDI it
+#: becomes): the backup's id (service/backup.py). Not a volume or snapshot.
+BACKUP_TAG = "xensm-backup-id"
 GiB = 1 << 30
 
 #: Keys that describe one VDI's identity and are never inherited by a copy.

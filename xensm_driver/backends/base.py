@@ -31,6 +31,7 @@ from xensm_driver import coordination
 from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver.xapi import transfer
+from xensm_driver.xapi.backup import BackupAccess
 from xensm_driver.xapi.storage import VDI
 from xensm_driver.xapi.storage import Storage
 from xensm_driver.xapi.vms import PAUSED_BY_KEY as PAUSED_BY
@@ -380,6 +381,17 @@ class Backend:
         return transfer.export_chunks(self.storage.pool, vdi_uuid, size=vdi.virtual_size,
                                       length=length, progress=progress,
                                       timeout=self.options.xenapi_task_timeout)
+
+    def backup_access(self) -> BackupAccess:
+        """The XAPI calls backups make on the back end's SR
+        (``service/backup.py``: CBT snapshots, changed blocks, NBD reads,
+        chunked writes). No call. Refused for a back end with no SR of its
+        own (SolidFire: one SR per volume)."""
+        if self.sr_uuid is None:
+            raise self.refuse("back up volumes", "its volumes have no SR of the back end's "
+                                                 "own (one SR per volume); not supported yet")
+        return BackupAccess(self.storage, self.sr_uuid,
+                            timeout=self.options.xenapi_task_timeout)
 
     # -- reconcile --------------------------------------------------------------
     # ``xensm reconcile`` compares holdings() with the inventory, and removes

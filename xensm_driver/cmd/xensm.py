@@ -26,6 +26,7 @@ from typing import IO
 from typing import Any
 
 from xensm_driver import exception
+from xensm_driver.service import backup as backup_mod
 from xensm_driver.service import config as service_config
 from xensm_driver.service import inventory as inventory_mod
 from xensm_driver.service import manager as manager_mod
@@ -51,7 +52,7 @@ exit codes:
   3    configuration problem (config file, back-end section, option, inventory URL)
   4    not found (no such volume, snapshot, group, VDI or file)
   5    refused, nothing changed (has snapshots, attached, not supported, shrink, ...)
-  6    cannot reach or log in to XAPI
+  6    cannot reach or log in to XAPI (or a backup target's object store)
   7    reconcile: inventory and storage disagree
   130  interrupted
 """
@@ -69,7 +70,7 @@ def exit_code(exc: BaseException) -> int:
                   | exception.IdentityMismatch):
         return EXIT_REFUSED
     if isinstance(exc, exception.XapiConnectionError | exception.AuthenticationFailed
-                  | exception.ArrayConnectionError):
+                  | exception.ArrayConnectionError | exception.ObjectStoreUnreachable):
         return EXIT_UNREACHABLE
     if isinstance(exc, exception.ArrayError) and str(exc.kwargs.get("code")) == "401":
         return EXIT_UNREACHABLE     # the array refused the login
@@ -1486,7 +1487,105 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("vm_snapshot", metavar="VM_SNAPSHOT")
     p = leaf(vm, "delete", cmd_vm_delete, "delete a VM snapshot and its snapshots")
     p.add_argument("vm_snapshot", metavar="VM_SNAPSHOT")
+    backup = top.add_parser("backup", help="backups to object storage (Swift, S3)"
+                            ).add_subparsers(dest="verb", metavar="VERB", required=True)
+    p = leaf(backup, "create", cmd_backup_create,
+             "back a volume up (through a snapshot of it) or a --snapshot, to a target")
+    p.add_argument("volume", metavar="VOLUME", nargs="?")
+    p.add_argument("--snapshot", metavar="SNAPSHOT", help="back this snapshot up instead")
+    p.add_argument("--target", metavar="NAME", required=True,
+                   help="a [backup:NAME] section of the config file")
+    p.add_argument("--incremental", action="store_true",
+                   help="only the blocks changed since the volume's latest backup "
+                        "(XAPI changed-block tracking)")
+    p.add_argument("--name")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none unless stdout is a terminal)")
+    p = leaf(backup, "list", cmd_backup_list, "list backups")
+    p.add_argument("--volume", metavar="VOLUME", help="only this volume's")
+    p.add_argument("--all", action="store_true", help="include deleted ones")
+    _filters(p)
+    p = leaf(backup, "show", cmd_backup_show, "show a backup, its chain and dependents")
+    p.add_argument("backup", metavar="BACKUP")
+    p = leaf(backup, "restore", cmd_backup_restore,
+             "restore a backup into a new volume, or over an existing detached --volume")
+    p.add_argument("backup", metavar="BACKUP")
+    p.add_argument("--volume", metavar="VOLUME", help="overwrite this volume (detached)")
+    p.add_argument("--name", help="the new volume's name")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (there is none unless stdout is a terminal)")
+    p = leaf(backup, "delete", cmd_backup_delete,
+             "delete a backup and its objects (refused while an incremental one needs it)")
+    p.add_argument("backup", metavar="BACKUP")
     return parser
+
+
+BACKUP_COLUMNS = (("ID", "id"), ("NAME", "name"), ("VOLUME", "volume_id"),
+                  ("KIND", "kind"), ("PARENT", "parent_id"), ("TARGET", "target"),
+                  ("STORED", "bytes_stored"), ("STATUS", "status"), ("CREATED", "created_at"))
+
+
+def backup_row(b: Any) -> list[Any]:
+    return [b.id, b.name, b.volume_id, "incremental" if b.incremental else "full",
+            b.parent_id or "", b.target, bytes_text(b.bytes_stored or 0), status_text(b),
+            when(b)]
+
+
+def _backups(mgr: Manager, out: Output, verb: str, args: argparse.Namespace
+             ) -> backup_mod.Backups:
+    return backup_mod.Backups(mgr, _progress(out, verb, not getattr(args, "no_progress", False)))
+
+
+def cmd_backup_create(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    started = time.monotonic()
+    b = _backups(mgr, out, "backup", args).create(
+        args.volume, args.snapshot, target=args.target, incremental=args.incremental,
+        name=args.name or "")
+    seconds = time.monotonic() - started
+    out.emit(dict(b.to_dict(), seconds=round(seconds, 3)), lambda: [
+        "Backed up volume %s as %s backup %s to %s: read %s, stored %s in %s in %.1f s%s."
+        % (b.volume_id, "an incremental" if b.incremental else "a full", b.id, b.target,
+           bytes_text(b.bytes_read), bytes_text(b.bytes_stored),
+           plural(b.chunks_stored, "chunk"), seconds,
+           "" if b.changed_blocks is None else
+           " (%s changed since %s)" % (plural(b.changed_blocks, "64 KiB block"),
+                                       b.parent_id))])
+    return EXIT_OK
+
+
+def cmd_backup_list(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    items = filtered(backup_mod.Backups(mgr).all(args.volume, include_gone=args.all), args)
+    out.emit_list([h for h, _ in BACKUP_COLUMNS], [k for _, k in BACKUP_COLUMNS], items,
+                  backup_row, lambda r: r.to_dict(), "No backups.")
+    return EXIT_OK
+
+
+def cmd_backup_show(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    backups = backup_mod.Backups(mgr)
+    b = backups.get(args.backup, include_gone=True)
+    chain = [x.id for x in backups.chain(b)]
+    deps = [x.id for x in backups.dependents(b)]
+    data = dict(b.to_dict(), chain=chain, dependents=deps)
+    pairs = [(k, v) for k, v in b.to_dict().items()] + [
+        ("chain", " <- ".join(chain)), ("dependents", ", ".join(deps))]
+    out.emit_one(pairs, data)
+    return EXIT_OK
+
+
+def cmd_backup_restore(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    started = time.monotonic()
+    vol = _backups(mgr, out, "restore", args).restore(
+        args.backup, volume=args.volume, name=args.name or "", backend=args.backend)
+    seconds = time.monotonic() - started
+    out.emit(dict(vol.to_dict(), seconds=round(seconds, 3)), lambda: [
+        "Restored backup %s into volume %s in %.1f s." % (args.backup, vol.id, seconds)])
+    return EXIT_OK
+
+
+def cmd_backup_delete(mgr: Manager, args: argparse.Namespace, out: Output) -> int:
+    b = backup_mod.Backups(mgr).delete(args.backup)
+    out.emit(b.to_dict(), lambda: ["Deleted backup %s and its objects." % b.id])
+    return EXIT_OK
 
 
 def _setup_logging(stderr: IO[str], debug: bool) -> Callable[[], None]:

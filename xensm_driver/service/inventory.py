@@ -79,20 +79,27 @@ def _vm_snapshots(conn: Connection) -> None:
                              "ON snapshots (vm_snapshot_id)"))
 
 
+def _backups_table(conn: Connection) -> None:
+    """Version 5: the backups table (service/backup.py)."""
+    models.Backup.__table__.create(conn, checkfirst=True)   # type: ignore[attr-defined]
+
+
 #: ``MIGRATIONS[n](connection)`` brings a version ``n - 1`` inventory to
 #: version ``n`` (inside the same transaction that records ``n``); a release
 #: that changes a table adds a step here and bumps models.SCHEMA_VERSION.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _mysql_microseconds,
-                                                       3: _schedules, 4: _vm_snapshots}
+                                                       3: _schedules, 4: _vm_snapshots,
+                                                       5: _backups_table}
 
 #: Busy states: a verb is running on the object (or its process died).
 BUSY = frozenset({"creating", "deleting", "extending", "reverting", "uploading",
                   "downloading", "managing", "unmanaging", "snapshotting", "cloning",
-                  "restoring", "updating", "migrating"})
+                  "restoring", "updating", "migrating",
+                  "backing-up"})
 #: Busy states of an object a verb only reads (a volume being snapshotted or
 #: cloned, a snapshot a volume is made from or reverted to): nothing else may
 #: change it meanwhile, and when the process dies it is as it was, available.
-READING = frozenset({"snapshotting", "cloning", "restoring"})
+READING = frozenset({"snapshotting", "cloning", "restoring", "backing-up"})
 #: Objects in these states are gone from the user's point of view.
 GONE = frozenset({"deleted", "unmanaged"})
 

@@ -46,6 +46,7 @@ from xensm_driver import driver as driver_mod
 from xensm_driver import exception
 from xensm_driver import identity
 from xensm_driver.backends import base
+from xensm_driver.service import backup as backup_mod
 from xensm_driver.service import config as service_config
 from xensm_driver.service import inventory as inventory_mod
 from xensm_driver.service import reconcile as reconcile_mod
@@ -538,6 +539,11 @@ class Manager:
         self._act(Volume, vol.id, "deleting", DELETABLE,
                   lambda v: drv.delete_volume(volume_dict(v)),
                   fail="error_deleting", done="deleted", check=_no_snapshots)
+        try:
+            backup_mod.Backups(self).volume_deleted(vol.id)
+        except exception.XensmError as exc:
+            LOG.error("Volume %s is deleted, but the changed-block records its backups "
+                      "kept on the SR were not all removed: %s", vol.id, exc)
         return self.inventory.get(Volume, vol.id)
 
     @staticmethod

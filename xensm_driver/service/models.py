@@ -19,6 +19,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from sqlalchemy import BigInteger
+from sqlalchemy import Boolean
 from sqlalchemy import DateTime
 from sqlalchemy import ForeignKey
 from sqlalchemy import Integer
@@ -34,7 +36,8 @@ from sqlalchemy.orm import mapped_column
 #: on MySQL (its DATETIME keeps whole seconds unless told). 3: snapshot
 #: schedules (the ``schedules`` and ``schedule_runs`` tables, nothing else).
 #: 4: VM snapshots (the vm_snapshots table, snapshots.vm_snapshot_id).
-SCHEMA_VERSION = 4
+#: 5: the backups table.
+SCHEMA_VERSION = 5
 
 ID = String(36)
 #: A UTC time to the microsecond on every database (records list in
@@ -231,9 +234,50 @@ class ScheduleRun(Base):
         return Record.to_dict(self)  # type: ignore[arg-type]
 
 
+class Backup(Record, Base):
+    """A backup of a volume (through a snapshot of it) in an object store.
+
+    Its objects are ``<prefix><id>/manifest.json`` and one object per
+    stored chunk beside it. ``parent_id`` is the backup an incremental one
+    builds on (None for a full backup): the chain is followed through it,
+    and a backup that is some other live backup's parent is not deleted.
+    ``cbt_vdi_uuid`` is the VDI whose changed-block tracking log the next
+    incremental backup starts from (a snapshot whose data was destroyed:
+    type cbt_metadata; or, for a backup of a snapshot, that snapshot's VDI,
+    ``cbt_vdi_owned`` false: not the backup's to destroy).
+    """
+
+    __tablename__ = "backups"
+
+    backend: Mapped[str] = mapped_column(ForeignKey("backends.name"), index=True)
+    volume_id: Mapped[str] = mapped_column(ForeignKey("volumes.id"), index=True)
+    #: The snapshot backed up, when one was named (else the backup made its own).
+    snapshot_id: Mapped[str | None] = mapped_column(ForeignKey("snapshots.id"), default=None,
+                                                    index=True)
+    target: Mapped[str] = mapped_column(String(255))
+    container: Mapped[str] = mapped_column(String(255))
+    prefix: Mapped[str] = mapped_column(String(255))
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("backups.id"), default=None,
+                                                  index=True)
+    incremental: Mapped[bool] = mapped_column(Boolean, default=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    chunk_size: Mapped[int] = mapped_column(Integer, default=0)
+    #: The VDI read (the backup's own snapshot, or the named snapshot's).
+    source_vdi_uuid: Mapped[str | None] = mapped_column(String(36), default=None)
+    cbt_vdi_uuid: Mapped[str | None] = mapped_column(String(36), default=None)
+    cbt_vdi_owned: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: What it cost: bytes read through XAPI, bytes put in the store, chunks
+    #: stored, and (incremental) the 64 KiB blocks XAPI said changed.
+    bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_stored: Mapped[int] = mapped_column(BigInteger, default=0)
+    chunks_stored: Mapped[int] = mapped_column(Integer, default=0)
+    changed_blocks: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
 #: Object kinds by the name the CLI and messages use.
 KINDS: dict[str, type[Record]] = {
     "volume": Volume, "snapshot": Snapshot, "group": Group, "group snapshot": GroupSnapshot,
     "schedule": Schedule,
     "VM snapshot": VMSnapshot,
+    "backup": Backup,
 }

@@ -25,6 +25,7 @@ from typing import Any
 
 from . import storage
 from . import where
+from .cbt import CbtLogs
 from .db import Database
 from .db import save_tables
 from .errors import sm_error
@@ -56,6 +57,7 @@ TASK_FINISHED_TTL = 65 * 60.0
 TASK_PENDING_TTL = 24 * 3600.0
 BUSY_TIMEOUT = 600.0        # how long a VDI operation queues behind another
 ARRAY_ROUND = 1024 * 1024   # netapp/equal LUN sizes are whole MiB
+DATA_DESTROY_VBD_WAIT = 4.0  # xapi_vdi.ml: data_destroy = _data_destroy ~timeout:4
 
 _SR_OPS = {'VDI_CREATE': ['vdi_create'], 'VDI_DELETE': ['vdi_destroy'],
            'VDI_RESIZE': ['vdi_resize'], 'VDI_INTRODUCE': ['vdi_introduce'],
@@ -70,7 +72,7 @@ _VDI_OPS = {'VDI_DELETE': ['destroy'], 'VDI_SNAPSHOT': ['snapshot'],
             'VDI_RESET_ON_BOOT': ['set_on_boot'],
             'VDI_GENERATE_CONFIG': ['generate_config'],
             'VDI_CONFIG_CBT': ['enable_cbt', 'disable_cbt',
-                               'list_changed_blocks']}
+                               'list_changed_blocks', 'data_destroy']}
 
 
 @dataclass
@@ -164,6 +166,10 @@ class Xapi:
         self.attached: dict[str, Attachment] = {}
         self.space: dict[str, list[int]] = {}
         self.vhd_children: dict[str, dict[str, None]] = {}
+        # Changed-block tracking logs by VDI uuid (sim/cbt.py).
+        self.cbt = CbtLogs()
+        # Where the pool's NBD server listens (set by the Simulator).
+        self.nbd_address: tuple[str, int] | None = None
         self.gc_paused = False
         # SRs whose coalescer was kicked and has not run yet (sm _kickGC).
         self.gc_pending: set[str] = set()
@@ -1686,6 +1692,9 @@ class Xapi:
                          att: Attachment) -> None:
         be = att.backend
         sr = rec['SR']
+        # sm VDI.delete: the CBT log's neighbours are relinked and its
+        # bitmap coalesced into its child's (sim/cbt.py).
+        self.cbt.delete(rec['uuid'])
         if be.fmt == 'lun':
             for vbd in self.db.children('VBD', 'VDI', vdi):
                 self.db.destroy('VBD', vbd)
@@ -1851,6 +1860,7 @@ class Xapi:
             self._need(sr, be, 'VDI_CLONE' if clone else 'VDI_SNAPSHOT')
             if not rec['managed']:
                 raise XapiError('VDI_NOT_MANAGED', vdi)
+            self._not_cbt_metadata(vdi, rec)
             if not clone and rec['sharable']:
                 raise XapiError('VDI_IS_SHARABLE', vdi)
             if rec['on_boot'] == 'reset':
@@ -2036,6 +2046,9 @@ class Xapi:
                            'allocation': 'thick' if thick else 'thin'},
                 physical_utilisation=self._phys(be, vs, [], thick=thick)))
         self._vdi_meta_sync(snap)
+        if rec['cbt_enabled'] and not clone:
+            # sm VDI._cbt_snapshot: the leaf's log becomes the snapshot's.
+            self.cbt.snapshot(rec['uuid'], snap_uuid)
         return snap
 
     @api('VDI.copy', 'vdi:ref:VDI sr:ref:SR base_vdi:ref:VDI '
@@ -2045,6 +2058,7 @@ class Xapi:
         with self.lock:
             src = self.db.get('VDI', vdi)
             self._att(src['SR'])
+            self._not_cbt_metadata(vdi, src)
             if base_vdi != NULL_REF:
                 self.db.get('VDI', base_vdi)
             # xen-api xapi_vdi.ml check_operation_error (run by
@@ -2109,9 +2123,11 @@ class Xapi:
                 dst_att = self._att(dst_rec['SR'])
                 dst_path = self._data_path(dst_rec, dst_att)
                 vsize = src['virtual_size']
-            blocks = self._copy_data(src_path, dst_path, vsize)
+            written: list[tuple[int, int]] = []
+            blocks = self._copy_data(src_path, dst_path, vsize, written)
             with self.lock:
                 self._record_blocks(target, blocks, replace=created)
+                self.cbt_mark(target, written)
             return target
         except Exception:
             if created:
@@ -2136,8 +2152,11 @@ class Xapi:
             self._vdi_forget_record(vdi)
 
     @staticmethod
-    def _copy_data(src: str, dst: str, size: int) -> list[list[int]]:
-        """Copy ``size`` bytes sparsely; return the 2 MiB blocks written."""
+    def _copy_data(src: str, dst: str, size: int,
+                   written: list[tuple[int, int]] | None = None
+                   ) -> list[list[int]]:
+        """Copy ``size`` bytes sparsely; return the 2 MiB blocks written
+        (and add the byte extents written to ``written``)."""
         blocks: list[list[int]] = []
         with open(src, 'rb') as fs, open(dst, 'r+b') as fd:
             sfd, dfd = fs.fileno(), fd.fileno()
@@ -2151,6 +2170,8 @@ class Xapi:
                     os.pwrite(dfd, chunk, pos)
                     pos += len(chunk)
                 if end > off:
+                    if written is not None:
+                        written.append((off, end - off))
                     blocks = storage.runs_add(blocks, off // VHD_BLOCK,
                                               (end - 1) // VHD_BLOCK + 1)
         return blocks
@@ -2192,6 +2213,7 @@ class Xapi:
             raise XapiError('VDI_IN_USE', vdi, 'resize')
         if not rec['managed']:
             raise XapiError('VDI_NOT_MANAGED', vdi)
+        self._not_cbt_metadata(vdi, rec)
         self._claim([vdi], 'resize')
         try:
             self._claim_sr(sr, 'vdi_resize')
@@ -2222,6 +2244,7 @@ class Xapi:
                 f.truncate(new)
             blocks = meta.get('blocks', [])
             self._meta_write(att, rec['uuid'], lv=lv, vsize=new)
+            self.cbt.resize(rec['uuid'], new)     # sm VDI.resize_cbt
             self._vdi_update(vdi, virtual_size=new,
                              physical_utilisation=self._phys(
                                  be, new, blocks, lv,
@@ -2274,6 +2297,11 @@ class Xapi:
         return self._set_cbt(vdi, False)
 
     def _set_cbt(self, vdi: str, enabled: bool) -> str:
+        # xen-api xapi_vdi.ml check_operation_error (`enable_cbt |
+        # `disable_cbt) and change_cbt_status: refused on snapshots and on
+        # types other than user/system (cbt_metadata included) and with
+        # on_boot=reset; a no-op when already so. sm VDI._enable_cbt /
+        # _disable_cbt make or delete the log (sim/cbt.py).
         rec = self.db.get('VDI', vdi)
         att = self._att(rec['SR'])
         self._need(rec['SR'], att.backend, 'VDI_CONFIG_CBT')
@@ -2282,9 +2310,109 @@ class Xapi:
                             'VDI is a snapshot: %s' % vdi)
         if rec['type'] not in ('user', 'system'):
             raise XapiError('VDI_INCOMPATIBLE_TYPE', vdi, rec['type'])
+        if rec['on_boot'] == 'reset':
+            raise XapiError('VDI_ON_BOOT_MODE_INCOMPATIBLE_WITH_OPERATION')
         if rec['cbt_enabled'] != enabled:
+            if enabled:
+                self.cbt.enable(rec['uuid'], rec['virtual_size'])
+            else:
+                self.cbt.disable(rec['uuid'])
             self._vdi_update(vdi, cbt_enabled=enabled)
         return ''
+
+    def _not_cbt_metadata(self, vdi: str, rec: dict[str, Any]) -> None:
+        """xen-api xapi_vdi.ml check_operation_error
+        (allowed_for_cbt_metadata_vdi): a VDI whose data was destroyed
+        refuses clone, copy, snapshot, resize, CBT changes and reads."""
+        if rec['type'] == 'cbt_metadata':
+            raise XapiError('VDI_INCOMPATIBLE_TYPE', vdi, 'cbt_metadata')
+
+    def cbt_mark(self, vdi: str, extents: list[tuple[int, int]]) -> None:
+        """Note writes to ``vdi`` in its CBT log (tapdisk sets the bit of
+        every 64 KiB block a write touches). Caller holds the lock."""
+        rec = self.db.tables['VDI'].get(vdi)
+        if rec is None or not rec['cbt_enabled']:
+            return
+        for off, length in extents:
+            self.cbt.mark(rec['uuid'], off, length)
+
+    @api('VDI.list_changed_blocks', 'vdi_from:ref:VDI vdi_to:ref:VDI')
+    def vdi_list_changed_blocks(self, s: str, vdi_from: str,
+                                vdi_to: str) -> str:
+        """xen-api xapi_vdi.ml list_changed_blocks -> sm
+        VDI.list_changed_blocks: base64 of the merged bitmap (sim/cbt.py);
+        SR_BACKEND_FAILURE_460 for unrelated VDIs. Allowed on
+        cbt_metadata VDIs and on VDIs attached (to snapshot VMs)."""
+        src = self.db.get('VDI', vdi_from)
+        dst = self.db.get('VDI', vdi_to)
+        att = self._att(dst['SR'])
+        self._need(dst['SR'], att.backend, 'VDI_CONFIG_CBT')
+        return self.cbt.changed(src['uuid'], dst['uuid'])
+
+    @api('VDI.data_destroy', 'self:ref:VDI')
+    def vdi_data_destroy(self, s: str, vdi: str) -> str:
+        """xen-api xapi_vdi.ml _data_destroy / check_operation_error
+        (`data_destroy): only a snapshot with cbt_enabled
+        (OPERATION_NOT_ALLOWED, VDI_NO_CBT_METADATA), not attached
+        (VDI_IN_USE [vdi, "data_destroy"] once its VBDs did not go within
+        4 s); the type becomes cbt_metadata and stays
+        so. sm VDI.data_destroy -> delete(data_only=True): the data goes,
+        the CBT log and its links stay; the record stays. Idempotent on a
+        cbt_metadata VDI."""
+        rec = self.db.get('VDI', vdi)
+        if rec['type'] == 'cbt_metadata':
+            return ''
+        sr = rec['SR']
+        att = self._att(sr)
+        self._need(sr, att.backend, 'VDI_CONFIG_CBT')
+        if not rec['is_a_snapshot']:
+            raise XapiError('OPERATION_NOT_ALLOWED',
+                            'VDI is not a snapshot: %s' % vdi)
+        if not rec['cbt_enabled']:
+            raise XapiError('VDI_NO_CBT_METADATA', vdi)
+        # xapi_vdi.ml destroy_and_data_destroy_common: first wait (4 s,
+        # data_destroy's timeout) for the VDI's VBDs to be unplugged and
+        # destroyed, then refuse if one is still attached.
+        deadline = time.monotonic() + DATA_DESTROY_VBD_WAIT
+        while self._in_use(vdi) and time.monotonic() < deadline:
+            self.cond.wait(max(0.0, deadline - time.monotonic()))
+        if self._in_use(vdi):
+            raise XapiError('VDI_IN_USE', vdi, 'data_destroy')
+        self._claim([vdi], 'data_destroy')
+        try:
+            self._claim_sr(sr, 'vdi_destroy')
+            try:
+                path = self._data_path(rec, att)
+                self._unlink(path)
+                self._meta_write(att, rec['uuid'], blocks=[], lv=0)
+                smc = {k: v for k, v in rec['sm_config'].items()
+                       if k != 'vhd-parent'}
+                self._vdi_update(vdi, type='cbt_metadata', sm_config=smc,
+                                 physical_utilisation=0)
+                self._vdi_meta_sync(vdi)
+                # The base copy it shared may now coalesce (sm _kickGC).
+                self._kick_gc(sr)
+            finally:
+                self._release_sr(sr)
+        finally:
+            self._release([vdi])
+        return ''
+
+    @api('VDI.get_nbd_info', 'self:ref:VDI')
+    def vdi_get_nbd_info(self, s: str, vdi: str) -> list[dict[str, Any]]:
+        """xen-api xapi_vdi.ml _get_nbd_info: one record per NBD address of
+        each host that sees the SR; exportname ``/<uuid>?session_id=<ref>``
+        of the calling session. The simulator has one NBD server for the
+        pool, on loopback, plain (an ``insecure_nbd`` network: no cert);
+        none running answers [] as a pool without an NBD network does."""
+        rec = self.db.get('VDI', vdi)
+        self._not_cbt_metadata(vdi, rec)
+        self._att(rec['SR'])
+        if self.nbd_address is None:
+            return []
+        host, port = self.nbd_address
+        return [{'exportname': '/%s?session_id=%s' % (rec['uuid'], s),
+                 'address': host, 'port': port, 'cert': '', 'subject': ''}]
 
     @api('VDI.update', 'vdi:ref:VDI')
     def vdi_update(self, s: str, vdi: str) -> str:
@@ -2973,6 +3101,7 @@ class Xapi:
                     raise XapiError('UUID_INVALID', 'VDI', vdi_id)
                 rec = self.db.get('VDI', vdi)
                 att = self._att(rec['SR'])
+                self._not_cbt_metadata(vdi, rec)
                 self._claim([vdi], op)
                 try:
                     path = self._data_path(rec, att)
@@ -2995,12 +3124,16 @@ class Xapi:
 
     def transfer_end(self, task: str, vdi: str, vbd: str,
                      blocks: list[list[int]] | None,
-                     error: list[str] | None) -> None:
+                     error: list[str] | None,
+                     written: list[tuple[int, int]] | None = None) -> None:
         with self.lock:
             self.task_work.discard(task)
             if self.db.exists('VBD', vbd):
                 self.db.destroy('VBD', vbd)
             self._release([vdi])
+            # Written is written, whether the task failed or not: tapdisk
+            # marked the blocks as they landed.
+            self.cbt_mark(vdi, written or [])
             if blocks and error is None:
                 self._record_blocks(vdi, blocks)
             self.task_done(task, vdi if error is None else None, error)

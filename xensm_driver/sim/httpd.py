@@ -319,6 +319,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         error: list[str] | None = None
         blocks: list[list[int]] = []
+        self._written: list[tuple[int, int]] = []
         # A client that stops sending without closing would pin the VDI
         # forever: give up after an idle period, as a stalled import fails.
         self.connection.settimeout(self.sim.data_idle_timeout)
@@ -336,7 +337,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             error = ['VDI_IO_ERROR', 'Device I/O errors']
         finally:
-            xapi.transfer_end(task, vdi, vbd, blocks, error)
+            xapi.transfer_end(task, vdi, vbd, blocks, error, self._written)
         if error and error[0] == 'VDI_IO_ERROR':
             self._drop()
 
@@ -371,6 +372,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if not data:
                     raise _IOError()
                 blocks = _write(fd, pos, data, blocks)
+                self._written.append((pos, len(data)))
                 pos += len(data)
         return blocks
 
@@ -394,6 +396,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         raise _IOError()
                     data = self._read_exact(want)
                     blocks = _write(fd, pos, data, blocks)
+                    self._written.append((pos, want))
                     pos += want
                     n -= want
                     seen += want

@@ -25,6 +25,7 @@ from .control import SimControl
 from .fabric import Fabric
 from .faults import FaultBox
 from .httpd import Server
+from .nbd import NbdServer
 from .solidfire import ElementSimulator
 from .wire import XapiError
 
@@ -139,6 +140,7 @@ class Simulator:
         self.topology: dict[str, Any] = {}
         self.port = 0
         self._servers: list[Server] = []
+        self.nbd: NbdServer | None = None
         self._threads: list[threading.Thread] = []
         self._host_refs: list[str] = []
         self._stopping = threading.Event()
@@ -156,6 +158,9 @@ class Simulator:
                   'iscsi_iqn': 'iqn.2026-01.local.xensm-sim:host%d' % i}
                  for i, a in enumerate(addrs)]
         self.xapi.bootstrap(hosts)
+        self.nbd = NbdServer(self.bind_host, self)
+        self.nbd.start()
+        self.xapi.nbd_address = (self.bind_host, self.nbd.port)
         self._host_refs = self.xapi.host_refs()
         if self.solidfire is not None:
             self.solidfire.start()
@@ -194,6 +199,10 @@ class Simulator:
             srv.shutdown()
             srv.server_close()
         self._servers = []
+        if self.nbd is not None:
+            self.nbd.stop()
+            self.nbd = None
+            self.xapi.nbd_address = None
         if self._started and self.state_dir:
             self.xapi.save_if_dirty()
         self._started = False

@@ -9,6 +9,7 @@ one call whatever the size of the SR.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import functools
@@ -131,6 +132,7 @@ class VDI:
     other_config: Mapping[str, str]
     sm_config: Mapping[str, str]
     type: str
+    cbt_enabled: bool = False
 
     @classmethod
     def from_xapi(cls, ref: str, rec: Mapping[str, Any]) -> VDI:
@@ -145,7 +147,8 @@ class VDI:
                    vbds=tuple(rec.get("VBDs") or ()),
                    other_config=dict(rec.get("other_config") or {}),
                    sm_config=dict(rec.get("sm_config") or {}),
-                   type=rec.get("type", "user"))
+                   type=rec.get("type", "user"),
+                   cbt_enabled=bool(rec.get("cbt_enabled")))
 
     @property
     def vhd_parent(self) -> str | None:
@@ -531,3 +534,32 @@ class Storage:
         """The pool object's ref and uuid (a pool has exactly one). 1 call."""
         ref, rec = next(iter(self.pool.call("pool.get_all_records").items()))
         return ref, rec["uuid"]
+
+    # -- changed-block tracking and the NBD read path (backups) ------------------
+
+    def enable_cbt(self, vdi_ref: str) -> None:
+        """Turn changed-block tracking on (idempotent in XAPI). 1 call."""
+        self.pool.call("VDI.enable_cbt", vdi_ref, obj=vdi_ref)
+
+    def disable_cbt(self, vdi_ref: str) -> None:
+        """Turn changed-block tracking off; its log is deleted. 1 call."""
+        self.pool.call("VDI.disable_cbt", vdi_ref, obj=vdi_ref)
+
+    def list_changed_blocks(self, vdi_from_ref: str, vdi_to_ref: str) -> bytes:
+        """The 64 KiB blocks changed from one VDI to a later one of its CBT
+        chain: a bitmap, block ``i`` at bit ``0x80 >> (i % 8)`` of byte
+        ``i // 8`` (XAPI returns it base64-encoded). 1 call."""
+        encoded = self.pool.call("VDI.list_changed_blocks", vdi_from_ref, vdi_to_ref,
+                                 obj=vdi_to_ref)
+        return base64.b64decode(encoded)
+
+    def data_destroy(self, vdi_ref: str) -> None:
+        """Free a CBT-enabled snapshot's data and keep its CBT log (its type
+        becomes cbt_metadata). 1 call."""
+        self.pool.call("VDI.data_destroy", vdi_ref, obj=vdi_ref)
+
+    def nbd_info(self, vdi_ref: str) -> list[dict[str, Any]]:
+        """Where XAPI's NBD server serves this VDI: ``{address, port,
+        exportname, cert, subject}`` per address; the export name carries
+        this call's session. 1 call."""
+        return list(self.pool.call("VDI.get_nbd_info", vdi_ref, obj=vdi_ref) or [])

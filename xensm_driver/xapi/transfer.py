@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import struct
 import time
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -76,6 +77,11 @@ class _Body:
                 reason="the source ended after %d of %d bytes" % (self.sent, self._size))
 
 
+def chunk_header(offset: int, length: int) -> bytes:
+    """The header of one block of a chunked import (``0, 0`` ends it)."""
+    return struct.pack("<QI", offset, length)
+
+
 def _read_chunks(source: IO[bytes]) -> Iterator[bytes]:
     while True:
         chunk = source.read(CHUNK)
@@ -96,8 +102,14 @@ def _source_size(source: IO[bytes]) -> int | None:
 
 def upload(pool: SessionPool, vdi: str, source: IO[bytes] | Iterable[bytes], *,
            size: int | None = None, progress: Progress | None = None,
-           timeout: float = 3600.0) -> int:
+           timeout: float = 3600.0, chunked: bool = False) -> int:
     """Write ``source`` into the VDI (ref or uuid) from offset 0.
+
+    With ``chunked``, ``source`` is XAPI's chunked raw format (xen-api
+    ``import_raw_vdi.ml``, ``?chunked``): blocks each preceded by their
+    offset (u64) and length (u32), little-endian, ended by a zero header
+    (see :func:`chunk_header`); only the blocks sent are written, so ranges
+    left out keep what the VDI held. ``size`` is the whole body's.
 
     ``source`` is a binary file (its size is read from it when it is a
     regular file) or an iterable of byte chunks with ``size`` given.
@@ -118,6 +130,8 @@ def upload(pool: SessionPool, vdi: str, source: IO[bytes] | Iterable[bytes], *,
     task = _new_task(pool, "xensm upload into %s" % vdi)
     try:
         query, cookies = _auth(pool, vdi, task)
+        if chunked:
+            query["chunked"] = "true"
         try:
             response = requests.put(
                 pool.url + "/import_raw_vdi", params=query, cookies=cookies, data=body,

@@ -116,6 +116,17 @@ class SchemaTest(InventoryTestCase):
         self.assertEqual("kept", self.open().get(Volume, vol.id).name)
         self.assertEqual(models.SCHEMA_VERSION, self.version())
 
+    def test_a_version_2_inventory_gets_the_backups_table(self) -> None:
+        vol = self.volume("kept")
+        self.inv.close()
+        engine = sa.create_engine(self.url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE backups"))
+        self.set_version(2)
+        self.assertEqual("kept", self.open().get(Volume, vol.id).name)
+        self.assertEqual(3, self.version())
+        self.assertIn("backups", sa.inspect(sa.create_engine(self.url)).get_table_names())
+
     def test_a_newer_inventory_is_refused(self) -> None:
         self.set_version(models.SCHEMA_VERSION + 1)
         err = self.assertRaises(inv.InventoryError, self.open)
