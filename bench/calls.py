@@ -114,6 +114,41 @@ def _floor_counts(sim: SimProcess, sr_uuid: str) -> dict[str, dict[str, int]]:
         fc.close()
 
 
+#: The verbs of the mixed cycle, which SameCallsClient makes as the driver does.
+SAME_CALLS_VERBS = ("create_volume", "create_snapshot", "create_cloned_volume",
+                    "delete_snapshot", "delete_volume")
+
+
+def _same_calls_counts(sim: SimProcess, sr_uuid: str) -> dict[str, dict[str, int]]:
+    """The same-calls floor's requests per verb of the cycle, by method."""
+    fc = floor.SameCallsClient(sim.url, "root", sim.password)
+    counted = Counted(sim)
+    out: dict[str, dict[str, int]] = {}
+
+    def run(verb: str, fn: Any) -> Any:
+        result, calls, _ = counted(fn)
+        out[verb] = calls
+        return result
+
+    try:
+        sr_ref = fc.sr_ref(sr_uuid)
+        vol = identity.volume("same-calls")
+        snap = identity.snapshot("same-calls")
+        clone = identity.volume("same-calls-clone")
+        vol_uuid = run("create_volume", lambda: fc.create_volume(
+            sr_ref, GiB, vol.name_label, vol.tags()))
+        snap_uuid = run("create_snapshot", lambda: fc.copy(
+            sr_ref, vol_uuid, vol.name_label, snap.name_label, snap.tags(), "snapshot"))
+        clone_uuid = run("create_cloned_volume", lambda: fc.copy(
+            sr_ref, vol_uuid, vol.name_label, clone.name_label, clone.tags(), "clone"))
+        run("delete_snapshot", lambda: fc.delete(sr_ref, snap_uuid, snap.name_label))
+        fc.delete(sr_ref, clone_uuid, clone.name_label)
+        run("delete_volume", lambda: fc.delete(sr_ref, vol_uuid, vol.name_label))
+        return out
+    finally:
+        fc.close()
+
+
 def measure(sim: SimProcess, backends: tuple[str, ...]) -> dict[str, Any]:
     """``{backend: {verb: {driver, floor, old_driver, ...}}}``.
 
@@ -127,6 +162,7 @@ def measure(sim: SimProcess, backends: tuple[str, ...]) -> dict[str, Any]:
         counts = _driver_counts(sim, sr_type)
         server, client = counts["server"], counts["client"]
         floor_calls = _floor_counts(sim, counts["sr_uuid"]) if counts["sr_uuid"] else None
+        same_calls = _same_calls_counts(sim, counts["sr_uuid"]) if sr_type == "nfs" else {}
         per_verb: dict[str, Any] = {}
         for verb in floor.VERBS:
             driver_calls = sum(server[verb].values())
@@ -142,8 +178,13 @@ def measure(sim: SimProcess, backends: tuple[str, ...]) -> dict[str, Any]:
                 "rows": sum(counts["rows"][verb].values()),
                 "rows_by_method": counts["rows"][verb],
                 # A task's status is polled until it ends: timing decides how often.
-                "task_polls": server[verb].get("task.get_status", 0),
+                "task_polls": server[verb].get("task.get_record", 0),
             }
+            if verb in same_calls:
+                entry["same_calls_methods"] = same_calls[verb]
+                if same_calls[verb] != server[verb]:
+                    raise AssertionError("the same-calls floor made %s for %s, the driver %s"
+                                         % (same_calls[verb], verb, server[verb]))
             if floor_calls is not None:
                 entry["floor"] = sum(floor_calls[verb].values())
                 entry["floor_methods"] = floor_calls[verb]

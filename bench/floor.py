@@ -134,3 +134,59 @@ class FloorClient:
         rec = self.x.SR.get_record(sr_ref)
         return {k: int(rec[k]) for k in ("physical_size", "physical_utilisation",
                                          "virtual_allocation")}
+
+
+class SameCallsClient(FloorClient):
+    """The bare SDK making exactly the driver's calls for the mixed cycle.
+
+    The same XAPI methods, as many of each, with the same filters and on the
+    same objects as the driver's nfs flows make them (bench/calls.py counts
+    the driver's; tests/functional/test_bench.py holds the two equal), but
+    no engine, no checks, no retries, one session per caller: throughput
+    against this floor is the driver's overhead apart from its call count.
+    """
+
+    @staticmethod
+    def _named(sr_ref: str, *names: str, uuid: str = "") -> str:
+        terms = ['(field "name__label"="%s" and field "SR"="%s")' % (n, sr_ref)
+                 for n in names]
+        if uuid:
+            terms.append('field "uuid"="%s"' % uuid)
+        return " or ".join(terms)
+
+    def _find(self, sr_ref: str, *names: str, uuid: str = "") -> dict[str, Any]:
+        return dict(self.x.VDI.get_all_records_where(self._named(sr_ref, *names, uuid=uuid)))
+
+    def create_volume(self, sr_ref: str, size_bytes: int, name_label: str,
+                      tags: Mapping[str, str]) -> str:
+        # claim, create, identify, release.
+        key = "xensm-claim-" + name_label
+        self.x.SR.add_to_other_config(sr_ref, key, "floor")
+        ref = self.x.VDI.create({
+            "SR": sr_ref, "virtual_size": str(size_bytes), "type": "user",
+            "sharable": False, "read_only": False, "name_label": name_label,
+            "name_description": "", "other_config": dict(tags), "sm_config": {},
+            "xenstore_data": {}, "tags": []})
+        uuid = self._find(sr_ref, name_label)[ref]["uuid"]
+        self.x.SR.remove_from_other_config(sr_ref, key)
+        return str(uuid)
+
+    def copy(self, sr_ref: str, source_uuid: str, source_name: str, name_label: str,
+             tags: Mapping[str, str], verb: str) -> str:
+        # find the source, (its chain), mark it, copy, name, tag, unmark, identify.
+        source_ref, source = next(iter(self._find(sr_ref, source_name,
+                                                  uuid=source_uuid).items()))
+        if source.get("sm_config", {}).get("vhd-parent"):
+            self.x.VDI.get_all_records_where(
+                'field "managed"="false" and field "SR"="%s"' % sr_ref)
+        key = "xensm-making-" + name_label
+        self.x.VDI.add_to_other_config(source_ref, key, source_uuid)
+        ref = getattr(self.x.VDI, verb)(source_ref, {})
+        self.x.VDI.set_name_label(ref, name_label)
+        self.x.VDI.set_other_config(ref, dict(tags))
+        self.x.VDI.remove_from_other_config(source_ref, key)
+        return str(self._find(sr_ref, name_label)[ref]["uuid"])
+
+    def delete(self, sr_ref: str, vdi_uuid: str, name_label: str) -> None:
+        # look it (and what was made for it) up, destroy.
+        self.x.VDI.destroy(next(iter(self._find(sr_ref, name_label, uuid=vdi_uuid))))

@@ -61,14 +61,16 @@ def rows_per_verb_table(res: dict[str, Any]) -> str:
 def throughput_table(res: dict[str, Any]) -> str:
     rows = []
     for r in res["throughput"]["rows"]:
-        d, f = r["driver"], r["floor"]
+        d, f, same = r["driver"], r["floor"], r["same_calls"]
         rows.append([r["latency_ms"], r["concurrency"], r["driver_pool_size"],
-                     d["ops_per_s"], f["ops_per_s"], r["ratio"], d["calls_per_op"],
-                     f["calls_per_op"], d["client_cpu_ms_per_op"],
-                     f["client_cpu_ms_per_op"]])
+                     d["ops_per_s"], f["ops_per_s"], same["ops_per_s"], r["ratio"],
+                     r["same_calls_ratio"], d["calls_per_op"], f["calls_per_op"],
+                     d["client_cpu_ms_per_op"], f["client_cpu_ms_per_op"],
+                     same["client_cpu_ms_per_op"]])
     return table(["latency ms", "callers", "pool", "driver ops/s", "floor ops/s",
-                  "driver/floor", "driver calls/op", "floor calls/op",
-                  "driver CPU ms/op", "floor CPU ms/op"], rows)
+                  "same-calls ops/s", "driver/floor", "driver/same-calls",
+                  "driver calls/op", "floor calls/op", "driver CPU ms/op",
+                  "floor CPU ms/op", "same-calls CPU ms/op"], rows)
 
 
 def scale_table(res: dict[str, Any]) -> str:
@@ -147,8 +149,10 @@ def render(res: dict[str, Any]) -> str:
         "Throughput, mixed workload (%s) on %s, best of %d runs of %ss each; "
         "driver/floor > 1 means the driver is faster. The driver is one instance "
         "shared by the callers with a pool of 'pool' XAPI sessions; the floor "
-        "gives every caller its own session. CPU is the bench process's, the "
-        "simulator runs in another"
+        "(fewest calls) and the same-calls floor (exactly the driver's calls, "
+        "bench/floor.py SameCallsClient) give every caller its own session, so "
+        "driver/same-calls is the driver's overhead apart from its call count. "
+        "CPU is the bench process's, the simulator runs in another"
         % (tp["cycle"], tp["sr_type"], tp["repeats"], tp["seconds_per_run"]),
         "",
         throughput_table(res),

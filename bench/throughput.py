@@ -19,6 +19,7 @@ from bench.common import make_driver
 from bench.common import pool_size
 from bench.common import server_calls
 from bench.floor import FloorClient
+from bench.floor import SameCallsClient
 from bench.simproc import SimProcess
 from xensm_driver import driver as driver_mod
 
@@ -54,6 +55,7 @@ def measure(sim: SimProcess, settings: Settings) -> dict[str, Any]:
                                    xenapi_connection_pool_size=top)
     sr_uuid = drivers[None].backend.sr_uuid
     clients = [FloorClient(sim.url, "root", sim.password) for _ in range(top)]
+    same = [SameCallsClient(sim.url, "root", sim.password) for _ in range(top)]
     sr_ref = clients[0].sr_ref(sr_uuid)
     rows: list[dict[str, Any]] = []
     try:
@@ -63,27 +65,35 @@ def measure(sim: SimProcess, settings: Settings) -> dict[str, Any]:
                 floor_cycles = [functools.partial(workload.floor_cycle, fc, sr_ref)
                                 for fc in clients[:conc]]
                 pools = [None] + ([top] if conc == top and top in drivers else [])
+                same_cycles = [functools.partial(workload.same_calls_cycle, fc, sr_ref)
+                               for fc in same[:conc]]
                 floor_runs: list[dict[str, Any]] = []
+                same_runs: list[dict[str, Any]] = []
                 driver_runs: dict[int | None, list[dict[str, Any]]] = {p: [] for p in pools}
                 for _ in range(settings.repeats):
                     floor_runs.append(_one(sim, floor_cycles, settings.duration))
+                    same_runs.append(_one(sim, same_cycles, settings.duration))
                     for pool in pools:
                         cycle = functools.partial(workload.driver_cycle, drivers[pool])
                         driver_runs[pool].append(
                             _one(sim, [cycle] * conc, settings.duration))
                 floor_best = _best(floor_runs)
+                same_best = _best(same_runs)
                 for pool in pools:
                     drv_best = _best(driver_runs[pool])
                     rows.append({
                         "latency_ms": latency_ms, "concurrency": conc,
                         "driver_pool_size": pool_size(drivers[pool]),
                         "ratio": round(drv_best["ops_per_s"] / floor_best["ops_per_s"], 3),
-                        "driver": drv_best, "floor": floor_best})
+                        "same_calls_ratio": round(
+                            drv_best["ops_per_s"] / same_best["ops_per_s"], 3),
+                        "driver": drv_best, "floor": floor_best,
+                        "same_calls": same_best})
     finally:
         sim.ctl.set_latency(0.0)
         for drv in drivers.values():
             drv.close()
-        for fc in clients:
+        for fc in [*clients, *same]:
             fc.close()
     return {"sr_type": SR_TYPE, "cycle": "create, snapshot, clone, delete x3",
             "ops_per_cycle": workload.OPS_PER_CYCLE, "seconds_per_run": settings.duration,

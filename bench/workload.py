@@ -19,6 +19,7 @@ from bench.common import GiB
 from bench.common import new_snapshot
 from bench.common import new_volume
 from bench.floor import FloorClient
+from bench.floor import SameCallsClient
 from xensm_driver import identity
 
 if TYPE_CHECKING:
@@ -48,6 +49,22 @@ def floor_cycle(fc: FloorClient, sr_ref: str) -> int:
     fc.delete_volume(clone)
     fc.delete_snapshot(snap)
     fc.delete_volume(vol)
+    return OPS_PER_CYCLE
+
+
+def same_calls_cycle(fc: SameCallsClient, sr_ref: str) -> int:
+    """The cycle with exactly the driver's calls (SameCallsClient)."""
+    vol = identity.volume(str(uuid.uuid4()))
+    snap = identity.snapshot(str(uuid.uuid4()))
+    clone = identity.volume(str(uuid.uuid4()))
+    vol_uuid = fc.create_volume(sr_ref, GiB, vol.name_label, vol.tags())
+    snap_uuid = fc.copy(sr_ref, vol_uuid, vol.name_label, snap.name_label, snap.tags(),
+                        "snapshot")
+    clone_uuid = fc.copy(sr_ref, vol_uuid, vol.name_label, clone.name_label, clone.tags(),
+                         "clone")
+    fc.delete(sr_ref, clone_uuid, clone.name_label)
+    fc.delete(sr_ref, snap_uuid, snap.name_label)
+    fc.delete(sr_ref, vol_uuid, vol.name_label)
     return OPS_PER_CYCLE
 
 

@@ -15,6 +15,7 @@ from typing import cast
 
 import testtools
 
+from bench import calls
 from bench import floor
 from bench import report
 from bench import suite
@@ -82,6 +83,10 @@ class TestBenchQuick(testtools.TestCase):
             lookups = REVERT_LOOKUPS[0] if sr_type in VHD_CHAIN else REVERT_LOOKUPS[1]
             self.assertEqual(dict(REVERT_CALLS, **{"VDI.get_all_records_where": lookups}),
                              revert, sr_type)
+            if sr_type == "nfs":
+                for verb in calls.SAME_CALLS_VERBS:
+                    self.assertEqual(verbs[verb]["driver_methods"],
+                                     verbs[verb]["same_calls_methods"], verb)
             for verb in floor.VERBS:
                 where = "%s %s" % (sr_type, verb)
                 self.assertEqual(floor.FLOOR[verb], verbs[verb]["floor"], where)
