@@ -168,7 +168,10 @@ class SharedInventoryTests:
                                  "WHERE id = :id"),
                          {"owner": inventory.this_owner(), "id": vol["id"]})
             proc = self.spawn("volume", "delete", vol["id"])
-            self.wait_for("the delete to wait for the row lock", self.lock_waits)
+            # A fresh xensm process starts, imports the driver and reaches
+            # the claim: seconds on a quiet machine, far more on a busy one.
+            self.wait_for("the delete to wait for the row lock", self.lock_waits,
+                          timeout=90)
             self.assertIsNone(proc.poll())
             self.assertEqual("available", self.j("volume", "show", vol["id"])["status"])
             trans.commit()
