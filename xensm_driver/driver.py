@@ -369,13 +369,7 @@ class XenAPISMDriver(interface.VolumeDriver):
             return self._retype_qos(volume, new_type, diff, host)
         if diff and (base.field(diff, "encryption") or base.field(diff, "qos_specs")):
             return False, None
-        dest = destination(host)
-        if dest is None:
-            return False, None
-        update = self.migrate_to(volume, dest)
-        if update is None:
-            return False, None
-        return True, update or None
+        return self.migrate_volume(context, volume, host)
 
     def _retype_qos(self, volume: Any, new_type: Any, diff: Any,
                     host: Any) -> tuple[bool, Any]:

@@ -611,6 +611,25 @@ class Backend:
                 if k.secret and self.options.values.get(k.option)}
 
 
+class GroupsAsRecords(Backend):
+    """Groups that are only records on the storage side: made and updated
+    with no storage call, deleted member by member. What makes a group
+    snapshot consistent is each family's own (create_group_snapshot)."""
+
+    def create_group(self, group: Any) -> dict[str, str]:
+        return {"status": "available"}
+
+    def delete_group(self, group: Any, volumes: list[VolumeSpec]) -> tuple[Any, Any]:
+        updates = []
+        for volume in volumes:
+            self.delete_volume(volume)
+            updates.append({"id": volume.id, "status": "deleted"})
+        return {"status": "deleted"}, updates
+
+    def update_group(self, group: Any, add_volumes: Any, remove_volumes: Any) -> tuple[Any, ...]:
+        return None, None, None
+
+
 def paginate(entries: list[dict[str, Any]], marker: Any, limit: int | None, offset: int | None,
              sort_keys: list[str] | None, sort_dirs: list[str] | None) -> list[dict[str, Any]]:
     """Sort and page manageable entries as Cinder's API expects.

@@ -56,7 +56,7 @@ _STORAGELINK_HINT = (
     "still does, or pick an SR type the pool offers (lvmoiscsi on the array's LUN).")
 
 
-class SRBackend(base.Backend):
+class SRBackend(base.GroupsAsRecords):
     """A back end whose volumes are VDIs on one SM-native SR."""
 
     #: Said after "not installed on this pool" when the SM type is missing.
@@ -505,22 +505,9 @@ class SRBackend(base.Backend):
         return identity.model_update(self.sr_uuid, vdi.uuid)
 
     # -- groups ---------------------------------------------------------------
-    # A group is only a record here; what makes a group snapshot consistent
-    # is that the VMs holding its volumes are paused around the per-VDI
-    # snapshots (flows.group_snapshot).
-
-    def create_group(self, group: Any) -> dict[str, str]:
-        return {"status": "available"}
-
-    def delete_group(self, group: Any, volumes: list[VolumeSpec]) -> tuple[Any, Any]:
-        updates = []
-        for volume in volumes:
-            self.delete_volume(volume)
-            updates.append({"id": volume.id, "status": "deleted"})
-        return {"status": "deleted"}, updates
-
-    def update_group(self, group: Any, add_volumes: Any, remove_volumes: Any) -> tuple:
-        return None, None, None
+    # A group is only a record here (base.GroupsAsRecords); what makes a
+    # group snapshot consistent is that the VMs holding its volumes are
+    # paused around the per-VDI snapshots (flows.group_snapshot).
 
     def create_group_snapshot(self, group_snapshot: Any,
                               snapshots: list[SnapshotSpec]) -> tuple[Any, Any]:

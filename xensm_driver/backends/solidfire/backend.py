@@ -57,7 +57,7 @@ from xensm_driver.xapi.storage import VDI
 
 LOG = logging.getLogger(__name__)
 
-class SolidFireBackend(base.Backend):
+class SolidFireBackend(base.GroupsAsRecords):
     SR_TYPE: ClassVar[str] = "solidfire"
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset({
         base.THIN, base.SNAPSHOT, base.CLONE, base.REVERT, base.EXTEND,
@@ -833,19 +833,6 @@ class SolidFireBackend(base.Backend):
                     introduce_sr_keys=sorted(["sr_type", *dc]))
 
     # -- groups ---------------------------------------------------------------
-
-    def create_group(self, group: Any) -> dict[str, str]:
-        return {"status": "available"}
-
-    def delete_group(self, group: Any, volumes: list[VolumeSpec]) -> tuple[Any, Any]:
-        updates = []
-        for volume in volumes:
-            self.delete_volume(volume)
-            updates.append({"id": volume.id, "status": "deleted"})
-        return {"status": "deleted"}, updates
-
-    def update_group(self, group: Any, add_volumes: Any, remove_volumes: Any) -> tuple:
-        return None, None, None
 
     def create_group_snapshot(self, group_snapshot: Any,
                               snapshots: list[SnapshotSpec]) -> tuple[Any, Any]:
