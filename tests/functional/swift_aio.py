@@ -11,7 +11,7 @@ Swift API: auth URL ``<url>/auth/v1.0``, user ``test:tester``, key
 ``Sw1ft-k3y-t35t``.
 
 Tests skip (naming what is missing) when the ``swift`` package or
-``memcached`` is not installed; test-requirements.txt brings the first,
+``memcached`` is not installed; backup-test-requirements.txt brings the first,
 the distribution's ``memcached`` package the second.
 """
 
